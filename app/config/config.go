@@ -1,0 +1,107 @@
+// Package config reads Hearth's configuration: defaults, then HEARTH_* environment variables,
+// then command-line flags, each overriding the one before.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+)
+
+// DefaultGuestCIDRs are the networks a guest IP may lie in unless configured otherwise:
+// the RFC 1918 private ranges and IPv6 unique local addresses.
+const DefaultGuestCIDRs = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fd00::/8"
+
+// Config is everything `hearth serve` needs to know.
+type Config struct {
+	Listen        string         // HEARTH_LISTEN
+	DataDir       string         // HEARTH_DATA_DIR
+	DatabaseURL   string         // HEARTH_DATABASE_URL; "" means SQLite in DataDir
+	AdminPassword string         // HEARTH_ADMIN_PASSWORD
+	PublicURL     string         // HEARTH_PUBLIC_URL
+	GuestCIDRs    []netip.Prefix // HEARTH_GUEST_CIDRS
+	LogLevel      string         // HEARTH_LOG_LEVEL
+}
+
+// Load builds a Config from getenv and then args (flags without the subcommand). Flags the
+// subcommand does not need are accepted anyway so that one env/flag vocabulary serves all.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	env := func(key, def string) string {
+		if v := getenv(key); v != "" {
+			return v
+		}
+		return def
+	}
+	fs := flag.NewFlagSet("hearth", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c Config
+	var cidrs string
+	fs.StringVar(&c.Listen, "listen", env("HEARTH_LISTEN", "127.0.0.1:8080"), "address to serve HTTP on (HEARTH_LISTEN)")
+	fs.StringVar(&c.DataDir, "data-dir", env("HEARTH_DATA_DIR", "./data"), "directory for the SQLite database and VM files (HEARTH_DATA_DIR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", env("HEARTH_DATABASE_URL", ""), "postgres:// URL; empty uses SQLite in the data dir (HEARTH_DATABASE_URL)")
+	fs.StringVar(&c.AdminPassword, "admin-password", env("HEARTH_ADMIN_PASSWORD", ""), "password for user admin, created on a first start with no users (HEARTH_ADMIN_PASSWORD)")
+	fs.StringVar(&c.PublicURL, "public-url", env("HEARTH_PUBLIC_URL", ""), "URL guests use to reach the manager (HEARTH_PUBLIC_URL)")
+	fs.StringVar(&cidrs, "guest-cidrs", env("HEARTH_GUEST_CIDRS", DefaultGuestCIDRs), "comma-separated networks a guest IP may lie in (HEARTH_GUEST_CIDRS)")
+	fs.StringVar(&c.LogLevel, "log-level", env("HEARTH_LOG_LEVEL", "info"), "debug, info, warn or error (HEARTH_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var err error
+	if c.GuestCIDRs, err = ParseCIDRs(cidrs); err != nil {
+		return Config{}, fmt.Errorf("guest cidrs: %w", err)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return Config{}, fmt.Errorf("listen address %q: %w", c.Listen, err)
+	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return Config{}, errors.New("database url must be empty (SQLite) or start with postgres://")
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Listen
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Config{}, fmt.Errorf("public url %q must be an absolute http(s) URL", c.PublicURL)
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return Config{}, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return c, nil
+}
+
+// ParseCIDRs parses a comma-separated list of networks; it needs at least one.
+func ParseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a network in CIDR form", f)
+		}
+		if p != p.Masked() {
+			return nil, fmt.Errorf("%q has host bits set; did you mean %s?", f, p.Masked())
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no networks given")
+	}
+	return out, nil
+}
+
+// SecureCookies reports whether cookies should carry Secure: when the public URL is https,
+// the manager is behind TLS (directly or through a proxy).
+func (c Config) SecureCookies() bool { return strings.HasPrefix(c.PublicURL, "https://") }

@@ -1,0 +1,176 @@
+// Package store keeps Hearth's records with bun, on an embedded SQLite file by default or on
+// PostgreSQL. Queries are written once; the few schema differences live in the templated
+// migrations.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	"github.com/uptrace/bun/migrate"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"hearth/app"
+	"hearth/migrations"
+)
+
+// DB is Hearth's database.
+type DB struct {
+	bun     *bun.DB
+	dialect migrations.Dialect
+	// Where reports where the data lives, for logs: a file path or a redacted URL.
+	Where string
+}
+
+// SQLiteFile is the database file name inside the data dir.
+const SQLiteFile = "hearth.db"
+
+// Open opens the database: an empty dsn means the SQLite file in dataDir (created with the
+// directory if missing), a postgres:// URL means PostgreSQL. It does not migrate.
+func Open(ctx context.Context, dsn, dataDir string) (*DB, error) {
+	if dsn == "" {
+		if err := os.MkdirAll(dataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("store: create data dir: %w", err)
+		}
+		return OpenSQLite(ctx, filepath.Join(dataDir, SQLiteFile))
+	}
+	return OpenPostgres(ctx, dsn)
+}
+
+// OpenSQLite opens (creating) the SQLite database at path, in WAL mode with foreign keys on
+// and a busy timeout so that concurrent writers wait instead of failing.
+func OpenSQLite(ctx context.Context, path string) (*DB, error) {
+	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)" +
+		"&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	sqldb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	db := &DB{bun: bun.NewDB(sqldb, sqlitedialect.New()), dialect: migrations.SQLite, Where: path}
+	if err := db.bun.PingContext(ctx); err != nil {
+		sqldb.Close()
+		return nil, fmt.Errorf("store: open sqlite %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// OpenPostgres connects to PostgreSQL at dsn.
+func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
+	sqldb, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open postgres: %w", err)
+	}
+	sqldb.SetMaxOpenConns(16)
+	db := &DB{bun: bun.NewDB(sqldb, pgdialect.New()), dialect: migrations.Postgres, Where: redact(dsn)}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.bun.PingContext(pingCtx); err != nil {
+		sqldb.Close()
+		return nil, fmt.Errorf("store: connect to postgres %s: %w", db.Where, err)
+	}
+	return db, nil
+}
+
+// redact hides a password in a URL-form DSN.
+func redact(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		if j := strings.LastIndex(dsn, "@"); j > i {
+			userinfo := dsn[i+3 : j]
+			if k := strings.Index(userinfo, ":"); k >= 0 {
+				return dsn[:i+3] + userinfo[:k] + ":xxxxx" + dsn[j:]
+			}
+		}
+	}
+	return dsn
+}
+
+// Dialect is "sqlite" or "pg".
+func (db *DB) Dialect() string { return db.dialect.Name }
+
+// Close closes the database.
+func (db *DB) Close() error { return db.bun.Close() }
+
+// Ping checks the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.bun.PingContext(ctx) }
+
+// Migrate applies every migration not yet applied and returns the names it applied.
+func (db *DB) Migrate(ctx context.Context) ([]string, error) {
+	ms := migrate.NewMigrations()
+	if err := ms.Discover(migrations.FS); err != nil {
+		return nil, fmt.Errorf("store: discover migrations: %w", err)
+	}
+	m := migrate.NewMigrator(db.bun, ms, migrate.WithTemplateData(db.dialect), migrate.WithMarkAppliedOnSuccess(true))
+	if err := m.Init(ctx); err != nil {
+		return nil, fmt.Errorf("store: init migrations: %w", err)
+	}
+	if err := m.Lock(ctx); err != nil {
+		return nil, fmt.Errorf("store: lock migrations: %w", err)
+	}
+	defer m.Unlock(ctx) //nolint:errcheck // best effort; the lock row is harmless
+	group, err := m.Migrate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: migrate: %w", err)
+	}
+	var names []string
+	for _, mg := range group.Migrations {
+		names = append(names, mg.Name)
+	}
+	return names, nil
+}
+
+// now is the store's clock: UTC, truncated to microseconds so values survive a round trip
+// through PostgreSQL unchanged.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// isUnique reports whether err is a unique-constraint violation in either dialect.
+func isUnique(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "23505"
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		return sqErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || sqErr.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// notFound turns sql.ErrNoRows into an ENOTFOUND error about what.
+func notFound(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return app.Errorf(app.ENOTFOUND, "%s not found", what)
+	}
+	return err
+}
+
+// inTx runs fn in a transaction: all of its writes land, or none.
+func (db *DB) inTx(ctx context.Context, fn func(tx bun.Tx) error) error {
+	return db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error { return fn(tx) })
+}
+
+// audit inserts e (if not nil) within tx, stamping its time.
+func audit(ctx context.Context, tx bun.IDB, e *app.AuditEntry) error {
+	if e == nil {
+		return nil
+	}
+	row := auditRow{At: now(), Actor: e.Actor, Action: e.Action, Addr: e.Addr, Detail: e.Detail}
+	if e.VMID != "" {
+		row.VMID = sql.NullString{String: e.VMID, Valid: true}
+	}
+	if _, err := tx.NewInsert().Model(&row).Exec(ctx); err != nil {
+		return fmt.Errorf("store: insert audit entry: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"hearth/app"
+)
+
+type vmRow struct {
+	bun.BaseModel `bun:"table:vms"`
+
+	ID               string         `bun:"id,pk"`
+	Name             string         `bun:"name"`
+	State            string         `bun:"state"`
+	VCPUs            int            `bun:"vcpus"`
+	MemoryMiB        int            `bun:"memory_mib"`
+	Kernel           string         `bun:"kernel"`
+	Initrd           string         `bun:"initrd"`
+	Rootfs           string         `bun:"rootfs"`
+	BootArgs         string         `bun:"boot_args"`
+	MAC              string         `bun:"mac"`
+	GuestIP          sql.NullString `bun:"guest_ip"`
+	GuestIPSource    sql.NullString `bun:"guest_ip_source"`
+	GuestIPUpdatedAt sql.NullTime   `bun:"guest_ip_updated_at"`
+	CreatedAt        time.Time      `bun:"created_at"`
+	UpdatedAt        time.Time      `bun:"updated_at"`
+}
+
+func (r *vmRow) toVM() *app.VM {
+	vm := &app.VM{ID: r.ID, Name: r.Name, State: app.VMState(r.State), VCPUs: r.VCPUs,
+		MemoryMiB: r.MemoryMiB, Kernel: r.Kernel, Initrd: r.Initrd, Rootfs: r.Rootfs,
+		BootArgs: r.BootArgs, MAC: r.MAC, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
+	if r.GuestIP.Valid {
+		vm.GuestIP = r.GuestIP.String
+		vm.GuestIPSource = app.GuestIPSource(r.GuestIPSource.String)
+		vm.GuestIPUpdatedAt = r.GuestIPUpdatedAt.Time.UTC()
+	}
+	return vm
+}
+
+func fromVM(vm *app.VM) *vmRow {
+	r := &vmRow{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs,
+		MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs,
+		BootArgs: vm.BootArgs, MAC: vm.MAC, CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt}
+	if vm.GuestIP != "" {
+		r.GuestIP = sql.NullString{String: vm.GuestIP, Valid: true}
+		r.GuestIPSource = sql.NullString{String: string(vm.GuestIPSource), Valid: true}
+		r.GuestIPUpdatedAt = sql.NullTime{Time: vm.GuestIPUpdatedAt, Valid: true}
+	}
+	return r
+}
+
+// CreateVM inserts vm with the hash of its registration token, and e in the audit log, at
+// once. It stamps vm's times. A taken name is ECONFLICT.
+func (db *DB) CreateVM(ctx context.Context, vm *app.VM, regTokenHash string, e *app.AuditEntry) error {
+	vm.CreatedAt = now()
+	vm.UpdatedAt = vm.CreatedAt
+	return db.inTx(ctx, func(tx bun.Tx) error {
+		if _, err := tx.NewInsert().Model(fromVM(vm)).Exec(ctx); err != nil {
+			if isUnique(err) {
+				return app.Errorf(app.ECONFLICT, "a VM named %q already exists", vm.Name)
+			}
+			return fmt.Errorf("store: insert vm: %w", err)
+		}
+		tok := registrationTokenRow{VMID: vm.ID, Hash: regTokenHash, CreatedAt: vm.CreatedAt}
+		if _, err := tx.NewInsert().Model(&tok).Exec(ctx); err != nil {
+			return fmt.Errorf("store: insert registration token: %w", err)
+		}
+		return audit(ctx, tx, e)
+	})
+}
+
+// VM returns the VM with the given id, or ENOTFOUND.
+func (db *DB) VM(ctx context.Context, id string) (*app.VM, error) {
+	var r vmRow
+	if err := db.bun.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
+		return nil, notFound(err, "VM")
+	}
+	return r.toVM(), nil
+}
+
+// VMs returns every VM, by name.
+func (db *DB) VMs(ctx context.Context) ([]*app.VM, error) {
+	var rows []vmRow
+	if err := db.bun.NewSelect().Model(&rows).Order("name").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("store: list vms: %w", err)
+	}
+	vms := make([]*app.VM, len(rows))
+	for i := range rows {
+		vms[i] = rows[i].toVM()
+	}
+	return vms, nil
+}
+
+// UpdateVM writes vm's definition (name, sizes, images, boot args) and e, at once, if the
+// VM's updated_at still equals vm.UpdatedAt: a concurrent change in between is ECONFLICT
+// rather than silently overwritten.
+func (db *DB) UpdateVM(ctx context.Context, vm *app.VM, e *app.AuditEntry) error {
+	seen := vm.UpdatedAt
+	return db.inTx(ctx, func(tx bun.Tx) error {
+		t := now()
+		res, err := tx.NewUpdate().Model((*vmRow)(nil)).
+			Set("name = ?", vm.Name).Set("vcpus = ?", vm.VCPUs).Set("memory_mib = ?", vm.MemoryMiB).
+			Set("kernel = ?", vm.Kernel).Set("initrd = ?", vm.Initrd).Set("rootfs = ?", vm.Rootfs).
+			Set("boot_args = ?", vm.BootArgs).Set("updated_at = ?", t).
+			Where("id = ?", vm.ID).Where("updated_at = ?", seen).Exec(ctx)
+		if err != nil {
+			if isUnique(err) {
+				return app.Errorf(app.ECONFLICT, "a VM named %q already exists", vm.Name)
+			}
+			return fmt.Errorf("store: update vm: %w", err)
+		}
+		if err := oneRow(ctx, tx, res, vm.ID); err != nil {
+			return err
+		}
+		vm.UpdatedAt = t
+		return audit(ctx, tx, e)
+	})
+}
+
+// oneRow checks that an update by id touched a row; when it did not, it tells whether the
+// VM is gone (ENOTFOUND) or changed underneath (ECONFLICT).
+func oneRow(ctx context.Context, tx bun.Tx, res sql.Result, id string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: rows affected: %w", err)
+	}
+	if n == 1 {
+		return nil
+	}
+	exists, err := tx.NewSelect().Model((*vmRow)(nil)).Where("id = ?", id).Exists(ctx)
+	if err != nil {
+		return fmt.Errorf("store: check vm: %w", err)
+	}
+	if !exists {
+		return app.Errorf(app.ENOTFOUND, "VM not found")
+	}
+	return app.Errorf(app.ECONFLICT, "the VM was changed by someone else; reload and try again")
+}
+
+// SetGuestIP sets (ip != "") or clears (ip == "") the VM's guest IP with its source, and
+// writes e, at once. It returns the updated VM.
+func (db *DB) SetGuestIP(ctx context.Context, id, ip string, source app.GuestIPSource, e *app.AuditEntry) (*app.VM, error) {
+	var out *app.VM
+	err := db.inTx(ctx, func(tx bun.Tx) error {
+		t := now()
+		q := tx.NewUpdate().Model((*vmRow)(nil)).Where("id = ?", id).Set("updated_at = ?", t)
+		if ip == "" {
+			q = q.Set("guest_ip = NULL").Set("guest_ip_source = NULL").Set("guest_ip_updated_at = NULL")
+		} else {
+			q = q.Set("guest_ip = ?", ip).Set("guest_ip_source = ?", string(source)).Set("guest_ip_updated_at = ?", t)
+		}
+		res, err := q.Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("store: set guest ip: %w", err)
+		}
+		if err := oneRow(ctx, tx, res, id); err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, e); err != nil {
+			return err
+		}
+		var r vmRow
+		if err := tx.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
+			return fmt.Errorf("store: reread vm: %w", err)
+		}
+		out = r.toVM()
+		return nil
+	})
+	return out, err
+}
+
+// DeleteVM removes the VM (its registration token goes with it) and writes e, at once.
+func (db *DB) DeleteVM(ctx context.Context, id string, e *app.AuditEntry) error {
+	return db.inTx(ctx, func(tx bun.Tx) error {
+		res, err := tx.NewDelete().Model((*vmRow)(nil)).Where("id = ?", id).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("store: delete vm: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return app.Errorf(app.ENOTFOUND, "VM not found")
+		}
+		return audit(ctx, tx, e)
+	})
+}
+
+// SetVMState records the VM's lifecycle state.
+func (db *DB) SetVMState(ctx context.Context, id string, state app.VMState, e *app.AuditEntry) error {
+	return db.inTx(ctx, func(tx bun.Tx) error {
+		res, err := tx.NewUpdate().Model((*vmRow)(nil)).Set("state = ?", string(state)).
+			Set("updated_at = ?", now()).Where("id = ?", id).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("store: set vm state: %w", err)
+		}
+		if err := oneRow(ctx, tx, res, id); err != nil {
+			return err
+		}
+		return audit(ctx, tx, e)
+	})
+}

@@ -1,0 +1,190 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"hearth/app"
+	"hearth/app/store"
+	"hearth/app/store/storetest"
+)
+
+func newVM(id, name string) *app.VM {
+	return &app.VM{ID: id, Name: name, State: app.VMDefined, VCPUs: 2, MemoryMiB: 512,
+		Kernel: "/img/vmlinux", Rootfs: "/img/rootfs.ext4", BootArgs: "console=ttyS0", MAC: "02:00:00:00:00:01"}
+}
+
+func mustCreate(t *testing.T, db *store.DB, vm *app.VM) {
+	t.Helper()
+	if err := db.CreateVM(context.Background(), vm, "hash-"+vm.ID, &app.AuditEntry{Actor: "user:admin", Action: app.AuditVMCreate, VMID: vm.ID}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVMRoundTrip(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		vm := newVM("a1", "alpha")
+		mustCreate(t, db, vm)
+		got, err := db.VM(ctx, "a1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(vm, got); diff != "" {
+			t.Errorf("VM round trip (-want +got):\n%s", diff)
+		}
+		if got.CreatedAt.IsZero() || got.CreatedAt.Location() != time.UTC {
+			t.Errorf("created_at = %v, want a UTC time", got.CreatedAt)
+		}
+		mustCreate(t, db, newVM("b2", "beta"))
+		all, err := db.VMs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 2 || all[0].Name != "alpha" || all[1].Name != "beta" {
+			t.Errorf("VMs() = %v, want alpha, beta", all)
+		}
+	})
+}
+
+func TestVMNameUnique(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mustCreate(t, db, newVM("a1", "alpha"))
+		err := db.CreateVM(ctx, newVM("a2", "alpha"), "hash-a2", nil)
+		if app.ErrorCode(err) != app.ECONFLICT {
+			t.Fatalf("duplicate name: err = %v, want conflict", err)
+		}
+		// Nothing of the failed create may remain: not the VM, not its token.
+		if _, err := db.VM(ctx, "a2"); app.ErrorCode(err) != app.ENOTFOUND {
+			t.Errorf("VM a2 after failed create: err = %v, want not found", err)
+		}
+		if _, err := db.RegistrationTokenVM(ctx, "hash-a2"); app.ErrorCode(err) != app.ENOTFOUND {
+			t.Errorf("token of a2 after failed create: err = %v, want not found", err)
+		}
+		// Renaming onto a taken name conflicts too.
+		b := newVM("b1", "beta")
+		mustCreate(t, db, b)
+		b.Name = "alpha"
+		if err := db.UpdateVM(ctx, b, nil); app.ErrorCode(err) != app.ECONFLICT {
+			t.Errorf("rename onto taken name: err = %v, want conflict", err)
+		}
+	})
+}
+
+func TestUpdateVMDetectsConcurrentChange(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		vm := newVM("a1", "alpha")
+		mustCreate(t, db, vm)
+		stale := *vm
+		vm.VCPUs = 4
+		if err := db.UpdateVM(ctx, vm, nil); err != nil {
+			t.Fatal(err)
+		}
+		stale.MemoryMiB = 1024
+		if err := db.UpdateVM(ctx, &stale, nil); app.ErrorCode(err) != app.ECONFLICT {
+			t.Fatalf("update from stale copy: err = %v, want conflict", err)
+		}
+		got, _ := db.VM(ctx, "a1")
+		if got.VCPUs != 4 || got.MemoryMiB != 512 {
+			t.Errorf("after stale update: vcpus=%d memory=%d, want 4 and 512", got.VCPUs, got.MemoryMiB)
+		}
+		missing := newVM("zz", "zed")
+		if err := db.UpdateVM(ctx, missing, nil); app.ErrorCode(err) != app.ENOTFOUND {
+			t.Errorf("update of missing VM: err = %v, want not found", err)
+		}
+	})
+}
+
+func TestSetGuestIP(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mustCreate(t, db, newVM("a1", "alpha"))
+		vm, err := db.SetGuestIP(ctx, "a1", "10.0.0.5", app.SourceCallback,
+			&app.AuditEntry{Actor: "guest:a1", Action: app.AuditGuestIP, VMID: "a1", Detail: "set 10.0.0.5"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vm.GuestIP != "10.0.0.5" || vm.GuestIPSource != app.SourceCallback || vm.GuestIPUpdatedAt.IsZero() {
+			t.Errorf("after set: %+v", vm)
+		}
+		vm, err = db.SetGuestIP(ctx, "a1", "", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vm.GuestIP != "" || vm.GuestIPSource != "" || !vm.GuestIPUpdatedAt.IsZero() {
+			t.Errorf("after clear: ip=%q source=%q at=%v, want all empty", vm.GuestIP, vm.GuestIPSource, vm.GuestIPUpdatedAt)
+		}
+		if _, err := db.SetGuestIP(ctx, "nope", "10.0.0.6", app.SourceManual, nil); app.ErrorCode(err) != app.ENOTFOUND {
+			t.Errorf("set on missing VM: err = %v, want not found", err)
+		}
+		// A source the schema does not know is refused by the database itself, and the
+		// audit entry written in the same transaction is rolled back with it.
+		_, err = db.SetGuestIP(ctx, "a1", "10.0.0.7", "bogus", &app.AuditEntry{Actor: "x", Action: app.AuditGuestIP, VMID: "a1", Detail: "bogus"})
+		if err == nil {
+			t.Fatal("set with unknown source: want error")
+		}
+		log, _ := db.AuditLog(ctx, "a1", 10)
+		for _, e := range log {
+			if e.Detail == "bogus" {
+				t.Errorf("audit entry of a failed change was kept: %+v", e)
+			}
+		}
+		got, _ := db.VM(ctx, "a1")
+		if got.GuestIP != "" {
+			t.Errorf("guest ip after failed set = %q, want empty", got.GuestIP)
+		}
+	})
+}
+
+func TestDeleteVM(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mustCreate(t, db, newVM("a1", "alpha"))
+		if err := db.DeleteVM(ctx, "a1", &app.AuditEntry{Actor: "user:admin", Action: app.AuditVMDelete, VMID: "a1"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.VM(ctx, "a1"); app.ErrorCode(err) != app.ENOTFOUND {
+			t.Errorf("after delete: err = %v, want not found", err)
+		}
+		// The registration token goes with the VM (foreign key cascade, on in SQLite too).
+		if _, err := db.RegistrationTokenVM(ctx, "hash-a1"); app.ErrorCode(err) != app.ENOTFOUND {
+			t.Errorf("token after delete: err = %v, want not found", err)
+		}
+		// The audit log outlives the VM.
+		log, err := db.AuditLog(ctx, "a1", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(log) != 2 || log[0].Action != app.AuditVMDelete || log[1].Action != app.AuditVMCreate {
+			t.Errorf("audit log after delete = %+v, want delete then create", log)
+		}
+		if err := db.DeleteVM(ctx, "a1", nil); app.ErrorCode(err) != app.ENOTFOUND {
+			t.Errorf("second delete: err = %v, want not found", err)
+		}
+	})
+}
+
+func TestRegistrationToken(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mustCreate(t, db, newVM("a1", "alpha"))
+		id, err := db.RegistrationTokenVM(ctx, "hash-a1")
+		if err != nil || id != "a1" {
+			t.Fatalf("RegistrationTokenVM = %q, %v; want a1", id, err)
+		}
+		if err := db.ReplaceRegistrationToken(ctx, "a1", "new-hash", nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.RegistrationTokenVM(ctx, "hash-a1"); app.ErrorCode(err) != app.ENOTFOUND {
+			t.Errorf("old token still works: %v", err)
+		}
+		if h, _ := db.RegistrationTokenHash(ctx, "a1"); h != "new-hash" {
+			t.Errorf("hash = %q, want new-hash", h)
+		}
+	})
+}

@@ -1,0 +1,58 @@
+package app
+
+import "time"
+
+// User is an operator who signs in to the UI.
+type User struct {
+	ID        int64
+	Name      string
+	CreatedAt time.Time
+}
+
+// Actor is who did something, for authorisation and the audit log.
+type Actor struct {
+	Kind string // "user", "token", "guest" or "system"
+	Name string // user name, token name, or VM id for a guest
+	Addr string // remote address, "" for local commands
+}
+
+// Actor kinds.
+const (
+	ActorUser   = "user"
+	ActorToken  = "token"
+	ActorGuest  = "guest"
+	ActorSystem = "system"
+)
+
+// String is how an actor appears in the audit log.
+func (a Actor) String() string {
+	if a.Name == "" {
+		return a.Kind
+	}
+	return a.Kind + ":" + a.Name
+}
+
+// AuditEntry is one line of the audit log: who did what to which VM, from where.
+type AuditEntry struct {
+	ID     int64
+	At     time.Time
+	Actor  string
+	Action string
+	VMID   string // "" for actions on no VM (sign-in)
+	Addr   string
+	Detail string
+}
+
+// Audit actions.
+const (
+	AuditSignIn       = "sign_in"
+	AuditSignInFailed = "sign_in_failed"
+	AuditSignOut      = "sign_out"
+	AuditVMCreate     = "vm.create"
+	AuditVMUpdate     = "vm.update"
+	AuditVMDelete     = "vm.delete"
+	AuditGuestIP      = "vm.guest_ip"
+	AuditTokenCreate  = "token.create"
+	AuditUserCreate   = "user.create"
+	AuditUserPasswd   = "user.passwd"
+)

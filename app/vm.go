@@ -1,0 +1,110 @@
+package app
+
+import "time"
+
+// VMState is where a VM is in its life. This manager only defines VMs; the
+// lifecycle states are here so that records, views and the API already speak them.
+type VMState string
+
+// VM states: defined → starting → running → stopping → stopped, or failed.
+const (
+	VMDefined  VMState = "defined"
+	VMStarting VMState = "starting"
+	VMRunning  VMState = "running"
+	VMStopping VMState = "stopping"
+	VMStopped  VMState = "stopped"
+	VMFailed   VMState = "failed"
+)
+
+// GuestIPSource says who set a VM's guest IP last.
+type GuestIPSource string
+
+// Guest IP sources.
+const (
+	SourceCallback GuestIPSource = "callback" // cloud-init first-boot callback, registration token
+	SourceAgent    GuestIPSource = "agent"    // the guest agent's self-registration, registration token
+	SourceManual   GuestIPSource = "manual"   // an operator, by form or API
+)
+
+// Valid reports whether s is a known source.
+func (s GuestIPSource) Valid() bool {
+	return s == SourceCallback || s == SourceAgent || s == SourceManual
+}
+
+// VM is a virtual machine record.
+type VM struct {
+	ID        string
+	Name      string
+	State     VMState
+	VCPUs     int
+	MemoryMiB int
+	Kernel    string
+	Initrd    string
+	Rootfs    string
+	BootArgs  string
+	MAC       string
+
+	GuestIP          string // "" when unknown
+	GuestIPSource    GuestIPSource
+	GuestIPUpdatedAt time.Time // zero when GuestIP is ""
+
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Busy reports whether the VM's process may be running, so its definition must not change.
+func (vm *VM) Busy() bool {
+	switch vm.State {
+	case VMStarting, VMRunning, VMStopping:
+		return true
+	}
+	return false
+}
+
+// VMSpec is what an operator gives when creating a VM. Zero values mean defaults.
+type VMSpec struct {
+	Name      string
+	VCPUs     int
+	MemoryMiB int
+	Kernel    string
+	Initrd    string
+	Rootfs    string
+	BootArgs  string
+}
+
+// VMUpdate changes some fields of a VM; nil fields stay as they are.
+type VMUpdate struct {
+	Name      *string
+	VCPUs     *int
+	MemoryMiB *int
+	Kernel    *string
+	Initrd    *string
+	Rootfs    *string
+	BootArgs  *string
+}
+
+// Apply copies the set fields of u onto spec.
+func (u VMUpdate) Apply(spec *VMSpec) {
+	set := func(dst *string, src *string) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	set(&spec.Name, u.Name)
+	set(&spec.Kernel, u.Kernel)
+	set(&spec.Initrd, u.Initrd)
+	set(&spec.Rootfs, u.Rootfs)
+	set(&spec.BootArgs, u.BootArgs)
+	if u.VCPUs != nil {
+		spec.VCPUs = *u.VCPUs
+	}
+	if u.MemoryMiB != nil {
+		spec.MemoryMiB = *u.MemoryMiB
+	}
+}
+
+// Spec returns the operator-given part of vm.
+func (vm *VM) Spec() VMSpec {
+	return VMSpec{Name: vm.Name, VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel,
+		Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs}
+}

@@ -1,0 +1,147 @@
+package vm
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"fmt"
+
+	"hearth/app"
+	"hearth/app/store"
+)
+
+// Service carries out what operators and guests ask of VMs, and writes the audit log as it
+// goes: each change and its audit entry land together or not at all.
+type Service struct {
+	db    *store.DB
+	rules Rules
+}
+
+// NewService returns a Service over db that checks guest IPs with rules.
+func NewService(db *store.DB, rules Rules) *Service {
+	return &Service{db: db, rules: rules}
+}
+
+// Rules returns the guest-IP rules in force.
+func (s *Service) Rules() Rules { return s.rules }
+
+// Create defines a new VM from spec. It returns the VM and its registration token, which
+// is shown this once: only its hash is kept.
+func (s *Service) Create(ctx context.Context, spec app.VMSpec, by app.Actor) (*app.VM, string, error) {
+	if err := Normalize(&spec); err != nil {
+		return nil, "", err
+	}
+	vm := &app.VM{ID: app.NewID(), Name: spec.Name, State: app.VMDefined, VCPUs: spec.VCPUs,
+		MemoryMiB: spec.MemoryMiB, Kernel: spec.Kernel, Initrd: spec.Initrd, Rootfs: spec.Rootfs,
+		BootArgs: spec.BootArgs, MAC: newMAC()}
+	token, hash := app.NewToken(app.PrefixRegistrationToken)
+	e := entry(by, app.AuditVMCreate, vm.ID, fmt.Sprintf("created %s (%d vCPU, %d MiB)", vm.Name, vm.VCPUs, vm.MemoryMiB))
+	if err := s.db.CreateVM(ctx, vm, hash, e); err != nil {
+		return nil, "", err
+	}
+	return vm, token, nil
+}
+
+// Get returns one VM.
+func (s *Service) Get(ctx context.Context, id string) (*app.VM, error) { return s.db.VM(ctx, id) }
+
+// List returns every VM by name.
+func (s *Service) List(ctx context.Context) ([]*app.VM, error) { return s.db.VMs(ctx) }
+
+// Update changes the set fields of u on the VM. A running VM's definition cannot change.
+func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.Actor) (*app.VM, error) {
+	vm, err := s.db.VM(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	spec := vm.Spec()
+	u.Apply(&spec)
+	if err := Normalize(&spec); err != nil {
+		return nil, err
+	}
+	if vm.Busy() {
+		return nil, app.Errorf(app.ECONFLICT, "VM %s is %s; stop it before changing it", vm.Name, vm.State)
+	}
+	vm.Name, vm.VCPUs, vm.MemoryMiB = spec.Name, spec.VCPUs, spec.MemoryMiB
+	vm.Kernel, vm.Initrd, vm.Rootfs, vm.BootArgs = spec.Kernel, spec.Initrd, spec.Rootfs, spec.BootArgs
+	if err := s.db.UpdateVM(ctx, vm, entry(by, app.AuditVMUpdate, id, "updated "+vm.Name)); err != nil {
+		return nil, err
+	}
+	return vm, nil
+}
+
+// Delete removes a VM that is not running.
+func (s *Service) Delete(ctx context.Context, id string, by app.Actor) error {
+	vm, err := s.db.VM(ctx, id)
+	if err != nil {
+		return err
+	}
+	if vm.Busy() {
+		return app.Errorf(app.ECONFLICT, "VM %s is %s; stop it before deleting it", vm.Name, vm.State)
+	}
+	return s.db.DeleteVM(ctx, id, entry(by, app.AuditVMDelete, id, "deleted "+vm.Name))
+}
+
+// SetGuestIP sets the VM's guest IP from raw, or clears it when raw is "". Guests (callback
+// or agent) must have been authenticated for this VM by AuthenticateGuest; operators set
+// it as SourceManual.
+func (s *Service) SetGuestIP(ctx context.Context, id, raw string, source app.GuestIPSource, by app.Actor) (*app.VM, error) {
+	if !source.Valid() {
+		return nil, app.Errorf(app.EINVALID, "source %q is not one of callback, agent, manual", source)
+	}
+	ip := ""
+	detail := fmt.Sprintf("cleared guest IP (%s)", source)
+	if raw != "" {
+		addr, err := s.rules.Check(raw)
+		if err != nil {
+			return nil, err
+		}
+		ip = addr.String()
+		detail = fmt.Sprintf("set guest IP %s (%s)", ip, source)
+	}
+	return s.db.SetGuestIP(ctx, id, ip, source, entry(by, app.AuditGuestIP, id, detail))
+}
+
+// AuthenticateGuest checks a registration token for the VM id. An unknown token is
+// EUNAUTHORIZED; a valid token of another VM is EFORBIDDEN: a guest may only speak for itself.
+func (s *Service) AuthenticateGuest(ctx context.Context, id, token string) error {
+	owner, err := s.db.RegistrationTokenVM(ctx, app.HashToken(token))
+	if app.ErrorCode(err) == app.ENOTFOUND {
+		return app.Errorf(app.EUNAUTHORIZED, "unknown token")
+	}
+	if err != nil {
+		return err
+	}
+	// The lookup was by hash, so timing reveals nothing of the token; the id comparison is
+	// constant-time anyway so that nothing is learnt about other VMs' ids either.
+	if subtle.ConstantTimeCompare([]byte(owner), []byte(id)) != 1 {
+		return app.Errorf(app.EFORBIDDEN, "this registration token belongs to another VM")
+	}
+	return nil
+}
+
+// RotateRegistrationToken gives the VM a new registration token; the old one stops working.
+func (s *Service) RotateRegistrationToken(ctx context.Context, id string, by app.Actor) (string, error) {
+	token, hash := app.NewToken(app.PrefixRegistrationToken)
+	if err := s.db.ReplaceRegistrationToken(ctx, id, hash, entry(by, app.AuditVMUpdate, id, "new registration token")); err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// AuditLog returns the newest audit entries about the VM.
+func (s *Service) AuditLog(ctx context.Context, id string, limit int) ([]app.AuditEntry, error) {
+	return s.db.AuditLog(ctx, id, limit)
+}
+
+func entry(by app.Actor, action, vmID, detail string) *app.AuditEntry {
+	return &app.AuditEntry{Actor: by.String(), Action: action, VMID: vmID, Addr: by.Addr, Detail: detail}
+}
+
+// newMAC returns a random locally administered unicast MAC, the VM's for life.
+func newMAC() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	b[0] = b[0]&0xfc | 0x02 // locally administered, unicast
+	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5])
+}
