@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"hearth/app"
+	"hearth/app/auth"
+	"hearth/app/config"
+	"hearth/app/store"
+	"hearth/app/vm"
+	"hearth/app/web"
+)
+
+// Main is a running manager: what serve starts and what end-to-end tests start on :0.
+type Main struct {
+	Config config.Config
+	Logger *slog.Logger
+	DB     *store.DB
+	Auth   *auth.Service
+	VMs    *vm.Service
+
+	ln     net.Listener
+	server *http.Server
+	done   chan error
+}
+
+// openServices opens and migrates the store and builds the use-case services.
+func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Main, error) {
+	db, err := store.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if len(applied) > 0 {
+		logger.Info("applied migrations", "migrations", applied)
+	}
+	return &Main{
+		Config: cfg, Logger: logger, DB: db,
+		Auth: auth.NewService(db, auth.NewThrottle(10, 15*time.Minute), 0),
+		VMs:  vm.NewService(db, vm.Rules{CIDRs: cfg.GuestCIDRs}),
+	}, nil
+}
+
+// Start opens everything and starts serving; it returns once the listener is bound.
+// stdout gets what the operator must see: the URL, and a generated admin password.
+func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout io.Writer) (*Main, error) {
+	m, err := openServices(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	generated, created, err := m.Auth.EnsureAdmin(ctx, cfg.AdminPassword)
+	if err != nil {
+		m.DB.Close()
+		return nil, err
+	}
+	m.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		m.DB.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Ping: m.DB.Ping, Logger: logger,
+		SecureCookies: cfg.SecureCookies(), Version: version})
+	m.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	m.done = make(chan error, 1)
+	go func() { m.done <- m.server.Serve(m.ln) }()
+	go m.sweepSessions(ctx)
+
+	logger.Info("serving", "url", m.URL(), "database", m.DB.Dialect(), "where", m.DB.Where, "version", version)
+	fmt.Fprintf(stdout, "Hearth is running at %s (database: %s)\n", m.URL(), m.DB.Where)
+	switch {
+	case created && generated != "":
+		fmt.Fprintf(stdout, "Created user admin with password %s\nIt is shown only this once; change it with: hearth user passwd admin\n", generated)
+	case created:
+		fmt.Fprintln(stdout, "Created user admin with the password from HEARTH_ADMIN_PASSWORD.")
+	default:
+		fmt.Fprintln(stdout, "Sign in with your user; add one with: hearth user create NAME")
+	}
+	return m, nil
+}
+
+// URL is where the manager serves.
+func (m *Main) URL() string { return "http://" + m.ln.Addr().String() }
+
+// Wait blocks until ctx ends, then shuts down gracefully: requests in flight get 10 s.
+func (m *Main) Wait(ctx context.Context) error {
+	select {
+	case err := <-m.done:
+		m.DB.Close()
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	return m.Close()
+}
+
+// Close stops serving and closes the database.
+func (m *Main) Close() error {
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := m.server.Shutdown(sctx)
+	if e := <-m.done; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	return errors.Join(err, m.DB.Close())
+}
+
+// sweepSessions deletes expired sessions hourly so the table does not grow forever.
+func (m *Main) sweepSessions(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := m.DB.DeleteExpiredSessions(ctx); err != nil {
+				m.Logger.Warn("sweep sessions", "error", err)
+			} else if n > 0 {
+				m.Logger.Info("swept expired sessions", "count", n)
+			}
+		}
+	}
+}
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // config.Load has validated it
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.Load(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	m, err := Start(ctx, cfg, newLogger(cfg.LogLevel, stderr), stdout)
+	if err != nil {
+		return err
+	}
+	return m.Wait(ctx)
+}
+
+// cliActor is who the audit log names for shell commands.
+var cliActor = app.Actor{Kind: app.ActorSystem, Name: "cli"}

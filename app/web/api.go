@@ -1,0 +1,192 @@
+package web
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"hearth/app"
+)
+
+// Context keys.
+const (
+	keyActor   = "actor"    // app.Actor of the request
+	keyGuestVM = "guest_vm" // id of the VM whose registration token authenticated the request
+	keyUser    = "user"     // *app.User signed in through the UI
+)
+
+func (s *Server) apiRoutes(g *echo.Group) {
+	g.Use(s.bearer)
+	g.GET("/vms", s.apiListVMs, operatorOnly)
+	g.POST("/vms", s.apiCreateVM, operatorOnly)
+	g.GET("/vms/:id", s.apiGetVM, operatorOnly)
+	g.PATCH("/vms/:id", s.apiUpdateVM, operatorOnly)
+	g.DELETE("/vms/:id", s.apiDeleteVM, operatorOnly)
+	g.POST("/vms/:id/guest-ip", s.apiSetGuestIP)
+	g.POST("/vms/:id/registration-token", s.apiRotateToken, operatorOnly)
+	// Unknown paths under /v1 are JSON 404s, not the UI's page.
+	g.Any("/*", func(c echo.Context) error { return app.Errorf(app.ENOTFOUND, "no such API endpoint") })
+}
+
+// bearer authenticates API requests: an operator's API token, or a VM's registration token
+// (which operatorOnly then confines to that VM's guest-ip).
+func (s *Server) bearer(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get(echo.HeaderAuthorization)
+		scheme, token, ok := strings.Cut(h, " ")
+		if h == "" {
+			return app.Errorf(app.EUNAUTHORIZED, "missing Authorization: Bearer <token>")
+		}
+		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
+			return app.Errorf(app.EUNAUTHORIZED, "Authorization must be: Bearer <token>")
+		}
+		addr := c.RealIP()
+		if strings.HasPrefix(token, app.PrefixRegistrationToken) {
+			// Which VM it belongs to is checked against the path by the guest-ip handler.
+			c.Set(keyGuestVM, token)
+			c.Set(keyActor, app.Actor{Kind: app.ActorGuest, Addr: addr})
+			return next(c)
+		}
+		name, err := s.Auth.APIToken(c.Request().Context(), token)
+		if err != nil {
+			return err
+		}
+		c.Set(keyActor, app.Actor{Kind: app.ActorToken, Name: name, Addr: addr})
+		return next(c)
+	}
+}
+
+// operatorOnly refuses guests: a registration token may only set its own VM's guest IP.
+func operatorOnly(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if actor(c).Kind == app.ActorGuest {
+			return app.Errorf(app.EFORBIDDEN, "a registration token may only set its own VM's guest IP")
+		}
+		return next(c)
+	}
+}
+
+func actor(c echo.Context) app.Actor {
+	a, _ := c.Get(keyActor).(app.Actor)
+	return a
+}
+
+// vmJSON is a VM on the wire.
+type vmJSON struct {
+	ID                string     `json:"id"`
+	Name              string     `json:"name"`
+	State             string     `json:"state"`
+	VCPUs             int        `json:"vcpus"`
+	MemoryMiB         int        `json:"memory_mib"`
+	Kernel            string     `json:"kernel"`
+	Initrd            string     `json:"initrd"`
+	Rootfs            string     `json:"rootfs"`
+	BootArgs          string     `json:"boot_args"`
+	MAC               string     `json:"mac"`
+	GuestIP           *string    `json:"guest_ip"`
+	GuestIPSource     *string    `json:"guest_ip_source"`
+	GuestIPUpdatedAt  *time.Time `json:"guest_ip_updated_at"`
+	CreatedAt         time.Time  `json:"created_at"`
+	UpdatedAt         time.Time  `json:"updated_at"`
+	RegistrationToken string     `json:"registration_token,omitempty"`
+}
+
+func toJSON(vm *app.VM) vmJSON {
+	j := vmJSON{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB,
+		Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, MAC: vm.MAC,
+		CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt}
+	if vm.GuestIP != "" {
+		ip, src, at := vm.GuestIP, string(vm.GuestIPSource), vm.GuestIPUpdatedAt
+		j.GuestIP, j.GuestIPSource, j.GuestIPUpdatedAt = &ip, &src, &at
+	}
+	return j
+}
+
+func (s *Server) apiListVMs(c echo.Context) error {
+	vms, err := s.VMs.List(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	out := make([]vmJSON, len(vms))
+	for i, vm := range vms {
+		out[i] = toJSON(vm)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"vms": out})
+}
+
+// vmSpecJSON is the body of create and update. Pointers tell "absent" from zero.
+type vmSpecJSON struct {
+	Name      *string `json:"name"`
+	VCPUs     *int    `json:"vcpus"`
+	MemoryMiB *int    `json:"memory_mib"`
+	Kernel    *string `json:"kernel"`
+	Initrd    *string `json:"initrd"`
+	Rootfs    *string `json:"rootfs"`
+	BootArgs  *string `json:"boot_args"`
+}
+
+func (j vmSpecJSON) update() app.VMUpdate {
+	return app.VMUpdate{Name: j.Name, VCPUs: j.VCPUs, MemoryMiB: j.MemoryMiB, Kernel: j.Kernel,
+		Initrd: j.Initrd, Rootfs: j.Rootfs, BootArgs: j.BootArgs}
+}
+
+func (s *Server) apiCreateVM(c echo.Context) error {
+	var body vmSpecJSON
+	if err := decodeJSON(c, &body); err != nil {
+		return err
+	}
+	if body.VCPUs != nil && *body.VCPUs == 0 || body.MemoryMiB != nil && *body.MemoryMiB == 0 {
+		// 0 would silently mean "default"; an explicit 0 is a mistake worth saying so.
+		return app.Invalid(map[string]string{"vcpus/memory_mib": "must be positive when given"})
+	}
+	var spec app.VMSpec
+	body.update().Apply(&spec)
+	vm, token, err := s.VMs.Create(c.Request().Context(), spec, actor(c))
+	if err != nil {
+		return err
+	}
+	j := toJSON(vm)
+	j.RegistrationToken = token
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/vms/"+vm.ID)
+	return c.JSON(http.StatusCreated, j)
+}
+
+func (s *Server) apiGetVM(c echo.Context) error {
+	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toJSON(vm))
+}
+
+func (s *Server) apiUpdateVM(c echo.Context) error {
+	var body vmSpecJSON
+	if err := decodeJSON(c, &body); err != nil {
+		return err
+	}
+	if body.VCPUs != nil && *body.VCPUs == 0 || body.MemoryMiB != nil && *body.MemoryMiB == 0 {
+		return app.Invalid(map[string]string{"vcpus/memory_mib": "must be positive when given"})
+	}
+	vm, err := s.VMs.Update(c.Request().Context(), c.Param("id"), body.update(), actor(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toJSON(vm))
+}
+
+func (s *Server) apiDeleteVM(c echo.Context) error {
+	if err := s.VMs.Delete(c.Request().Context(), c.Param("id"), actor(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) apiRotateToken(c echo.Context) error {
+	token, err := s.VMs.RotateRegistrationToken(c.Request().Context(), c.Param("id"), actor(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"registration_token": token})
+}

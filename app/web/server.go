@@ -1,0 +1,72 @@
+// Package web is Hearth's HTTP edge: the JSON API under /v1 (bearer tokens), the operator UI
+// (sessions, CSRF, HTMX partials) and static files. Handlers translate between HTTP and the
+// use-case packages; they hold no business rules of their own.
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"hearth/app/auth"
+	"hearth/app/vm"
+)
+
+// Deps is what the web layer needs from the rest of the manager.
+type Deps struct {
+	VMs    *vm.Service
+	Auth   *auth.Service
+	Ping   func(ctx context.Context) error // database health, for /healthz
+	Logger *slog.Logger
+	// SecureCookies marks cookies Secure: set when the manager is reached over https.
+	SecureCookies bool
+	Version       string
+}
+
+// Server routes requests to handlers.
+type Server struct {
+	Deps
+	echo *echo.Echo
+}
+
+// MaxBody bounds every request body; the API has nothing bigger to say.
+const MaxBody = 64 << 10
+
+// New builds the router.
+func New(d Deps) *Server {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{Deps: d, echo: echo.New()}
+	e := s.echo
+	e.HideBanner, e.HidePort = true, true
+	// Trust no forwarding headers: the address audited and throttled is the peer's own.
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: requestID}))
+	e.Use(s.logRequests)
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: s.logPanic}))
+	e.Use(securityHeaders)
+
+	e.GET("/healthz", s.healthz)
+	s.staticRoutes()
+	s.apiRoutes(e.Group("/v1"))
+	s.uiRoutes()
+	return s
+}
+
+// ServeHTTP makes the Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+func (s *Server) healthz(c echo.Context) error {
+	if s.Ping != nil {
+		if err := s.Ping(c.Request().Context()); err != nil {
+			s.Logger.Error("health check: database", "error", err)
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "database": "unreachable"})
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
+}

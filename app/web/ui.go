@@ -1,0 +1,97 @@
+package web
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"hearth/app"
+	"hearth/views/layouts"
+)
+
+const sessionCookie = "hearth_session"
+
+func (s *Server) uiRoutes() {
+	ui := s.echo.Group("")
+	ui.Use(middleware.CSRFWithConfig(middleware.CSRFConfig{
+		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
+		CookieName:     "hearth_csrf",
+		CookiePath:     "/",
+		CookieHTTPOnly: true,
+		CookieSecure:   s.SecureCookies,
+		CookieSameSite: http.SameSiteStrictMode,
+		ContextKey:     "csrf",
+		Skipper:        func(c echo.Context) bool { return isAPI(c) || strings.HasPrefix(c.Request().URL.Path, "/static/") },
+	}))
+	ui.GET("/login", s.loginPage)
+	ui.POST("/login", s.login)
+	ui.POST("/logout", s.logout)
+
+	in := ui.Group("", s.signedIn)
+	in.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/vms") })
+	in.GET("/vms", s.vmsPage)
+	in.GET("/vms/list", s.vmList)
+	in.GET("/vms/new", s.newVMPage)
+	in.POST("/vms", s.createVM)
+	in.GET("/vms/:id", s.vmPage)
+	in.GET("/vms/:id/edit", s.editVMPage)
+	in.POST("/vms/:id", s.updateVM)
+	in.POST("/vms/:id/delete", s.deleteVM)
+	in.GET("/vms/:id/guest-ip", s.guestIPValue)
+	in.POST("/vms/:id/guest-ip", s.setGuestIP)
+}
+
+// signedIn lets through requests with a live session and sends the rest to sign in: a
+// redirect for page loads, HX-Redirect for htmx requests (which would otherwise swap the
+// sign-in page into a fragment).
+func (s *Server) signedIn(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if ck, err := c.Cookie(sessionCookie); err == nil {
+			user, err := s.Auth.SessionUser(c.Request().Context(), ck.Value)
+			if err == nil {
+				c.Set(keyUser, user)
+				c.Set(keyActor, app.Actor{Kind: app.ActorUser, Name: user.Name, Addr: c.RealIP()})
+				return next(c)
+			}
+			if app.ErrorCode(err) != app.EUNAUTHORIZED {
+				return err
+			}
+		}
+		to := "/login"
+		if r := c.Request(); r.Method == http.MethodGet && r.URL.Path != "/" {
+			to += "?next=" + url.QueryEscape(r.URL.RequestURI())
+		}
+		if c.Request().Header.Get("HX-Request") == "true" {
+			c.Response().Header().Set("HX-Redirect", to)
+			return c.NoContent(http.StatusUnauthorized)
+		}
+		return c.Redirect(http.StatusSeeOther, to)
+	}
+}
+
+// layout is what every full page needs: title, user, CSRF token.
+func (s *Server) layout(c echo.Context, title string) layouts.Page {
+	p := layouts.Page{Title: title, CSRF: csrfToken(c), Nav: "vms"}
+	if u, ok := c.Get(keyUser).(*app.User); ok {
+		p.User = u.Name
+	}
+	return p
+}
+
+func csrfToken(c echo.Context) string {
+	t, _ := c.Get("csrf").(string)
+	return t
+}
+
+// redirect sends the browser to path after a form post: a 303 for plain forms, HX-Redirect
+// for htmx ones.
+func redirect(c echo.Context, path string) error {
+	if c.Request().Header.Get("HX-Request") == "true" {
+		c.Response().Header().Set("HX-Redirect", path)
+		return c.NoContent(http.StatusOK)
+	}
+	return c.Redirect(http.StatusSeeOther, path)
+}

@@ -1,0 +1,198 @@
+package web
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"hearth/app"
+	"hearth/views/pages"
+)
+
+func (s *Server) vmRows(c echo.Context) ([]pages.VMRow, error) {
+	vms, err := s.VMs.List(c.Request().Context())
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]pages.VMRow, len(vms))
+	now := time.Now()
+	for i, vm := range vms {
+		rows[i] = pages.VMRow{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs,
+			MemoryMiB: vm.MemoryMiB, GuestIP: guestIPView(vm, now)}
+	}
+	return rows, nil
+}
+
+func (s *Server) vmsPage(c echo.Context) error {
+	rows, err := s.vmRows(c)
+	if err != nil {
+		return err
+	}
+	return renderOK(c, pages.VMs(s.layout(c, "Virtual machines"), rows))
+}
+
+func (s *Server) vmList(c echo.Context) error {
+	rows, err := s.vmRows(c)
+	if err != nil {
+		return err
+	}
+	return renderOK(c, pages.VMList(rows))
+}
+
+func (s *Server) newVMPage(c echo.Context) error {
+	f := pages.VMForm{Title: "New virtual machine", Action: "/vms", Submit: "Create VM", Cancel: "/vms",
+		VCPUs: "1", MemoryMiB: "256", BootArgs: "console=ttyS0 reboot=k panic=1", CSRF: csrfToken(c)}
+	return renderOK(c, pages.VMFormPage(s.layout(c, "New VM"), f))
+}
+
+// formSpec reads the VM form. Numbers that do not parse are reported as field errors with
+// the rest of the validation, so the form shows everything wrong at once.
+func formSpec(c echo.Context) (pages.VMForm, app.VMUpdate, map[string]string) {
+	f := pages.VMForm{Name: strings.TrimSpace(c.FormValue("name")), VCPUs: strings.TrimSpace(c.FormValue("vcpus")),
+		MemoryMiB: strings.TrimSpace(c.FormValue("memory_mib")), Kernel: strings.TrimSpace(c.FormValue("kernel")),
+		Initrd: strings.TrimSpace(c.FormValue("initrd")), Rootfs: strings.TrimSpace(c.FormValue("rootfs")),
+		BootArgs: strings.TrimSpace(c.FormValue("boot_args")), CSRF: csrfToken(c)}
+	u := app.VMUpdate{Name: &f.Name, Kernel: &f.Kernel, Initrd: &f.Initrd, Rootfs: &f.Rootfs, BootArgs: &f.BootArgs}
+	errs := map[string]string{}
+	num := func(field, v string, dst **int) {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs[field] = "must be a positive whole number"
+			return
+		}
+		*dst = &n
+	}
+	num("vcpus", f.VCPUs, &u.VCPUs)
+	num("memory_mib", f.MemoryMiB, &u.MemoryMiB)
+	return f, u, errs
+}
+
+// formErrors merges the form's own errors with the use case's, for re-rendering.
+func formErrors(f *pages.VMForm, parse map[string]string, err error) {
+	f.Errors = map[string]string{}
+	for k, v := range app.ErrorFields(err) {
+		f.Errors[k] = v
+	}
+	for k, v := range parse {
+		f.Errors[k] = v
+	}
+	if len(f.Errors) == 0 && err != nil {
+		f.Error = app.ErrorMessage(err)
+	}
+}
+
+func (s *Server) createVM(c echo.Context) error {
+	f, u, parseErrs := formSpec(c)
+	f.Title, f.Action, f.Submit, f.Cancel = "New virtual machine", "/vms", "Create VM", "/vms"
+	var spec app.VMSpec
+	u.Apply(&spec)
+	var vm *app.VM
+	var err error
+	if len(parseErrs) == 0 {
+		vm, _, err = s.VMs.Create(c.Request().Context(), spec, actor(c))
+	}
+	if len(parseErrs) > 0 || err != nil {
+		status, _, _ := classify(err)
+		if err == nil {
+			status = 400
+		} else if status >= 500 {
+			return err
+		}
+		formErrors(&f, parseErrs, err)
+		return render(c, status, pages.VMFormPage(s.layout(c, "New VM"), f))
+	}
+	return redirect(c, "/vms/"+vm.ID)
+}
+
+func (s *Server) editVMPage(c echo.Context) error {
+	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	f := pages.VMForm{Title: "Edit " + vm.Name, Action: "/vms/" + vm.ID, Submit: "Save changes", Cancel: "/vms/" + vm.ID,
+		Name: vm.Name, VCPUs: strconv.Itoa(vm.VCPUs), MemoryMiB: strconv.Itoa(vm.MemoryMiB), Kernel: vm.Kernel,
+		Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, CSRF: csrfToken(c)}
+	return renderOK(c, pages.VMFormPage(s.layout(c, "Edit "+vm.Name), f))
+}
+
+func (s *Server) updateVM(c echo.Context) error {
+	id := c.Param("id")
+	f, u, parseErrs := formSpec(c)
+	f.Title, f.Action, f.Submit, f.Cancel = "Edit "+f.Name, "/vms/"+id, "Save changes", "/vms/"+id
+	var err error
+	if len(parseErrs) == 0 {
+		_, err = s.VMs.Update(c.Request().Context(), id, u, actor(c))
+	}
+	if len(parseErrs) > 0 || err != nil {
+		status, code, _ := classify(err)
+		if err == nil {
+			status = 400
+		} else if status >= 500 || code == app.ENOTFOUND {
+			return err
+		}
+		formErrors(&f, parseErrs, err)
+		return render(c, status, pages.VMFormPage(s.layout(c, f.Title), f))
+	}
+	return redirect(c, "/vms/"+id)
+}
+
+func (s *Server) deleteVM(c echo.Context) error {
+	if err := s.VMs.Delete(c.Request().Context(), c.Param("id"), actor(c)); err != nil {
+		return err
+	}
+	return redirect(c, "/vms")
+}
+
+func (s *Server) vmPage(c echo.Context) error {
+	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return s.renderVMPageWith(c, vm, guestIPView(vm, time.Now()), 200)
+}
+
+// renderVMPageWith renders the VM page with the given guest-IP panel state.
+func (s *Server) renderVMPageWith(c echo.Context, vm *app.VM, g pages.GuestIPView, status int) error {
+	log, err := s.VMs.AuditLog(c.Request().Context(), vm.ID, 50)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	v := pages.VMView{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB,
+		Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, MAC: vm.MAC,
+		Created: vm.CreatedAt.Format("2006-01-02 15:04 MST"), GuestIP: g, CSRF: csrfToken(c), Busy: vm.Busy()}
+	v.GuestIP.CSRF = v.CSRF
+	for _, e := range log {
+		v.Audit = append(v.Audit, pages.AuditRow{At: e.At.Format(time.RFC3339), Age: ago(now, e.At),
+			Actor: e.Actor, Action: e.Action, Addr: e.Addr, Detail: e.Detail})
+	}
+	return render(c, status, pages.VM(s.layout(c, vm.Name), v))
+}
+
+func guestIPView(vm *app.VM, now time.Time) pages.GuestIPView {
+	g := pages.GuestIPView{VMID: vm.ID, IP: vm.GuestIP, Source: string(vm.GuestIPSource)}
+	if vm.GuestIP != "" {
+		g.Age = ago(now, vm.GuestIPUpdatedAt)
+		g.UpdatedAt = vm.GuestIPUpdatedAt.Format(time.RFC3339)
+	}
+	return g
+}
+
+// ago says how long before now t was, the way people say it.
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < 10*time.Second:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%d s ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d min ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}

@@ -1,0 +1,66 @@
+// Package pages holds one component per route and one per HTMX-swappable region, named after
+// the route they render, with the view models they take. Views never see database rows.
+package pages
+
+// VMRow is one line of the VM list.
+type VMRow struct {
+	ID, Name, State string
+	VCPUs           int
+	MemoryMiB       int
+	GuestIP         GuestIPView
+}
+
+// GuestIPView is the guest IP panel: the current value, who set it and when, and the
+// override form's state after a submit.
+type GuestIPView struct {
+	VMID      string
+	IP        string // "" when unknown
+	Source    string
+	Age       string // "3 min ago"
+	UpdatedAt string // RFC 3339, for the tooltip
+	Input     string // what the operator typed, kept on error
+	Error     string
+	Saved     string // confirmation after a successful change
+	CSRF      string
+}
+
+// VMView is the VM page.
+type VMView struct {
+	ID, Name, State  string
+	VCPUs, MemoryMiB int
+	Kernel, Initrd   string
+	Rootfs, BootArgs string
+	MAC              string
+	Created          string
+	GuestIP          GuestIPView
+	Audit            []AuditRow
+	CSRF             string
+	Busy             bool
+}
+
+// AuditRow is one audit-log line on the VM page.
+type AuditRow struct {
+	At, Age, Actor, Action, Addr, Detail string
+}
+
+// VMForm is the create/edit form.
+type VMForm struct {
+	Title, Action, Submit, Cancel string
+	Name, VCPUs, MemoryMiB        string
+	Kernel, Initrd, Rootfs        string
+	BootArgs                      string
+	Errors                        map[string]string
+	Error                         string
+	CSRF                          string
+}
+
+// Login is the sign-in page.
+type Login struct {
+	Name, Next, Error, CSRF string
+}
+
+// Flash kinds.
+const (
+	FlashError   = "error"
+	FlashSuccess = "success"
+)
