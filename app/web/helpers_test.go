@@ -28,7 +28,7 @@ func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
 // env is a running web server over a real database, with an operator API token and a
 // signed-in browser-like client.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	db     *store.DB
 	srv    *httptest.Server
 	vms    *vm.Service
@@ -37,7 +37,7 @@ type env struct {
 	client *http.Client // no redirects followed, keeps cookies
 }
 
-func newEnv(t *testing.T, db *store.DB) *env {
+func newEnv(t testing.TB, db *store.DB) *env {
 	t.Helper()
 	cidrs, _ := config.ParseCIDRs(config.DefaultGuestCIDRs)
 	rules := vm.Rules{CIDRs: cidrs, HostAddrs: func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("10.9.9.1")} }}

@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"hearth/app"
+	"hearth/app/vm"
 	"hearth/views/pages"
 )
 
@@ -89,10 +90,12 @@ func (s *Server) createVM(c echo.Context) error {
 	f.Title, f.Action, f.Submit, f.Cancel = "New virtual machine", "/vms", "Create VM", "/vms"
 	var spec app.VMSpec
 	u.Apply(&spec)
-	var vm *app.VM
+	var created *app.VM
 	var err error
 	if len(parseErrs) == 0 {
-		vm, _, err = s.VMs.Create(c.Request().Context(), spec, actor(c))
+		created, _, err = s.VMs.Create(c.Request().Context(), spec, actor(c))
+	} else {
+		err = vm.Normalize(&spec) // to show every field's problem at once
 	}
 	if len(parseErrs) > 0 || err != nil {
 		status, _, _ := classify(err)
@@ -104,7 +107,7 @@ func (s *Server) createVM(c echo.Context) error {
 		formErrors(&f, parseErrs, err)
 		return render(c, status, pages.VMFormPage(s.layout(c, "New VM"), f))
 	}
-	return redirect(c, "/vms/"+vm.ID)
+	return redirect(c, "/vms/"+created.ID)
 }
 
 func (s *Server) editVMPage(c echo.Context) error {
@@ -125,6 +128,10 @@ func (s *Server) updateVM(c echo.Context) error {
 	var err error
 	if len(parseErrs) == 0 {
 		_, err = s.VMs.Update(c.Request().Context(), id, u, actor(c))
+	} else {
+		var spec app.VMSpec
+		u.Apply(&spec)
+		err = vm.Normalize(&spec)
 	}
 	if len(parseErrs) > 0 || err != nil {
 		status, code, _ := classify(err)

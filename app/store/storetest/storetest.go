@@ -27,9 +27,10 @@ func SQLite(tb testing.TB) *store.DB {
 	return migrated(tb, db)
 }
 
-// Postgres opens a migrated, empty database of its own on a real PostgreSQL server; with no
-// server to be had, the test is skipped (or fails under HEARTH_REQUIRE_ALL).
-func Postgres(tb testing.TB) *store.DB {
+// PostgresDSN creates an empty database of its own on a real PostgreSQL server, dropped at
+// cleanup, and returns its URL. With no server to be had, the test is skipped (or fails
+// under HEARTH_REQUIRE_ALL).
+func PostgresDSN(tb testing.TB) string {
 	tb.Helper()
 	admin, err := postgres()
 	if err != nil {
@@ -40,7 +41,13 @@ func Postgres(tb testing.TB) *store.DB {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(drop)
-	db, err := store.OpenPostgres(context.Background(), dsn)
+	return dsn
+}
+
+// Postgres opens a migrated database of its own on a real PostgreSQL server.
+func Postgres(tb testing.TB) *store.DB {
+	tb.Helper()
+	db, err := store.OpenPostgres(context.Background(), PostgresDSN(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}

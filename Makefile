@@ -1,0 +1,77 @@
+# The index of how to work on Hearth. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+export CGO_ENABLED ?= 0
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/hearth
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/hearth ./app/cmd/hearth
+
+.PHONY: run
+run: build ## run the manager on SQLite in ./data at http://127.0.0.1:8080
+	./bin/hearth serve
+
+.PHONY: test
+test: ## run every test (PostgreSQL, Chromium used when present; HEARTH_REQUIRE_ALL=1 makes them mandatory)
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+.PHONY: test-short
+test-short: ## unit tests only, no race detector: the quick loop
+	$(GO) test -count=1 ./...
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME (default 20s)
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} $$pkg || exit 1; \
+	  done; \
+	done
+
+.PHONY: bench
+bench: ## run the benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: generate
+generate: ## regenerate templ components (views/**/*_templ.go)
+	$(GO) tool templ generate
+
+node_modules: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch node_modules
+
+.PHONY: css
+css: node_modules ## rebuild static/css/app.css with the Tailwind CLI
+	npx tailwindcss -i static/src/app.css -o static/css/app.css --minify
+
+.PHONY: htmx
+htmx: node_modules ## vendor htmx from node_modules into static/js
+	cp node_modules/htmx.org/dist/htmx.min.js static/js/htmx.min.js
+
+.PHONY: check-generated
+check-generated: generate css htmx ## fail if committed generated files (templ, CSS, htmx) are stale
+	@git diff --exit-code --stat -- views static || { echo "generated files are stale: run make generate css htmx and commit"; exit 1; }
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+.PHONY: check-deps
+check-deps: ## enforce the dependency direction of DESIGN.md
+	@bad=$$($(GO) list -deps ./guest/... 2>/dev/null | grep -E '^hearth/(app|views|provision)(/|$$)'); \
+	  if [ -n "$$bad" ]; then echo "guest/ must not import: $$bad"; exit 1; fi
+	@bad=$$($(GO) list -deps ./views/... | grep -E '^(hearth/app/(store|web)|github.com/labstack/echo)'); \
+	  if [ -n "$$bad" ]; then echo "views/ must not import: $$bad"; exit 1; fi
+	@echo "dependency direction ok"
+
+.PHONY: clean
+clean: ## remove build output (not ./data)
+	rm -rf bin

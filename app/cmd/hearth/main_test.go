@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"hearth/app/config"
+	"hearth/app/store/storetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
+
+// startMain runs the real manager on a free loopback port over a fresh data dir, as `hearth
+// serve` would, and stops it at cleanup.
+func startMain(tb testing.TB, env map[string]string) (*Main, string) {
+	tb.Helper()
+	dataDir := tb.TempDir()
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return map[string]string{"HEARTH_DATA_DIR": dataDir, "HEARTH_LISTEN": "127.0.0.1:0"}[k]
+	}
+	cfg, err := config.Load(nil, getenv, io.Discard)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out bytes.Buffer
+	m, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler), &out)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { m.Close() })
+	return m, out.String()
+}
+
+func TestServeFirstStart(t *testing.T) {
+	m, out := startMain(t, nil)
+	if !strings.Contains(out, "Hearth is running at "+m.URL()) || !strings.Contains(out, "Created user admin with password ") {
+		t.Errorf("first start output:\n%s", out)
+	}
+	resp, err := http.Get(m.URL() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("healthz: %d", resp.StatusCode)
+	}
+	if _, err := os.Stat(filepath.Join(m.Config.DataDir, "hearth.db")); err != nil {
+		t.Errorf("no SQLite file in the data dir: %v", err)
+	}
+}
+
+// TestCommands drives the subcommands as an operator would from a shell, then uses the
+// printed token against a served API.
+func TestCommands(t *testing.T) {
+	dataDir := t.TempDir()
+	getenv := func(k string) string { return map[string]string{"HEARTH_DATA_DIR": dataDir}[k] }
+	ctx := context.Background()
+	runCmd := func(stdin string, args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := run(ctx, args, getenv, strings.NewReader(stdin), &out, &errOut)
+		return out.String() + errOut.String(), err
+	}
+	if out, err := runCmd("", "migrate"); err != nil || !strings.Contains(out, "up to date") {
+		t.Fatalf("migrate: %v %s", err, out)
+	}
+	if out, err := runCmd("a-good-password\n", "user", "create", "alice"); err != nil || !strings.Contains(out, "created user alice") {
+		t.Errorf("user create: %v %s", err, out)
+	}
+	if _, err := runCmd("short\n", "user", "create", "bob"); err == nil || !strings.Contains(err.Error(), "at least 8") {
+		t.Errorf("user create with a short password: %v", err)
+	}
+	if _, err := runCmd("", "user", "create", "carol"); err == nil || !strings.Contains(err.Error(), "no password on stdin") {
+		t.Errorf("user create without a password: %v", err)
+	}
+	if out, err := runCmd("another-password\n", "user", "passwd", "alice"); err != nil || !strings.Contains(out, "changed the password") {
+		t.Errorf("user passwd: %v %s", err, out)
+	}
+	if _, err := runCmd("another-password\n", "user", "passwd", "nobody"); err == nil {
+		t.Error("passwd for a missing user succeeded")
+	}
+	token, err := runCmd("", "token", "create", "ci")
+	if err != nil || !strings.HasPrefix(token, "hth_") {
+		t.Fatalf("token create: %v %q", err, token)
+	}
+	if _, err := runCmd("", "token", "create", "ci"); err == nil {
+		t.Error("a second token with the same name was created")
+	}
+	if out, err := runCmd("", "version"); err != nil || !strings.HasPrefix(out, "hearth ") {
+		t.Errorf("version: %v %q", err, out)
+	}
+	if _, err := runCmd("", "frobnicate"); err == nil {
+		t.Error("unknown command succeeded")
+	}
+	if _, err := runCmd("", "serve", "--guest-cidrs", "10.0.0.1/8"); err == nil || !strings.Contains(err.Error(), "host bits") {
+		t.Errorf("serve with bad cidrs: %v", err)
+	}
+
+	// The printed token works against the served API, over the same data dir.
+	m, _ := startMain(t, map[string]string{"HEARTH_DATA_DIR": dataDir})
+	req, _ := http.NewRequest("POST", m.URL()+"/v1/vms", strings.NewReader(`{"name":"from-cli"}`))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(token))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != 201 || body["name"] != "from-cli" {
+		t.Errorf("create with CLI token: %d %v", resp.StatusCode, body)
+	}
+}
+
+// TestServeOnPostgres runs the manager on a real PostgreSQL database.
+func TestServeOnPostgres(t *testing.T) {
+	dsn := storetest.PostgresDSN(t) // empty: the manager migrates it
+	m, out := startMain(t, map[string]string{"HEARTH_DATABASE_URL": dsn, "HEARTH_ADMIN_PASSWORD": "pg-admin-pw"})
+	if m.DB.Dialect() != "pg" || !strings.Contains(out, "from HEARTH_ADMIN_PASSWORD") {
+		t.Errorf("dialect %s, output %s", m.DB.Dialect(), out)
+	}
+	if strings.Contains(out, "pg-admin-pw") {
+		t.Error("the admin password was printed")
+	}
+}
