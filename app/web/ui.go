@@ -40,6 +40,7 @@ func (s *Server) uiRoutes() {
 	in.GET("/vms/:id/edit", s.editVMPage)
 	in.POST("/vms/:id", s.updateVM)
 	in.POST("/vms/:id/delete", s.deleteVM)
+	in.GET("/vms/:id/activity", s.vmActivity)
 	in.GET("/vms/:id/guest-ip", s.guestIPValue)
 	in.POST("/vms/:id/guest-ip", s.setGuestIP)
 }

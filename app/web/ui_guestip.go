@@ -54,6 +54,7 @@ func (s *Server) setGuestIP(c echo.Context) error {
 	}
 	g := guestIPView(vm, time.Now())
 	g.Saved, g.CSRF = saved, csrfToken(c)
+	c.Response().Header().Set("HX-Trigger", "vm-changed") // the activity list reloads itself
 	return renderOK(c, pages.VMGuestIP(g))
 }
 

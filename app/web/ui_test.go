@@ -167,9 +167,16 @@ func TestGuestIPOverrideForm(t *testing.T) {
 	htmx := map[string]string{"HX-Request": "true"}
 	path := "/vms/" + v.ID + "/guest-ip"
 
-	status, _, body := e.form(path, url.Values{"guest_ip": {"10.1.2.3"}, "action": {"set"}}, htmx)
+	status, hdr, body := e.form(path, url.Values{"guest_ip": {"10.1.2.3"}, "action": {"set"}}, htmx)
 	if status != 200 {
 		t.Fatalf("set: %d %s", status, body)
+	}
+	if hdr.Get("HX-Trigger") != "vm-changed" {
+		t.Errorf("HX-Trigger = %q, want vm-changed so the activity list reloads", hdr.Get("HX-Trigger"))
+	}
+	_, _, activity := e.do("GET", "/vms/"+v.ID+"/activity", "", htmx)
+	if !strings.Contains(activity, "set guest IP 10.1.2.3 (manual)") || strings.Contains(activity, "<html") {
+		t.Errorf("activity fragment does not show the override")
 	}
 	if strings.Contains(body, "<html") || !strings.Contains(body, `id="guest-ip-panel"`) {
 		t.Error("htmx answer is not just the guest-IP panel")
@@ -197,7 +204,7 @@ func TestGuestIPOverrideForm(t *testing.T) {
 		t.Errorf("clear: %d", status)
 	}
 	// Without htmx the form still works: it redirects back to the VM page.
-	status, hdr, _ := e.form(path, url.Values{"guest_ip": {"10.1.2.4"}, "action": {"set"}}, nil)
+	status, hdr, _ = e.form(path, url.Values{"guest_ip": {"10.1.2.4"}, "action": {"set"}}, nil)
 	if status != http.StatusSeeOther || hdr.Get("Location") != "/vms/"+v.ID {
 		t.Errorf("plain post: %d to %q", status, hdr.Get("Location"))
 	}

@@ -163,20 +163,42 @@ func (s *Server) vmPage(c echo.Context) error {
 
 // renderVMPageWith renders the VM page with the given guest-IP panel state.
 func (s *Server) renderVMPageWith(c echo.Context, vm *app.VM, g pages.GuestIPView, status int) error {
-	log, err := s.VMs.AuditLog(c.Request().Context(), vm.ID, 50)
+	audit, err := s.auditRows(c, vm.ID)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
 	v := pages.VMView{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB,
 		Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, MAC: vm.MAC,
 		Created: vm.CreatedAt.Format("2006-01-02 15:04 MST"), GuestIP: g, CSRF: csrfToken(c), Busy: vm.Busy()}
 	v.GuestIP.CSRF = v.CSRF
-	for _, e := range log {
-		v.Audit = append(v.Audit, pages.AuditRow{At: e.At.Format(time.RFC3339), Age: ago(now, e.At),
-			Actor: e.Actor, Action: e.Action, Addr: e.Addr, Detail: e.Detail})
-	}
+	v.Audit = audit
 	return render(c, status, pages.VM(s.layout(c, vm.Name), v))
+}
+
+func (s *Server) auditRows(c echo.Context, vmID string) ([]pages.AuditRow, error) {
+	log, err := s.VMs.AuditLog(c.Request().Context(), vmID, 50)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	rows := make([]pages.AuditRow, len(log))
+	for i, e := range log {
+		rows[i] = pages.AuditRow{At: e.At.Format(time.RFC3339), Age: ago(now, e.At),
+			Actor: e.Actor, Action: e.Action, Addr: e.Addr, Detail: e.Detail}
+	}
+	return rows, nil
+}
+
+func (s *Server) vmActivity(c echo.Context) error {
+	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	rows, err := s.auditRows(c, vm.ID)
+	if err != nil {
+		return err
+	}
+	return renderOK(c, pages.VMActivity(vm.ID, rows))
 }
 
 func guestIPView(vm *app.VM, now time.Time) pages.GuestIPView {

@@ -153,6 +153,17 @@ func TestBrowserGuestIPOverride(t *testing.T) {
 		t.Error("the page reloaded; the override should swap only the guest-IP panel")
 	}
 
+	step("activity shows the override without a reload",
+		chromedp.WaitVisible(`#activity li:first-child`),
+	)
+	for i := 0; ; i++ {
+		if a := text("read activity", `#activity li:first-child`); strings.Contains(a, "set guest IP 192.168.77.10 (manual)") {
+			break
+		} else if i == 50 {
+			t.Fatalf("activity never showed the override; first entry: %q", a)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	screenshot(t, ctx, "vm-page")
 
 	// The list shows it too, and after a reload the value is still there (it was stored).
