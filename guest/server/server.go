@@ -1,0 +1,124 @@
+// Package server is hearth-agent's HTTP side: GET /metrics (JSON, or Prometheus text when
+// asked) and GET /health. Scrapes only read the sampler's latest snapshot, so they are
+// cheap and cannot make the guest do more work by being frequent.
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"hearth/guest/collect"
+)
+
+// Options configure the handler.
+type Options struct {
+	Token       string // bearer token for /metrics; "" leaves it open
+	Version     string
+	MaxInFlight int // concurrent requests served at once; more get 503 (default 16)
+	Logger      *slog.Logger
+}
+
+type handler struct {
+	opts     Options
+	sampler  *collect.Sampler
+	started  time.Time
+	tokenSum [32]byte
+	prom     http.Handler
+	slots    chan struct{}
+}
+
+// New returns the agent's HTTP handler.
+func New(s *collect.Sampler, opts Options) http.Handler {
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 16
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&promCollector{sampler: s, version: opts.Version})
+	h := &handler{opts: opts, sampler: s, started: time.Now(), tokenSum: sha256.Sum256([]byte(opts.Token)),
+		slots: make(chan struct{}, opts.MaxInFlight),
+		prom: promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true, ErrorHandling: promhttp.ContinueOnError,
+			ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", h.metrics)
+	mux.HandleFunc("GET /health", h.health)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" || r.URL.Path == "/health" {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
+			return
+		}
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found; try GET /metrics or GET /health"})
+	})
+	return h.limit(mux)
+}
+
+// limit serves at most MaxInFlight requests at once and refuses the rest at once, so a
+// flood cannot pile up goroutines in a small guest.
+func (h *handler) limit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case h.slots <- struct{}{}:
+			defer func() { <-h.slots }()
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "busy"})
+		}
+	})
+}
+
+// authorized compares the bearer token in constant time (over fixed-length hashes, so not
+// even the token's length leaks).
+func (h *handler) authorized(r *http.Request) bool {
+	if h.opts.Token == "" {
+		return true
+	}
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(sum[:], h.tokenSum[:]) == 1
+}
+
+func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
+	if !h.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hearth-agent"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+		return
+	}
+	snap := h.sampler.Latest()
+	if snap == nil {
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no sample yet; the agent is starting"})
+		return
+	}
+	if wantsPrometheus(r) {
+		h.prom.ServeHTTP(w, r)
+		return
+	}
+	writeJSON(w, http.StatusOK, snap)
+}
+
+func (h *handler) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "version": h.opts.Version,
+		"uptime_seconds": time.Since(h.started).Seconds()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v) //nolint:errcheck // the client went away; nothing to do
+}
