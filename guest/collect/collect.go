@@ -51,7 +51,9 @@ func (r *Reader) read() reading {
 	var rd reading
 	s := &rd.snap
 	s.Time = r.now().UTC()
-	fail := func(part string, err error) { s.Errors = append(s.Errors, fmt.Sprintf("%s: %v", part, clip(err.Error()))) }
+	fail := func(part string, err error) {
+		s.Errors = append(s.Errors, fmt.Sprintf("%s: %v", part, clip(err.Error())))
+	}
 
 	fs, err := procfs.NewFS(r.ProcRoot)
 	if err != nil {

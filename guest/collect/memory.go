@@ -37,4 +37,6 @@ func memory(m procfs.Meminfo) (Memory, Swap, error) {
 }
 
 // usagePercent is 100 × used / total.
-func (m Memory) usagePercent() float64 { return clamp(100 * float64(m.UsedBytes) / float64(m.TotalBytes)) }
+func (m Memory) usagePercent() float64 {
+	return clamp(100 * float64(m.UsedBytes) / float64(m.TotalBytes))
+}
