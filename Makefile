@@ -19,6 +19,22 @@ build: ## build bin/hearth
 run: build ## run the manager on SQLite in ./data at http://127.0.0.1:8080
 	./bin/hearth serve
 
+# The agent ships without inlining (-gcflags=all=-l): 7% smaller, no measurable cost in
+# make bench-agent (the scrape serves a ready snapshot).
+AGENT_FLAGS := -trimpath -gcflags=all=-l -ldflags "$(LDFLAGS)"
+GUEST_ARCHES := amd64 arm64
+
+.PHONY: guest
+guest: ## build the guest agent: bin/hearth-agent-linux-{amd64,arm64}, static
+	@for arch in $(GUEST_ARCHES); do \
+	  echo "hearth-agent linux/$$arch"; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build $(AGENT_FLAGS) -o bin/hearth-agent-linux-$$arch ./guest/cmd/hearth-agent || exit 1; \
+	done
+
+.PHONY: bench-agent
+bench-agent: guest ## hearth-agent vs Debian's node_exporter: size, RSS, scrape latency, CPU
+	HEARTH_AGENT_BIN=$(CURDIR)/bin/hearth-agent-linux-amd64 $(GO) test -run '^$$' -bench AgentVsNodeExporter -benchtime 1x ./e2e/benchagent/
+
 .PHONY: test
 test: ## run every test (PostgreSQL, Chromium used when present; HEARTH_REQUIRE_ALL=1 makes them mandatory)
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
@@ -66,7 +82,7 @@ lint: ## gofmt and go vet
 
 .PHONY: check-deps
 check-deps: ## enforce the dependency direction of DESIGN.md
-	@bad=$$($(GO) list -deps ./guest/... 2>/dev/null | grep -E '^hearth/(app|views|provision)(/|$$)'); \
+	@bad=$$($(GO) list -deps -test ./guest/... | grep -E '^hearth/(app|views|provision)(/|$$)'); \
 	  if [ -n "$$bad" ]; then echo "guest/ must not import: $$bad"; exit 1; fi
 	@bad=$$($(GO) list -deps ./views/... | grep -E '^(hearth/app/(store|web)|github.com/labstack/echo)'); \
 	  if [ -n "$$bad" ]; then echo "views/ must not import: $$bad"; exit 1; fi

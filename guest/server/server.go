@@ -4,16 +4,15 @@
 package server
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"hearth/guest/collect"
 )
@@ -31,7 +30,6 @@ type handler struct {
 	sampler  *collect.Sampler
 	started  time.Time
 	tokenSum [32]byte
-	prom     http.Handler
 	slots    chan struct{}
 }
 
@@ -43,12 +41,8 @@ func New(s *collect.Sampler, opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(&promCollector{sampler: s, version: opts.Version})
 	h := &handler{opts: opts, sampler: s, started: time.Now(), tokenSum: sha256.Sum256([]byte(opts.Token)),
-		slots: make(chan struct{}, opts.MaxInFlight),
-		prom: promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true, ErrorHandling: promhttp.ContinueOnError,
-			ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)})}
+		slots: make(chan struct{}, opts.MaxInFlight)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", h.metrics)
 	mux.HandleFunc("GET /health", h.health)
@@ -105,7 +99,15 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wantsPrometheus(r) {
-		h.prom.ServeHTTP(w, r)
+		b := bufs.Get().(*bytes.Buffer)
+		b.Reset()
+		writeExposition(b, snap, h.opts.Version)
+		w.Header().Set("Content-Type", promContentType)
+		w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+		w.Write(b.Bytes()) //nolint:errcheck // the client went away
+		if b.Cap() <= 1<<20 {
+			bufs.Put(b) // a huge one-off (thousands of interfaces) is left to the GC
+		}
 		return
 	}
 	writeJSON(w, http.StatusOK, snap)

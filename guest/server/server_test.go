@@ -180,7 +180,7 @@ func TestPrometheusFormat(t *testing.T) {
 		{"json preferred", "", "application/json, text/plain;q=0.5", false},
 	} {
 		resp, body := get(t, srv.URL+"/metrics"+tc.query, map[string]string{"Accept": tc.accept})
-		isProm := strings.Contains(body, "hearth_guest_cpu_seconds_total{mode=")
+		isProm := strings.Contains(body, "# TYPE hearth_guest_cpu_seconds_total counter")
 		if resp.StatusCode != 200 || isProm != tc.prom {
 			t.Errorf("%s: status %d, prometheus %v (%s), want %v", tc.name, resp.StatusCode, isProm, resp.Header.Get("Content-Type"), tc.prom)
 		}
