@@ -39,7 +39,9 @@ func TestOpenRCSourcesConf(t *testing.T) {
 	script := strings.Replace(string(OpenRC), `conffile="/etc/hearth-agent.conf"`, `conffile="`+conf+`"`, 1)
 	p := filepath.Join(dir, "hearth-agent")
 	os.WriteFile(p, []byte(script), 0o755)
-	out, err := exec.Command("sh", "-c", `. "$1" && env | grep '^HEARTH_' | sort`, "sh", p).CombinedOutput()
+	cmd := exec.Command("sh", "-c", `. "$1" && env | grep '^HEARTH_' | sort`, "sh", p)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"} // nothing HEARTH_* but what the script exports
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("sourcing: %v\n%s", err, out)
 	}
