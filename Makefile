@@ -12,7 +12,7 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## build bin/hearth
+build: guest ## build bin/hearth, embedding the agents that make guest built
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/hearth ./app/cmd/hearth
 
 .PHONY: run
@@ -29,6 +29,8 @@ guest: ## build the guest agent: bin/hearth-agent-linux-{amd64,arm64}, static
 	@for arch in $(GUEST_ARCHES); do \
 	  echo "hearth-agent linux/$$arch"; \
 	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build $(AGENT_FLAGS) -o bin/hearth-agent-linux-$$arch ./guest/cmd/hearth-agent || exit 1; \
+	  cmp -s bin/hearth-agent-linux-$$arch provision/agents/hearth-agent-linux-$$arch || \
+	    cp bin/hearth-agent-linux-$$arch provision/agents/hearth-agent-linux-$$arch; \
 	done
 
 .PHONY: bench-agent

@@ -20,6 +20,7 @@ const (
 	ETOOLARGE     = "too_large"    // request body over its limit
 	EUNSUPPORTED  = "unsupported"  // unsupported media type
 	ETHROTTLED    = "too_many"     // too many attempts; try later
+	EUNAVAILABLE  = "unavailable"  // this manager cannot do it as built or configured
 	EINTERNAL     = "internal"     // anything else; details go to the log, not the user
 )
 

@@ -48,6 +48,11 @@ type VM struct {
 	GuestIPSource    GuestIPSource
 	GuestIPUpdatedAt time.Time // zero when GuestIP is ""
 
+	Provisioned   bool   // a cloud-init seed with the agent was built for it
+	AgentToken    string // the manager presents it to the agent; never shown in the API
+	HostKey       string // the guest's SSH host public key, authorized_keys form
+	HostKeySource string // "injected" (through the seed) or "tofu" (recorded on first use)
+
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -63,6 +68,9 @@ func (vm *VM) Busy() bool {
 
 // VMSpec is what an operator gives when creating a VM. Zero values mean defaults.
 type VMSpec struct {
+	// Provision builds a cloud-init seed with the guest agent. Nil means "when this manager
+	// can" (it has an agent for the host's architecture).
+	Provision *bool
 	Name      string
 	VCPUs     int
 	MemoryMiB int

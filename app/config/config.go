@@ -105,3 +105,17 @@ func ParseCIDRs(s string) ([]netip.Prefix, error) {
 // SecureCookies reports whether cookies should carry Secure: when the public URL is https,
 // the manager is behind TLS (directly or through a proxy).
 func (c Config) SecureCookies() bool { return strings.HasPrefix(c.PublicURL, "https://") }
+
+// GuestsCannotReach reports whether the public URL names loopback, which no guest can reach.
+func (c Config) GuestsCannotReach() bool {
+	u, err := url.Parse(c.PublicURL)
+	if err != nil {
+		return true
+	}
+	h := u.Hostname()
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
+}

@@ -27,6 +27,10 @@ type vmRow struct {
 	GuestIP          sql.NullString `bun:"guest_ip"`
 	GuestIPSource    sql.NullString `bun:"guest_ip_source"`
 	GuestIPUpdatedAt sql.NullTime   `bun:"guest_ip_updated_at"`
+	Provisioned      bool           `bun:"provisioned"`
+	AgentToken       string         `bun:"agent_token"`
+	HostKey          string         `bun:"host_key"`
+	HostKeySource    string         `bun:"host_key_source"`
 	CreatedAt        time.Time      `bun:"created_at"`
 	UpdatedAt        time.Time      `bun:"updated_at"`
 }
@@ -34,7 +38,8 @@ type vmRow struct {
 func (r *vmRow) toVM() *app.VM {
 	vm := &app.VM{ID: r.ID, Name: r.Name, State: app.VMState(r.State), VCPUs: r.VCPUs,
 		MemoryMiB: r.MemoryMiB, Kernel: r.Kernel, Initrd: r.Initrd, Rootfs: r.Rootfs,
-		BootArgs: r.BootArgs, MAC: r.MAC, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
+		BootArgs: r.BootArgs, MAC: r.MAC, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+		Provisioned: r.Provisioned, AgentToken: r.AgentToken, HostKey: r.HostKey, HostKeySource: r.HostKeySource}
 	if r.GuestIP.Valid {
 		vm.GuestIP = r.GuestIP.String
 		vm.GuestIPSource = app.GuestIPSource(r.GuestIPSource.String)
@@ -46,7 +51,8 @@ func (r *vmRow) toVM() *app.VM {
 func fromVM(vm *app.VM) *vmRow {
 	r := &vmRow{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs,
 		MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs,
-		BootArgs: vm.BootArgs, MAC: vm.MAC, CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt}
+		BootArgs: vm.BootArgs, MAC: vm.MAC, CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt,
+		Provisioned: vm.Provisioned, AgentToken: vm.AgentToken, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource}
 	if vm.GuestIP != "" {
 		r.GuestIP = sql.NullString{String: vm.GuestIP, Valid: true}
 		r.GuestIPSource = sql.NullString{String: string(vm.GuestIPSource), Valid: true}
@@ -196,6 +202,21 @@ func (db *DB) SetVMState(ctx context.Context, id string, state app.VMState, e *a
 			Set("updated_at = ?", now()).Where("id = ?", id).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("store: set vm state: %w", err)
+		}
+		if err := oneRow(ctx, tx, res, id); err != nil {
+			return err
+		}
+		return audit(ctx, tx, e)
+	})
+}
+
+// SetHostKey records the guest's SSH host key (trust on first use by the installer).
+func (db *DB) SetHostKey(ctx context.Context, id, key, source string, e *app.AuditEntry) error {
+	return db.inTx(ctx, func(tx bun.Tx) error {
+		res, err := tx.NewUpdate().Model((*vmRow)(nil)).Set("host_key = ?", key).Set("host_key_source = ?", source).
+			Set("updated_at = ?", now()).Where("id = ?", id).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("store: set host key: %w", err)
 		}
 		if err := oneRow(ctx, tx, res, id); err != nil {
 			return err

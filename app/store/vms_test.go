@@ -14,7 +14,8 @@ import (
 
 func newVM(id, name string) *app.VM {
 	return &app.VM{ID: id, Name: name, State: app.VMDefined, VCPUs: 2, MemoryMiB: 512,
-		Kernel: "/img/vmlinux", Rootfs: "/img/rootfs.ext4", BootArgs: "console=ttyS0", MAC: "02:00:00:00:00:01"}
+		Kernel: "/img/vmlinux", Rootfs: "/img/rootfs.ext4", BootArgs: "console=ttyS0", MAC: "02:00:00:00:00:01",
+		Provisioned: true, AgentToken: "hag_x", HostKey: "ssh-ed25519 AAAA", HostKeySource: "injected"}
 }
 
 func mustCreate(t *testing.T, db *store.DB, vm *app.VM) {
@@ -185,6 +186,26 @@ func TestRegistrationToken(t *testing.T) {
 		}
 		if h, _ := db.RegistrationTokenHash(ctx, "a1"); h != "new-hash" {
 			t.Errorf("hash = %q, want new-hash", h)
+		}
+	})
+}
+
+func TestSetHostKey(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mustCreate(t, db, newVM("a1", "alpha"))
+		if err := db.SetHostKey(ctx, "a1", "ssh-ed25519 BBBB", "tofu", nil); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := db.VM(ctx, "a1")
+		if got.HostKey != "ssh-ed25519 BBBB" || got.HostKeySource != "tofu" {
+			t.Errorf("host key = %q (%s)", got.HostKey, got.HostKeySource)
+		}
+		if err := db.SetHostKey(ctx, "a1", "k", "guessed", nil); err == nil {
+			t.Error("unknown host key source accepted")
+		}
+		if err := db.SetHostKey(ctx, "zz", "k", "tofu", nil); app.ErrorCode(err) != app.ENOTFOUND {
+			t.Errorf("missing VM: %v", err)
 		}
 	})
 }

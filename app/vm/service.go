@@ -13,8 +13,9 @@ import (
 // Service carries out what operators and guests ask of VMs, and writes the audit log as it
 // goes: each change and its audit entry land together or not at all.
 type Service struct {
-	db    *store.DB
-	rules Rules
+	db     *store.DB
+	rules  Rules
+	seeder Seeder // nil: VMs are not provisioned
 }
 
 // NewService returns a Service over db that checks guest IPs with rules.
@@ -35,8 +36,31 @@ func (s *Service) Create(ctx context.Context, spec app.VMSpec, by app.Actor) (*a
 		MemoryMiB: spec.MemoryMiB, Kernel: spec.Kernel, Initrd: spec.Initrd, Rootfs: spec.Rootfs,
 		BootArgs: spec.BootArgs, MAC: newMAC()}
 	token, hash := app.NewToken(app.PrefixRegistrationToken)
-	e := entry(by, app.AuditVMCreate, vm.ID, fmt.Sprintf("created %s (%d vCPU, %d MiB)", vm.Name, vm.VCPUs, vm.MemoryMiB))
-	if err := s.db.CreateVM(ctx, vm, hash, e); err != nil {
+	provision := s.seeder != nil
+	if spec.Provision != nil {
+		provision = *spec.Provision
+	}
+	detail := fmt.Sprintf("created %s (%d vCPU, %d MiB)", vm.Name, vm.VCPUs, vm.MemoryMiB)
+	if provision {
+		// The seed first, then the record: if the record fails (a taken name), the seed is
+		// removed, and no VM ever exists without the seed it was promised.
+		if err := s.CanProvision(); err != nil {
+			return nil, "", err
+		}
+		hostKey, err := s.seeder.Prepare(vm)
+		if err != nil {
+			return nil, "", err
+		}
+		if err := s.seeder.WriteSeed(vm, token, hostKey); err != nil {
+			s.seeder.RemoveSeed(vm.ID) //nolint:errcheck // best effort; the error below is the story
+			return nil, "", err
+		}
+		detail += " with a cloud-init seed"
+	}
+	if err := s.db.CreateVM(ctx, vm, hash, entry(by, app.AuditVMCreate, vm.ID, detail)); err != nil {
+		if provision {
+			s.seeder.RemoveSeed(vm.ID) //nolint:errcheck // as above
+		}
 		return nil, "", err
 	}
 	return vm, token, nil
@@ -79,7 +103,15 @@ func (s *Service) Delete(ctx context.Context, id string, by app.Actor) error {
 	if vm.Busy() {
 		return app.Errorf(app.ECONFLICT, "VM %s is %s; stop it before deleting it", vm.Name, vm.State)
 	}
-	return s.db.DeleteVM(ctx, id, entry(by, app.AuditVMDelete, id, "deleted "+vm.Name))
+	if err := s.db.DeleteVM(ctx, id, entry(by, app.AuditVMDelete, id, "deleted "+vm.Name)); err != nil {
+		return err
+	}
+	if s.seeder != nil {
+		if err := s.seeder.RemoveSeed(id); err != nil {
+			return fmt.Errorf("VM deleted, but its files remain: %w", err)
+		}
+	}
+	return nil
 }
 
 // SetGuestIP sets the VM's guest IP from raw, or clears it when raw is "". Guests (callback

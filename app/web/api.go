@@ -26,6 +26,7 @@ func (s *Server) apiRoutes(g *echo.Group) {
 	g.DELETE("/vms/:id", s.apiDeleteVM, operatorOnly)
 	g.POST("/vms/:id/guest-ip", s.apiSetGuestIP)
 	g.POST("/vms/:id/registration-token", s.apiRotateToken, operatorOnly)
+	g.GET("/vms/:id/seed.iso", s.seedISO, operatorOnly)
 	// Unknown paths under /v1 are JSON 404s, not the UI's page.
 	g.Any("/*", func(c echo.Context) error { return app.Errorf(app.ENOTFOUND, "no such API endpoint") })
 }
@@ -88,6 +89,9 @@ type vmJSON struct {
 	GuestIP           *string    `json:"guest_ip"`
 	GuestIPSource     *string    `json:"guest_ip_source"`
 	GuestIPUpdatedAt  *time.Time `json:"guest_ip_updated_at"`
+	Provisioned       bool       `json:"provisioned"`
+	SeedURL           string     `json:"seed_url,omitempty"`
+	HostKey           string     `json:"host_key,omitempty"`
 	CreatedAt         time.Time  `json:"created_at"`
 	UpdatedAt         time.Time  `json:"updated_at"`
 	RegistrationToken string     `json:"registration_token,omitempty"`
@@ -96,7 +100,10 @@ type vmJSON struct {
 func toJSON(vm *app.VM) vmJSON {
 	j := vmJSON{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB,
 		Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, MAC: vm.MAC,
-		CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt}
+		CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt, Provisioned: vm.Provisioned, HostKey: vm.HostKey}
+	if vm.Provisioned {
+		j.SeedURL = "/v1/vms/" + vm.ID + "/seed.iso"
+	}
 	if vm.GuestIP != "" {
 		ip, src, at := vm.GuestIP, string(vm.GuestIPSource), vm.GuestIPUpdatedAt
 		j.GuestIP, j.GuestIPSource, j.GuestIPUpdatedAt = &ip, &src, &at
@@ -118,6 +125,7 @@ func (s *Server) apiListVMs(c echo.Context) error {
 
 // vmSpecJSON is the body of create and update. Pointers tell "absent" from zero.
 type vmSpecJSON struct {
+	Provision *bool   `json:"provision"` // create only
 	Name      *string `json:"name"`
 	VCPUs     *int    `json:"vcpus"`
 	MemoryMiB *int    `json:"memory_mib"`
@@ -141,7 +149,7 @@ func (s *Server) apiCreateVM(c echo.Context) error {
 		// 0 would silently mean "default"; an explicit 0 is a mistake worth saying so.
 		return app.Invalid(map[string]string{"vcpus/memory_mib": "must be positive when given"})
 	}
-	var spec app.VMSpec
+	spec := app.VMSpec{Provision: body.Provision}
 	body.update().Apply(&spec)
 	vm, token, err := s.VMs.Create(c.Request().Context(), spec, actor(c))
 	if err != nil {
@@ -169,6 +177,9 @@ func (s *Server) apiUpdateVM(c echo.Context) error {
 	if body.VCPUs != nil && *body.VCPUs == 0 || body.MemoryMiB != nil && *body.MemoryMiB == 0 {
 		return app.Invalid(map[string]string{"vcpus/memory_mib": "must be positive when given"})
 	}
+	if body.Provision != nil {
+		return app.Invalid(map[string]string{"provision": "is chosen at creation and cannot change"})
+	}
 	vm, err := s.VMs.Update(c.Request().Context(), c.Param("id"), body.update(), actor(c))
 	if err != nil {
 		return err
@@ -189,4 +200,20 @@ func (s *Server) apiRotateToken(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]string{"registration_token": token})
+}
+
+// seedISO serves a provisioned VM's NoCloud seed, for use with any hypervisor. It holds the
+// VM's tokens and host key, so it is for operators only (API token or signed-in session).
+func (s *Server) seedISO(c echo.Context) error {
+	ctx := c.Request().Context()
+	vm, err := s.VMs.Get(ctx, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	path, err := s.VMs.SeedPath(ctx, vm.ID)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Attachment(path, vm.Name+"-seed.iso")
 }

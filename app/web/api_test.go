@@ -281,3 +281,21 @@ func TestHealthz(t *testing.T) {
 		t.Errorf("healthz with the database closed: %d, want 503", status)
 	}
 }
+
+func TestInternalErrorsAreMasked(t *testing.T) {
+	e := newEnv(t, storetest.SQLite(t))
+	token := e.token
+	e.db.Close() // every query now fails inside the store
+	status, hdr, body := e.do("GET", "/v1/vms", "", map[string]string{"Authorization": "Bearer " + token})
+	if status != 500 {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	er := decodeErr(t, body)
+	rid := hdr.Get("X-Request-Id")
+	if (er.Error.Code != app.EINTERNAL || er.Error.Message != "internal error (request id "+rid+")") {
+		t.Errorf("500 body %+v (request id %s)", er.Error, rid)
+	}
+	if strings.Contains(body, "sql") || strings.Contains(body, "closed") {
+		t.Errorf("internals leaked: %s", body)
+	}
+}

@@ -22,6 +22,7 @@ var codeStatus = map[string]int{
 	app.ETOOLARGE:     http.StatusRequestEntityTooLarge,
 	app.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
 	app.ETHROTTLED:    http.StatusTooManyRequests,
+	app.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	app.EINTERNAL:     http.StatusInternalServerError,
 }
 
@@ -67,7 +68,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	level := slog.LevelWarn
 	if status >= 500 {
 		level = slog.LevelError
-		msg = fmt.Sprintf("internal error (request id %s)", rid)
+	}
+	if code == app.EINTERNAL {
+		msg = fmt.Sprintf("internal error (request id %s)", rid) // details stay in the log
 	}
 	s.Logger.Log(c.Request().Context(), level, "request failed", "request_id", rid,
 		"method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "error", err)

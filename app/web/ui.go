@@ -41,6 +41,7 @@ func (s *Server) uiRoutes() {
 	in.POST("/vms/:id", s.updateVM)
 	in.POST("/vms/:id/delete", s.deleteVM)
 	in.GET("/vms/:id/activity", s.vmActivity)
+	in.GET("/vms/:id/seed.iso", s.seedISO)
 	in.GET("/vms/:id/guest-ip", s.guestIPValue)
 	in.POST("/vms/:id/guest-ip", s.setGuestIP)
 }

@@ -45,7 +45,8 @@ func (s *Server) vmList(c echo.Context) error {
 
 func (s *Server) newVMPage(c echo.Context) error {
 	f := pages.VMForm{Title: "New virtual machine", Action: "/vms", Submit: "Create VM", Cancel: "/vms",
-		VCPUs: "1", MemoryMiB: "256", BootArgs: "console=ttyS0 reboot=k panic=1", CSRF: csrfToken(c)}
+		VCPUs: "1", MemoryMiB: "256", BootArgs: "console=ttyS0 reboot=k panic=1", CSRF: csrfToken(c), New: true}
+	s.provisionChoice(&f, true)
 	return renderOK(c, pages.VMFormPage(s.layout(c, "New VM"), f))
 }
 
@@ -87,8 +88,10 @@ func formErrors(f *pages.VMForm, parse map[string]string, err error) {
 
 func (s *Server) createVM(c echo.Context) error {
 	f, u, parseErrs := formSpec(c)
-	f.Title, f.Action, f.Submit, f.Cancel = "New virtual machine", "/vms", "Create VM", "/vms"
-	var spec app.VMSpec
+	f.Title, f.Action, f.Submit, f.Cancel, f.New = "New virtual machine", "/vms", "Create VM", "/vms", true
+	provision := c.FormValue("provision") == "on"
+	s.provisionChoice(&f, provision)
+	spec := app.VMSpec{Provision: &provision}
 	u.Apply(&spec)
 	var created *app.VM
 	var err error
@@ -108,6 +111,16 @@ func (s *Server) createVM(c echo.Context) error {
 		return render(c, status, pages.VMFormPage(s.layout(c, "New VM"), f))
 	}
 	return redirect(c, "/vms/"+created.ID)
+}
+
+// provisionChoice sets the form's provisioning checkbox, and explains when it is not
+// available on this manager.
+func (s *Server) provisionChoice(f *pages.VMForm, want bool) {
+	if err := s.VMs.CanProvision(); err != nil {
+		f.ProvisionUnavailable = app.ErrorMessage(err)
+		return
+	}
+	f.Provision = want
 }
 
 func (s *Server) editVMPage(c echo.Context) error {
@@ -169,7 +182,8 @@ func (s *Server) renderVMPageWith(c echo.Context, vm *app.VM, g pages.GuestIPVie
 	}
 	v := pages.VMView{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB,
 		Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, MAC: vm.MAC,
-		Created: vm.CreatedAt.Format("2006-01-02 15:04 MST"), GuestIP: g, CSRF: csrfToken(c), Busy: vm.Busy()}
+		Created: vm.CreatedAt.Format("2006-01-02 15:04 MST"), GuestIP: g, CSRF: csrfToken(c), Busy: vm.Busy(),
+		Provisioned: vm.Provisioned, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource}
 	v.GuestIP.CSRF = v.CSRF
 	v.Audit = audit
 	return render(c, status, pages.VM(s.layout(c, vm.Name), v))

@@ -36,6 +36,9 @@ type VMView struct {
 	Audit            []AuditRow
 	CSRF             string
 	Busy             bool
+	Provisioned      bool
+	HostKey          string
+	HostKeySource    string
 }
 
 // AuditRow is one audit-log line on the VM page.
@@ -52,6 +55,9 @@ type VMForm struct {
 	Errors                        map[string]string
 	Error                         string
 	CSRF                          string
+	New                           bool   // the create form, which offers provisioning
+	Provision                     bool   // the provisioning box is ticked
+	ProvisionUnavailable          string // why provisioning cannot be offered, if it cannot
 }
 
 // Login is the sign-in page.

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"hearth/app"
+	"hearth/provision/agents"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -69,6 +70,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return tokenCmd(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "hearth %s\n", version)
+		list := agents.List()
+		if len(list) == 0 {
+			fmt.Fprintln(stdout, "embedded agents: none (build with make guest build to provision VMs)")
+		}
+		for _, a := range list {
+			fmt.Fprintf(stdout, "embedded: %s\n", a)
+		}
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -16,6 +16,7 @@ import (
 	"hearth/app/store"
 	"hearth/app/vm"
 	"hearth/app/web"
+	"hearth/provision"
 )
 
 // Main is a running manager: what serve starts and what end-to-end tests start on :0.
@@ -45,10 +46,16 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 	if len(applied) > 0 {
 		logger.Info("applied migrations", "migrations", applied)
 	}
+	key, err := provision.LoadOrCreateManagerKey(cfg.DataDir)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	prov := &provision.Provisioner{DataDir: cfg.DataDir, PublicURL: cfg.PublicURL, ManagerKey: key}
 	return &Main{
 		Config: cfg, Logger: logger, DB: db,
 		Auth: auth.NewService(db, auth.NewThrottle(10, 15*time.Minute), 0),
-		VMs:  vm.NewService(db, vm.Rules{CIDRs: cfg.GuestCIDRs}),
+		VMs:  vm.NewService(db, vm.Rules{CIDRs: cfg.GuestCIDRs}).WithSeeder(prov),
 	}, nil
 }
 
@@ -79,6 +86,13 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	go m.sweepSessions(ctx)
 
 	logger.Info("serving", "url", m.URL(), "database", m.DB.Dialect(), "where", m.DB.Where, "version", version)
+	if err := m.VMs.CanProvision(); err != nil {
+		logger.Warn("new VMs cannot be provisioned", "reason", app.ErrorMessage(err))
+	}
+	if cfg.GuestsCannotReach() {
+		logger.Warn("HEARTH_PUBLIC_URL is a loopback address, which guests cannot reach; set it to the address of this host on the guests' network",
+			"public_url", cfg.PublicURL)
+	}
 	fmt.Fprintf(stdout, "Hearth is running at %s (database: %s)\n", m.URL(), m.DB.Where)
 	switch {
 	case created && generated != "":

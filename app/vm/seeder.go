@@ -1,0 +1,53 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"os"
+
+	"hearth/app"
+)
+
+// Seeder builds the cloud-init seed that carries the guest agent into a VM; the manager's
+// is provision.Provisioner. It is an interface so that VM rules do not depend on how seeds
+// are made.
+type Seeder interface {
+	// Check says whether seeds can be built now (an agent for the guests' arch is at hand).
+	Check() error
+	// Prepare fills the VM's agent token and host key, returning the host's private key,
+	// which only the seed ever holds.
+	Prepare(vm *app.VM) (hostKeyPrivate string, err error)
+	WriteSeed(vm *app.VM, registrationToken, hostKeyPrivate string) error
+	RemoveSeed(vmID string) error
+	SeedPath(vmID string) string
+}
+
+// WithSeeder makes new VMs provisioned by default, through sd.
+func (s *Service) WithSeeder(sd Seeder) *Service {
+	s.seeder = sd
+	return s
+}
+
+// CanProvision says whether a VM created now could be provisioned, and if not, why.
+func (s *Service) CanProvision() error {
+	if s.seeder == nil {
+		return app.Errorf(app.EUNAVAILABLE, "this manager has no provisioner configured")
+	}
+	return s.seeder.Check()
+}
+
+// SeedPath returns the path of a provisioned VM's seed image.
+func (s *Service) SeedPath(ctx context.Context, id string) (string, error) {
+	vm, err := s.db.VM(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if !vm.Provisioned || s.seeder == nil {
+		return "", app.Errorf(app.ENOTFOUND, "VM %s was created without a cloud-init seed", vm.Name)
+	}
+	p := s.seeder.SeedPath(id)
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+		return "", app.Errorf(app.ENOTFOUND, "the seed of VM %s is missing from the data dir", vm.Name)
+	}
+	return p, nil
+}

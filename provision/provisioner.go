@@ -1,0 +1,92 @@
+package provision
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"golang.org/x/crypto/ssh"
+
+	"hearth/app"
+	"hearth/provision/agents"
+	"hearth/provision/cloudinit"
+	"hearth/provision/seed"
+)
+
+// Provisioner builds and removes VMs' seeds. It implements vm.Seeder.
+type Provisioner struct {
+	DataDir    string
+	PublicURL  string     // the manager as guests reach it
+	ManagerKey ssh.Signer // authorised for user hearth in guests
+	Arch       string     // GOARCH of the guests' agent; "" means the host's
+	// Agent returns the agent binary for an arch; nil means the embedded ones.
+	Agent func(arch string) ([]byte, error)
+}
+
+func (p *Provisioner) arch() string {
+	if p.Arch != "" {
+		return p.Arch
+	}
+	return runtime.GOARCH
+}
+
+func (p *Provisioner) agent() ([]byte, error) {
+	if p.Agent != nil {
+		return p.Agent(p.arch())
+	}
+	return agents.For(p.arch())
+}
+
+// Check says whether VMs can be provisioned: an agent must be at hand.
+func (p *Provisioner) Check() error {
+	_, err := p.agent()
+	return err
+}
+
+// SeedPath is where a VM's seed lives.
+func (p *Provisioner) SeedPath(vmID string) string {
+	return filepath.Join(p.DataDir, "vms", vmID, "seed.iso")
+}
+
+// Prepare gives a new VM its agent token and its SSH host key pair. The private key goes
+// only into the seed; the public one is what the installer will pin.
+func (p *Provisioner) Prepare(vm *app.VM) (hostKeyPrivate string, err error) {
+	priv, pub, err := NewKeyPair("hearth-" + vm.Name)
+	if err != nil {
+		return "", err
+	}
+	token, _ := app.NewToken(app.PrefixAgentToken)
+	vm.AgentToken, vm.HostKey, vm.HostKeySource, vm.Provisioned = token, pub, "injected", true
+	return priv, nil
+}
+
+// WriteSeed renders the VM's cloud-init documents and writes its seed with the agent.
+func (p *Provisioner) WriteSeed(vm *app.VM, registrationToken, hostKeyPrivate string) error {
+	agent, err := p.agent()
+	if err != nil {
+		return err
+	}
+	docs, err := cloudinit.Render(cloudinit.Params{VMID: vm.ID, Hostname: vm.Name, MAC: vm.MAC,
+		ManagerURL: p.PublicURL, AgentToken: vm.AgentToken, RegistrationToken: registrationToken,
+		ManagerSSHKey: AuthorizedKey(p.ManagerKey.PublicKey()), HostKeyPrivate: hostKeyPrivate, HostKeyPublic: vm.HostKey})
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{"user-data": docs.UserData, "meta-data": docs.MetaData, seed.AgentFile: agent}
+	if docs.NetworkConfig != nil {
+		files["network-config"] = docs.NetworkConfig
+	}
+	if err := seed.Write(p.SeedPath(vm.ID), files); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	return nil
+}
+
+// RemoveSeed deletes the VM's files. A VM without any is fine.
+func (p *Provisioner) RemoveSeed(vmID string) error {
+	if err := os.RemoveAll(filepath.Dir(p.SeedPath(vmID))); err != nil {
+		return fmt.Errorf("provision: remove files of %s: %w", vmID, err)
+	}
+	return nil
+}

@@ -1,0 +1,136 @@
+package provision
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"hearth/app"
+	"hearth/app/config"
+	"hearth/app/store"
+	"hearth/app/store/storetest"
+	"hearth/app/vm"
+	"hearth/provision/seed"
+)
+
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
+
+var operator = app.Actor{Kind: app.ActorUser, Name: "admin"}
+
+func newProvisioned(t *testing.T, db *store.DB, agent []byte) (*vm.Service, *Provisioner) {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := LoadOrCreateManagerKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Provisioner{DataDir: dir, PublicURL: "http://192.168.50.1:8080", ManagerKey: key,
+		Agent: func(arch string) ([]byte, error) {
+			if agent == nil {
+				return nil, app.Errorf(app.EUNAVAILABLE, "no agent for %s", arch)
+			}
+			return agent, nil
+		}}
+	cidrs, _ := config.ParseCIDRs(config.DefaultGuestCIDRs)
+	return vm.NewService(db, vm.Rules{CIDRs: cidrs}).WithSeeder(p), p
+}
+
+func TestCreateBuildsSeed(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		agent := []byte("\x7fELF pretend agent")
+		s, p := newProvisioned(t, db, agent)
+		v, regToken, err := s.Create(ctx, app.VMSpec{Name: "web-1"}, operator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !v.Provisioned || v.HostKeySource != "injected" || !strings.HasPrefix(v.HostKey, "ssh-ed25519 ") || !strings.HasPrefix(v.AgentToken, app.PrefixAgentToken) {
+			t.Errorf("VM after create: %+v", v)
+		}
+		stored, _ := s.Get(ctx, v.ID)
+		if stored.AgentToken != v.AgentToken || stored.HostKey != v.HostKey {
+			t.Error("provisioning fields were not stored")
+		}
+		path, err := s.SeedPath(ctx, v.ID)
+		if err != nil || path != p.SeedPath(v.ID) {
+			t.Fatalf("SeedPath = %q, %v", path, err)
+		}
+		files, err := seed.Read(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(files["hearth-agent"], agent) {
+			t.Error("the seed does not carry the agent")
+		}
+		ud := string(files["user-data"])
+		for _, want := range []string{"HEARTH_VM_ID=" + v.ID, "HEARTH_REGISTRATION_TOKEN=" + regToken, "HEARTH_AGENT_TOKEN=" + v.AgentToken,
+			"HEARTH_MANAGER_URL=http://192.168.50.1:8080", "ed25519_public: \"" + v.HostKey + "\""} {
+			if !strings.Contains(ud, want) {
+				t.Errorf("user-data lacks %q", want)
+			}
+		}
+		if md := string(files["meta-data"]); !strings.Contains(md, `instance-id: "`+v.ID+`"`) || !strings.Contains(md, `local-hostname: "web-1"`) {
+			t.Errorf("meta-data: %s", md)
+		}
+		// Deleting the VM removes its files.
+		if err := s.Delete(ctx, v.ID, operator); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Dir(path)); !os.IsNotExist(err) {
+			t.Errorf("VM dir left after delete: %v", err)
+		}
+	})
+}
+
+func TestCreateFailuresLeaveNothing(t *testing.T) {
+	db := storetest.SQLite(t)
+	ctx := context.Background()
+	s, p := newProvisioned(t, db, []byte("agent"))
+	if _, _, err := s.Create(ctx, app.VMSpec{Name: "taken"}, operator); err != nil {
+		t.Fatal(err)
+	}
+	// A taken name: the seed written first must be removed again.
+	if _, _, err := s.Create(ctx, app.VMSpec{Name: "taken"}, operator); app.ErrorCode(err) != app.ECONFLICT {
+		t.Fatalf("duplicate: %v", err)
+	}
+	dirs, _ := os.ReadDir(filepath.Join(p.DataDir, "vms"))
+	if len(dirs) != 1 {
+		t.Errorf("%d VM dirs after a refused create, want 1", len(dirs))
+	}
+	// Without an agent, provisioning is refused with the reason, and nothing is created;
+	// asking for no provisioning still works.
+	s2, p2 := newProvisioned(t, db, nil)
+	if _, _, err := s2.Create(ctx, app.VMSpec{Name: "no-agent"}, operator); app.ErrorCode(err) != app.EUNAVAILABLE || !strings.Contains(err.Error(), "no agent") {
+		t.Errorf("create without an agent: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(p2.DataDir, "vms")); !os.IsNotExist(err) {
+		t.Error("files written for a refused VM")
+	}
+	off := false
+	v, _, err := s2.Create(ctx, app.VMSpec{Name: "plain", Provision: &off}, operator)
+	if err != nil || v.Provisioned {
+		t.Fatalf("unprovisioned create: %v %+v", err, v)
+	}
+	if _, err := s2.SeedPath(ctx, v.ID); app.ErrorCode(err) != app.ENOTFOUND {
+		t.Errorf("seed of an unprovisioned VM: %v", err)
+	}
+}
+
+func TestManagerKeyPersists(t *testing.T) {
+	dir := t.TempDir()
+	a, err := LoadOrCreateManagerKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadOrCreateManagerKey(dir)
+	if err != nil || AuthorizedKey(a.PublicKey()) != AuthorizedKey(b.PublicKey()) {
+		t.Fatalf("second load gave another key: %v", err)
+	}
+	st, _ := os.Stat(filepath.Join(dir, ManagerKeyFile))
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("key mode %v", st.Mode().Perm())
+	}
+}
