@@ -292,7 +292,7 @@ func TestInternalErrorsAreMasked(t *testing.T) {
 	}
 	er := decodeErr(t, body)
 	rid := hdr.Get("X-Request-Id")
-	if (er.Error.Code != app.EINTERNAL || er.Error.Message != "internal error (request id "+rid+")") {
+	if er.Error.Code != app.EINTERNAL || er.Error.Message != "internal error (request id "+rid+")" {
 		t.Errorf("500 body %+v (request id %s)", er.Error, rid)
 	}
 	if strings.Contains(body, "sql") || strings.Contains(body, "closed") {
