@@ -58,6 +58,7 @@ type Params struct {
 	HostKeyPrivate      string // the guest's SSH host key (OpenSSH PEM), so the installer can pin it
 	HostKeyPublic       string
 	Static              *Static // nil: DHCP, no network-config
+	Listen              string  // the agent's listen address; "" means :8080
 }
 
 // Docs are the rendered documents.
@@ -103,8 +104,12 @@ func (p Params) check() error {
 // AgentConf is /etc/hearth-agent.conf for the VM: KEY=value lines that both the agent and
 // sh read the same way (every value is checked to need no quoting).
 func (p Params) AgentConf() string {
-	return fmt.Sprintf("HEARTH_AGENT_LISTEN=:8080\nHEARTH_AGENT_TOKEN=%s\nHEARTH_MANAGER_URL=%s\nHEARTH_VM_ID=%s\nHEARTH_REGISTRATION_TOKEN=%s\n",
-		p.AgentToken, p.ManagerURL, p.VMID, p.RegistrationToken)
+	listen := p.Listen
+	if listen == "" {
+		listen = ":8080"
+	}
+	return fmt.Sprintf("HEARTH_AGENT_LISTEN=%s\nHEARTH_AGENT_TOKEN=%s\nHEARTH_MANAGER_URL=%s\nHEARTH_VM_ID=%s\nHEARTH_REGISTRATION_TOKEN=%s\n",
+		listen, p.AgentToken, p.ManagerURL, p.VMID, p.RegistrationToken)
 }
 
 //go:embed templates/install.sh

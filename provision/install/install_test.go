@@ -3,7 +3,10 @@ package install
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -15,35 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"hearth/provision"
+	"golang.org/x/crypto/ssh"
+
+	"hearth/provision/install/installtest"
 )
-
-var agentOnce struct {
-	path string
-	err  error
-}
-
-// realAgent builds hearth-agent once: the install starts it for real and waits for /health.
-func realAgent(t *testing.T) []byte {
-	t.Helper()
-	if agentOnce.path == "" && agentOnce.err == nil {
-		p := filepath.Join(os.TempDir(), fmt.Sprintf("hearth-agent-installtest-%d", os.Getpid()))
-		cmd := exec.Command("go", "build", "-o", p, "hearth/guest/cmd/hearth-agent")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			agentOnce.err = fmt.Errorf("%v: %s", err, out)
-		}
-		agentOnce.path = p
-	}
-	if agentOnce.err != nil {
-		t.Fatal(agentOnce.err)
-	}
-	b, err := os.ReadFile(agentOnce.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -55,7 +33,7 @@ func freePort(t *testing.T) int {
 }
 
 type setup struct {
-	sshd  *testSSHD
+	sshd  *installtest.Server
 	root  string
 	port  int
 	agent []byte
@@ -66,13 +44,13 @@ type setup struct {
 
 func newSetup(t *testing.T, agent []byte) *setup {
 	t.Helper()
-	s := &setup{sshd: startSSHD(t), root: t.TempDir(), port: freePort(t), agent: agent}
-	host, port, _ := net.SplitHostPort(s.sshd.addr)
+	s := &setup{sshd: installtest.Start(t), root: t.TempDir(), port: freePort(t), agent: agent}
+	host, port, _ := net.SplitHostPort(s.sshd.Addr)
 	var p int
 	fmt.Sscan(port, &p)
 	s.in = &Installer{Agent: func(arch string) ([]byte, error) { return s.agent, nil }, HealthTimeout: 20 * time.Second}
 	health := fmt.Sprintf("http://127.0.0.1:%d/health", s.port)
-	s.req = Request{Host: host, Creds: Credentials{User: "root", Port: p}, Signer: s.sshd.client, Root: s.root,
+	s.req = Request{Host: host, Creds: Credentials{User: "root", Port: p}, Signer: s.sshd.Client, Root: s.root,
 		Conf: fmt.Sprintf("HEARTH_AGENT_LISTEN=127.0.0.1:%d\nHEARTH_AGENT_TOKEN=hag_installtest_token\n", s.port),
 		Health: func(ctx context.Context) (string, error) {
 			resp, err := http.Get(health)
@@ -99,7 +77,7 @@ func (s *setup) run(t *testing.T) (Result, error) {
 func (s *setup) bin() string { return s.root + "/usr/local/bin/hearth-agent" }
 
 func TestInstallAndUpgrade(t *testing.T) {
-	s := newSetup(t, realAgent(t))
+	s := newSetup(t, installtest.Agent(t))
 	registered := false
 	s.req.Register = func(context.Context) error { registered = true; return nil }
 	res, err := s.run(t)
@@ -113,8 +91,8 @@ func TestInstallAndUpgrade(t *testing.T) {
 		t.Errorf("result %+v", res)
 	}
 	// Trust on first use: the key the guest showed is reported for recording.
-	if !res.HostKeyNew || res.HostKey != s.sshd.hostKey {
-		t.Errorf("host key %q (new %v), sshd has %q", res.HostKey, res.HostKeyNew, s.sshd.hostKey)
+	if !res.HostKeyNew || res.HostKey != s.sshd.HostKey {
+		t.Errorf("host key %q (new %v), sshd has %q", res.HostKey, res.HostKeyNew, s.sshd.HostKey)
 	}
 	got, err := os.ReadFile(s.bin())
 	if err != nil || !bytes.Equal(got, s.agent) {
@@ -142,12 +120,9 @@ func TestInstallAndUpgrade(t *testing.T) {
 
 func TestHostKeyMismatch(t *testing.T) {
 	s := newSetup(t, []byte("agent"))
-	_, other, err := provision.NewKeyPair("impostor")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, other := keyPair(t)
 	s.req.HostKey = other
-	_, err = s.run(t)
+	_, err := s.run(t)
 	var mm *HostKeyMismatchError
 	var se *StepError
 	if !errors.As(err, &mm) || !errors.As(err, &se) || se.Step != StepConnect {
@@ -163,7 +138,7 @@ func TestHostKeyMismatch(t *testing.T) {
 
 func TestWrongCredentials(t *testing.T) {
 	s := newSetup(t, []byte("agent"))
-	stranger, _, _ := provision.NewKeyPair("stranger")
+	stranger, _ := keyPair(t)
 	for name, creds := range map[string]Credentials{
 		"unknown key":    {User: "root", Port: s.req.Creds.Port, PrivateKey: []byte(stranger)},
 		"wrong password": {User: "root", Port: s.req.Creds.Port, Password: "not-the-password"},
@@ -192,7 +167,7 @@ func TestDroppedMidUpload(t *testing.T) {
 	s := newSetup(t, big)
 	os.MkdirAll(filepath.Dir(s.bin()), 0o755)
 	os.WriteFile(s.bin(), []byte("the old agent"), 0o755)
-	s.req.Host, s.req.Creds.Port = splitHostPort(t, cutProxy(t, s.sshd.addr, 2<<20))
+	s.req.Host, s.req.Creds.Port = splitHostPort(t, installtest.CutProxy(t, s.sshd.Addr, 2<<20))
 	_, err := s.run(t)
 	var se *StepError
 	if !errors.As(err, &se) || (se.Step != StepUpload && se.Step != StepVerify) {
@@ -224,4 +199,19 @@ func splitHostPort(t *testing.T, addr string) (string, int) {
 	var n int
 	fmt.Sscan(p, &n)
 	return h, n
+}
+
+// keyPair makes a throwaway ed25519 key: OpenSSH PEM and authorized_keys line.
+func keyPair(t *testing.T) (string, string) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "throwaway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, _ := ssh.NewPublicKey(pub)
+	return string(pem.EncodeToMemory(block)), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp)))
 }

@@ -1,4 +1,7 @@
-package install
+// Package installtest holds what agent-install tests need: a real OpenSSH server on
+// loopback (its own host key, config and an authorized client key for root), a connection
+// cutter, and the real agent binary.
+package installtest
 
 import (
 	"fmt"
@@ -18,16 +21,17 @@ import (
 	"hearth/app/testenv"
 )
 
-// testSSHD is a real OpenSSH server the test starts on loopback, with its own host key and
-// an authorized key for root (the tests run as root, as CI does).
-type testSSHD struct {
-	addr      string
-	hostKey   string // authorized_keys form
-	client    ssh.Signer
-	clientPEM []byte
+// Server is a running sshd that accepts Client for root (the tests run as root, as CI does).
+type Server struct {
+	Addr      string     // host:port on loopback
+	HostKey   string     // its host key, authorized_keys form
+	Client    ssh.Signer // a key it accepts for root
+	ClientPEM []byte
 }
 
-func startSSHD(t *testing.T) *testSSHD {
+// Start starts sshd; it is stopped at cleanup. Without sshd or root the test is skipped
+// (or fails under HEARTH_REQUIRE_ALL).
+func Start(t *testing.T) *Server {
 	t.Helper()
 	sshd, err := exec.LookPath("sshd")
 	if err != nil {
@@ -100,12 +104,12 @@ LogLevel VERBOSE
 		t.Fatal(err)
 	}
 	f := strings.Fields(string(hostPub))
-	return &testSSHD{addr: addr, hostKey: f[0] + " " + f[1], client: signer, clientPEM: pem}
+	return &Server{Addr: addr, HostKey: f[0] + " " + f[1], Client: signer, ClientPEM: pem}
 }
 
-// cutProxy forwards one connection to target and cuts it after limit bytes from the client:
+// CutProxy forwards one connection to target and cuts it after limit bytes from the client:
 // a network that dies in the middle of an upload.
-func cutProxy(t *testing.T, target string, limit int64) string {
+func CutProxy(t *testing.T, target string, limit int64) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -145,4 +149,31 @@ func cutProxy(t *testing.T, target string, limit int64) string {
 		closeBoth()
 	}()
 	return l.Addr().String()
+}
+
+var agent struct {
+	sync.Mutex
+	path string
+}
+
+// Agent builds hearth-agent once per test binary and returns it: installs start it for
+// real and wait for its /health.
+func Agent(t *testing.T) []byte {
+	t.Helper()
+	agent.Lock()
+	defer agent.Unlock()
+	if agent.path == "" {
+		p := filepath.Join(os.TempDir(), fmt.Sprintf("hearth-agent-installtest-%d", os.Getpid()))
+		cmd := exec.Command("go", "build", "-o", p, "hearth/guest/cmd/hearth-agent")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build hearth-agent: %v\n%s", err, out)
+		}
+		agent.path = p
+	}
+	b, err := os.ReadFile(agent.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -1,0 +1,122 @@
+package provision
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"hearth/app"
+	"hearth/app/store/storetest"
+	"hearth/provision/install"
+	"hearth/provision/install/installtest"
+)
+
+// TestInstallJob runs a whole install job against a real sshd on loopback: the steps are
+// recorded as they go, the guest's host key is recorded on first use, the agent answers
+// and the guest IP is registered with source agent.
+func TestInstallJob(t *testing.T) {
+	db := storetest.SQLite(t)
+	s, _ := newProvisioned(t, db, nil)
+	ctx := context.Background()
+	off := false
+	v, _, err := s.Create(ctx, app.VMSpec{Name: "running-vm", Provision: &off}, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := installtest.Start(t)
+	host, portS, _ := net.SplitHostPort(srv.Addr)
+	// The test's "guest" is this host: its loopback address stands in for the guest IP,
+	// which the real rules refuse, so CheckIP is the test's own.
+	if _, err := db.SetGuestIP(ctx, v.ID, host, app.SourceManual, nil); err != nil {
+		t.Fatal(err)
+	}
+	agentPort := freeTCPPort(t)
+	root := t.TempDir()
+	t.Cleanup(func() { exec.Command("pkill", "-f", "^"+root+"/usr/local/bin/hearth-agent").Run() })
+	checked := ""
+	jobs := &Jobs{DB: db, Installer: &install.Installer{Agent: func(string) ([]byte, error) { return installtest.Agent(t), nil }, HealthTimeout: 20 * time.Second},
+		Signer: srv.Client, PublicURL: "http://10.0.0.1:8080", AgentPort: agentPort, Root: root,
+		CheckIP: func(ip string) error { checked = ip; return nil },
+		SetGuestIP: func(ctx context.Context, id, ip string) error {
+			_, err := db.SetGuestIP(ctx, id, ip, app.SourceAgent, nil)
+			return err
+		},
+		RotateToken: func(ctx context.Context, id string) (string, error) {
+			return s.RotateRegistrationToken(ctx, id, operator)
+		}}
+	port, _ := strconv.Atoi(portS)
+	job, err := jobs.Start(ctx, v.ID, install.Credentials{User: "root", Port: port}, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.State != app.JobRunning || len(job.Steps) != len(install.Steps) || checked != host {
+		t.Errorf("started job %+v, checked %q", job, checked)
+	}
+	if _, err := jobs.Start(ctx, v.ID, install.Credentials{User: "root", Port: port}, operator); app.ErrorCode(err) != app.ECONFLICT {
+		t.Errorf("second concurrent install: %v", err)
+	}
+	jobs.Wait()
+	got, err := jobs.Latest(ctx, v.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != app.JobDone || got.Error != "" {
+		t.Fatalf("job ended %s: %s (steps %+v)", got.State, got.Error, got.Steps)
+	}
+	for _, st := range got.Steps {
+		if st.State != app.JobDone {
+			t.Errorf("step %s is %s", st.Name, st.State)
+		}
+	}
+	after, _ := db.VM(ctx, v.ID)
+	if after.HostKey != srv.HostKey || after.HostKeySource != "tofu" || after.GuestIPSource != app.SourceAgent || after.AgentToken == "" {
+		t.Errorf("VM after install: key %q (%s), ip source %s, token %q", after.HostKey, after.HostKeySource, after.GuestIPSource, after.AgentToken)
+	}
+	log, _ := db.AuditLog(ctx, v.ID, 10)
+	var details []string
+	for _, e := range log {
+		details = append(details, e.Detail)
+	}
+	joined := strings.Join(details, "\n")
+	if !strings.Contains(joined, "installed agent") || !strings.Contains(joined, "recorded the guest's SSH host key on first use") {
+		t.Errorf("audit log:\n%s", joined)
+	}
+
+	// From now on the recorded key is pinned: pin another one by hand, as if the guest had
+	// been replaced by an impostor, and the next run refuses to connect.
+	_, other, _ := NewKeyPair("impostor")
+	if err := db.SetHostKey(ctx, v.ID, other, "tofu", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jobs.Start(ctx, v.ID, install.Credentials{User: "root", Port: port}, operator); err != nil {
+		t.Fatal(err)
+	}
+	jobs.Wait()
+	failed, _ := jobs.Latest(ctx, v.ID)
+	if failed.State != app.JobFailed || !strings.Contains(failed.Error, "host key mismatch") || failed.Steps[0].State != app.JobFailed {
+		t.Errorf("pinned mismatch: %s %q %+v", failed.State, failed.Error, failed.Steps[0])
+	}
+}
+
+func TestInstallJobNeedsGuestIP(t *testing.T) {
+	db := storetest.SQLite(t)
+	s, _ := newProvisioned(t, db, []byte("agent"))
+	v, _, _ := s.Create(context.Background(), app.VMSpec{Name: "no-ip"}, operator)
+	jobs := &Jobs{DB: db, CheckIP: func(string) error { return nil }}
+	if _, err := jobs.Start(context.Background(), v.ID, install.Credentials{}, operator); app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "no guest IP") {
+		t.Errorf("install without a guest IP: %v", err)
+	}
+}
+
+func freeTCPPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
