@@ -27,6 +27,8 @@ func (s *Server) apiRoutes(g *echo.Group) {
 	g.POST("/vms/:id/guest-ip", s.apiSetGuestIP)
 	g.POST("/vms/:id/registration-token", s.apiRotateToken, operatorOnly)
 	g.GET("/vms/:id/seed.iso", s.seedISO, operatorOnly)
+	g.POST("/vms/:id/agent/install", s.apiStartInstall, operatorOnly)
+	g.GET("/vms/:id/agent/install", s.apiInstallStatus, operatorOnly)
 	// Unknown paths under /v1 are JSON 404s, not the UI's page.
 	g.Any("/*", func(c echo.Context) error { return app.Errorf(app.ENOTFOUND, "no such API endpoint") })
 }

@@ -39,6 +39,9 @@ type env struct {
 
 func newEnv(t testing.TB, db *store.DB) *env {
 	t.Helper()
+	if db == nil {
+		db = storetest.SQLite(t)
+	}
 	cidrs, _ := config.ParseCIDRs(config.DefaultGuestCIDRs)
 	rules := vm.Rules{CIDRs: cidrs, HostAddrs: func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("10.9.9.1")} }}
 	e := &env{t: t, db: db, vms: vm.NewService(db, rules), auth: auth.NewService(db, auth.NewThrottle(5, time.Minute), bcrypt.MinCost)}

@@ -11,19 +11,29 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"hearth/app"
 	"hearth/app/auth"
 	"hearth/app/vm"
+	"hearth/provision/install"
 )
 
 // Deps is what the web layer needs from the rest of the manager.
 type Deps struct {
 	VMs    *vm.Service
 	Auth   *auth.Service
+	// Installs runs agent installs over SSH; nil hides the feature.
+	Installs Installs
 	Ping   func(ctx context.Context) error // database health, for /healthz
 	Logger *slog.Logger
 	// SecureCookies marks cookies Secure: set when the manager is reached over https.
 	SecureCookies bool
 	Version       string
+}
+
+// Installs starts and reports agent installs (provision.Jobs).
+type Installs interface {
+	Start(ctx context.Context, vmID string, creds install.Credentials, by app.Actor) (*app.InstallJob, error)
+	Latest(ctx context.Context, vmID string) (*app.InstallJob, error)
 }
 
 // Server routes requests to handlers.

@@ -42,6 +42,8 @@ func (s *Server) uiRoutes() {
 	in.POST("/vms/:id/delete", s.deleteVM)
 	in.GET("/vms/:id/activity", s.vmActivity)
 	in.GET("/vms/:id/seed.iso", s.seedISO)
+	in.GET("/vms/:id/agent/install", s.installStatus)
+	in.POST("/vms/:id/agent/install", s.startInstall)
 	in.GET("/vms/:id/guest-ip", s.guestIPValue)
 	in.POST("/vms/:id/guest-ip", s.setGuestIP)
 }

@@ -186,6 +186,14 @@ func (s *Server) renderVMPageWith(c echo.Context, vm *app.VM, g pages.GuestIPVie
 		Provisioned: vm.Provisioned, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource}
 	v.GuestIP.CSRF = v.CSRF
 	v.Audit = audit
+	if s.Installs != nil {
+		j, err := s.Installs.Latest(c.Request().Context(), vm.ID)
+		if err != nil && app.ErrorCode(err) != app.ENOTFOUND {
+			return err
+		}
+		iv := installView(vm.ID, j, v.CSRF)
+		v.Install = &iv
+	}
 	return render(c, status, pages.VM(s.layout(c, vm.Name), v))
 }
 

@@ -37,8 +37,24 @@ type VMView struct {
 	CSRF             string
 	Busy             bool
 	Provisioned      bool
+	Install          *InstallView // nil when installs are not available
 	HostKey          string
 	HostKeySource    string
+}
+
+// InstallView is the agent-install panel: the latest job's steps, or the start form.
+type InstallView struct {
+	VMID       string
+	State      string // "" (never run), running, done, failed
+	Steps      []InstallStep
+	Error      string
+	StartError string // why the last start was refused
+	CSRF       string
+}
+
+// InstallStep is one step's line.
+type InstallStep struct {
+	Name, State, Detail string
 }
 
 // AuditRow is one audit-log line on the VM page.

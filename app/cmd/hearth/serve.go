@@ -17,6 +17,8 @@ import (
 	"hearth/app/vm"
 	"hearth/app/web"
 	"hearth/provision"
+	"hearth/provision/agents"
+	"hearth/provision/install"
 )
 
 // Main is a running manager: what serve starts and what end-to-end tests start on :0.
@@ -26,6 +28,7 @@ type Main struct {
 	DB     *store.DB
 	Auth   *auth.Service
 	VMs    *vm.Service
+	Jobs   *provision.Jobs
 
 	ln     net.Listener
 	server *http.Server
@@ -52,10 +55,20 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 		return nil, err
 	}
 	prov := &provision.Provisioner{DataDir: cfg.DataDir, PublicURL: cfg.PublicURL, ManagerKey: key}
+	rules := vm.Rules{CIDRs: cfg.GuestCIDRs}
+	vms := vm.NewService(db, rules).WithSeeder(prov)
+	system := app.Actor{Kind: app.ActorSystem, Name: "installer"}
+	jobs := &provision.Jobs{DB: db, Installer: &install.Installer{Agent: agents.For}, Signer: key, PublicURL: cfg.PublicURL,
+		CheckIP: func(ip string) error { _, err := rules.Check(ip); return err },
+		SetGuestIP: func(ctx context.Context, id, ip string) error {
+			_, err := vms.SetGuestIP(ctx, id, ip, app.SourceAgent, system)
+			return err
+		},
+		RotateToken: func(ctx context.Context, id string) (string, error) { return vms.RotateRegistrationToken(ctx, id, system) },
+		Logger:      logger}
 	return &Main{
-		Config: cfg, Logger: logger, DB: db,
+		Config: cfg, Logger: logger, DB: db, VMs: vms, Jobs: jobs,
 		Auth: auth.NewService(db, auth.NewThrottle(10, 15*time.Minute), 0),
-		VMs:  vm.NewService(db, vm.Rules{CIDRs: cfg.GuestCIDRs}).WithSeeder(prov),
 	}, nil
 }
 
@@ -65,6 +78,12 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	m, err := openServices(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
+	}
+	if n, err := m.DB.FailRunningJobs(ctx, "the manager restarted while this install ran; run it again"); err != nil {
+		m.DB.Close()
+		return nil, err
+	} else if n > 0 {
+		logger.Warn("marked interrupted agent installs as failed", "count", n)
 	}
 	generated, created, err := m.Auth.EnsureAdmin(ctx, cfg.AdminPassword)
 	if err != nil {
@@ -76,7 +95,7 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 		m.DB.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Ping: m.DB.Ping, Logger: logger,
+	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Ping: m.DB.Ping, Logger: logger,
 		SecureCookies: cfg.SecureCookies(), Version: version})
 	m.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
