@@ -19,12 +19,12 @@ import (
 
 // Deps is what the web layer needs from the rest of the manager.
 type Deps struct {
-	VMs    *vm.Service
-	Auth   *auth.Service
+	VMs  *vm.Service
+	Auth *auth.Service
 	// Installs runs agent installs over SSH; nil hides the feature.
 	Installs Installs
-	Ping   func(ctx context.Context) error // database health, for /healthz
-	Logger *slog.Logger
+	Ping     func(ctx context.Context) error // database health, for /healthz
+	Logger   *slog.Logger
 	// SecureCookies marks cookies Secure: set when the manager is reached over https.
 	SecureCookies bool
 	Version       string

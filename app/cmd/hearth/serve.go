@@ -64,8 +64,10 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 			_, err := vms.SetGuestIP(ctx, id, ip, app.SourceAgent, system)
 			return err
 		},
-		RotateToken: func(ctx context.Context, id string) (string, error) { return vms.RotateRegistrationToken(ctx, id, system) },
-		Logger:      logger}
+		RotateToken: func(ctx context.Context, id string) (string, error) {
+			return vms.RotateRegistrationToken(ctx, id, system)
+		},
+		Logger: logger}
 	return &Main{
 		Config: cfg, Logger: logger, DB: db, VMs: vms, Jobs: jobs,
 		Auth: auth.NewService(db, auth.NewThrottle(10, 15*time.Minute), 0),
