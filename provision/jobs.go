@@ -71,8 +71,12 @@ func (j *Jobs) Start(ctx context.Context, vmID string, creds install.Credentials
 	if err := j.DB.StartJob(ctx, job, e); err != nil {
 		return nil, err
 	}
+	// The run owns its own copy: the caller may read (encode) the returned job while the run
+	// updates steps.
+	mine := *job
+	mine.Steps = append([]app.JobStep(nil), job.Steps...)
 	j.wg.Add(1)
-	go j.run(vm, job, creds, by)
+	go j.run(vm, &mine, creds, by)
 	return job, nil
 }
 
