@@ -129,6 +129,7 @@ func TestBrowserGuestIPOverride(t *testing.T) {
 
 	// A marker on window survives only if the page is not reloaded: the override must swap
 	// the panel in place.
+	screenshot(t, ctx, "vm-page-top")
 	eval("mark page", `window.__hearthMarker = "yes"`)
 
 	step("bad address shows its error in the form",

@@ -1,0 +1,212 @@
+package firecracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"hearth/app/hypervisor"
+)
+
+// Driver starts VMs with the firecracker binary.
+type Driver struct {
+	// Binary is the firecracker executable (default "firecracker" on PATH).
+	Binary string
+}
+
+// Name is "firecracker".
+func (d *Driver) Name() string { return "firecracker" }
+
+// Files in a VM's run directory.
+const (
+	socketFile  = "firecracker.sock"
+	metricsFIFO = "metrics.fifo"
+	logFile     = "firecracker.log"
+	consoleFile = "console.log"
+)
+
+// Start launches firecracker for spec, configures the VM over the API socket and starts it.
+// On any failure the process is killed and the error says which call failed, with
+// Firecracker's own fault_message.
+func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
+	bin := d.Binary
+	if bin == "" {
+		bin = "firecracker"
+	}
+	if err := os.MkdirAll(spec.Dir, 0o750); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(spec.Dir, socketFile)
+	fifo := filepath.Join(spec.Dir, metricsFIFO)
+	logp := filepath.Join(spec.Dir, logFile)
+	for _, p := range []string{sock, fifo} { // leftovers of a previous boot
+		os.Remove(p)
+	}
+	// A fresh FIFO per boot: its values are deltas since the last flush, so a reader must
+	// see every line of this boot and none of another.
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		return nil, fmt.Errorf("firecracker: metrics fifo: %w", err)
+	}
+	if f, err := os.OpenFile(logp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {
+		f.Close()
+	}
+	console, err := os.OpenFile(filepath.Join(spec.Dir, consoleFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	defer console.Close()
+	cmd := exec.Command(bin, "--api-sock", sock, "--id", spec.VMID)
+	cmd.Stdout, cmd.Stderr = console, console // the serial console is firecracker's stdout
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("firecracker: start %s: %w", bin, err)
+	}
+	m := &machine{cmd: cmd, client: NewClient(sock), dir: spec.Dir, done: make(chan struct{}), totals: newTotals()}
+	go m.wait()
+	if err := m.configure(ctx, spec, fifo, logp); err != nil {
+		m.kill()
+		<-m.done
+		return nil, err
+	}
+	return m, nil
+}
+
+type machine struct {
+	cmd    *exec.Cmd
+	client *Client
+	dir    string
+	done   chan struct{}
+	exit   hypervisor.Exit
+	totals *totals
+	fifo   *os.File
+	once   sync.Once
+}
+
+func (m *machine) wait() {
+	err := m.cmd.Wait()
+	e := hypervisor.Exit{Code: 0, At: time.Now()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		e.Code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			e.Code, e.Signal = -1, ws.Signal().String()
+		}
+	}
+	m.exit = e
+	if m.fifo != nil {
+		m.fifo.Close() // ends the reader
+	}
+	close(m.done)
+}
+
+func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, fifo, logp string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(spec.Dir, socketFile)); err == nil {
+			break
+		}
+		select {
+		case <-m.done:
+			return fmt.Errorf("firecracker exited before opening its API socket (exit %d); see %s", m.exit.Code, filepath.Join(spec.Dir, consoleFile))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("firecracker did not open its API socket within 5 s")
+		}
+	}
+	// O_RDWR keeps the FIFO open for writing too, so the reader never sees EOF between
+	// flushes, and the open does not block waiting for firecracker.
+	f, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("firecracker: open metrics fifo: %w", err)
+	}
+	m.fifo = f
+	go m.totals.readFrom(f) // the one reader of this boot's FIFO
+	c := m.client
+	steps := []func() error{
+		func() error { return c.PutLogger(ctx, Logger{LogPath: logp, Level: "Info", ShowLevel: true}) },
+		func() error { return c.PutMetrics(ctx, Metrics{MetricsPath: fifo}) },
+		func() error {
+			return c.PutMachineConfig(ctx, MachineConfig{VCPUCount: spec.VCPUs, MemSizeMiB: spec.MemoryMiB})
+		},
+		func() error {
+			return c.PutBootSource(ctx, BootSource{KernelImagePath: spec.Kernel, InitrdPath: spec.Initrd, BootArgs: spec.BootArgs})
+		},
+	}
+	for _, disk := range spec.Disks {
+		disk := disk
+		steps = append(steps, func() error {
+			return c.PutDrive(ctx, Drive{DriveID: disk.ID, PathOnHost: disk.Path, IsRootDevice: disk.Root, IsReadOnly: disk.ReadOnly})
+		})
+	}
+	if spec.Tap != "" {
+		steps = append(steps, func() error {
+			return c.PutNetworkInterface(ctx, NetworkInterface{IfaceID: "eth0", HostDevName: spec.Tap, GuestMAC: spec.MAC})
+		})
+	}
+	steps = append(steps, func() error { return c.Action(ctx, "InstanceStart") })
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *machine) PID() int              { return m.cmd.Process.Pid }
+func (m *machine) Done() <-chan struct{} { return m.done }
+func (m *machine) Exit() hypervisor.Exit { <-m.done; return m.exit }
+func (m *machine) ConsolePath() string   { return filepath.Join(m.dir, consoleFile) }
+func (m *machine) kill()                 { m.cmd.Process.Signal(syscall.SIGKILL) } //nolint:errcheck // may be gone
+func (m *machine) alive() bool {
+	select {
+	case <-m.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop sends Ctrl+Alt+Del (the guest shuts down cleanly and Firecracker exits), then kills
+// the process if it has not exited within timeout.
+func (m *machine) Stop(ctx context.Context, timeout time.Duration) error {
+	if !m.alive() {
+		return nil
+	}
+	if err := m.client.Action(ctx, "SendCtrlAltDel"); err != nil && m.alive() {
+		m.kill()
+	}
+	select {
+	case <-m.done:
+		return nil
+	case <-time.After(timeout):
+	case <-ctx.Done():
+	}
+	m.kill()
+	<-m.done
+	return nil
+}
+
+// Counters asks Firecracker to flush its metrics and returns the running totals once the
+// flush has been read (or after a second, with what there is).
+func (m *machine) Counters(ctx context.Context) (hypervisor.Counters, error) {
+	_, before := m.totals.snapshot()
+	if err := m.client.Action(ctx, "FlushMetrics"); err != nil {
+		sum, _ := m.totals.snapshot()
+		return sum, err
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		sum, lines := m.totals.snapshot()
+		if lines > before || time.Now().After(deadline) {
+			return sum, nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,176 @@
+package firecracker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi2"
+	"github.com/getkin/kin-openapi/openapi2conv"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"go.yaml.in/yaml/v4"
+)
+
+// Firecracker cannot run here (it needs /dev/kvm), so the driver is tested against a fake:
+// this test binary, re-executed with HEARTH_FAKE_FIRECRACKER set, serves the API socket and
+// checks every request against Firecracker's own swagger spec. Each deviation is written
+// to the file HEARTH_FAKE_FC_VIOLATIONS names and answered 400 with a fault_message, as
+// Firecracker would; the tests fail on any line in that file.
+func TestMain(m *testing.M) {
+	if os.Getenv("HEARTH_FAKE_FIRECRACKER") != "" {
+		os.Exit(fakeFirecracker(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// specRouter loads testdata/firecracker-swagger.yaml (Swagger 2.0), converts it to
+// OpenAPI 3 and returns a router for request validation.
+func specRouter() (routers.Router, error) {
+	b, err := os.ReadFile("testdata/firecracker-swagger.yaml")
+	if err != nil {
+		return nil, err
+	}
+	var generic any
+	if err := yaml.Unmarshal(b, &generic); err != nil {
+		return nil, err
+	}
+	js, err := json.Marshal(stringKeys(generic))
+	if err != nil {
+		return nil, err
+	}
+	var doc2 openapi2.T
+	if err := json.Unmarshal(js, &doc2); err != nil {
+		return nil, err
+	}
+	doc3, err := openapi2conv.ToV3(&doc2)
+	if err != nil {
+		return nil, err
+	}
+	doc3.Servers = nil // match any host: requests arrive as http://localhost/...
+	if err := doc3.Validate(context.Background()); err != nil {
+		return nil, fmt.Errorf("spec: %w", err)
+	}
+	return gorillamux.NewRouter(doc3)
+}
+
+// stringKeys turns YAML's map[any]any (response codes are integer keys) into JSON objects.
+func stringKeys(v any) any {
+	switch x := v.(type) {
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, val := range x {
+			m[fmt.Sprint(k)] = stringKeys(val)
+		}
+		return m
+	case map[string]any:
+		for k, val := range x {
+			x[k] = stringKeys(val)
+		}
+		return x
+	case []any:
+		for i := range x {
+			x[i] = stringKeys(x[i])
+		}
+	}
+	return v
+}
+
+// fakeState is what the fake remembers between requests.
+type fakeState struct {
+	mu          sync.Mutex
+	metricsPath string
+	started     bool
+	calls       []string
+}
+
+func fakeFirecracker(args []string) int {
+	var sock string
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--api-sock" {
+			sock = args[i+1]
+		}
+	}
+	violations, _ := os.OpenFile(os.Getenv("HEARTH_FAKE_FC_VIOLATIONS"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	defer violations.Close()
+	router, err := specRouter()
+	if err != nil {
+		fmt.Fprintln(violations, "fake: cannot load spec:", err)
+		return 3
+	}
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		fmt.Fprintln(violations, "fake: listen:", err)
+		return 3
+	}
+	fmt.Println("fake firecracker: console line from the guest") // stdout is the serial console
+	st := &fakeState{}
+	exit := make(chan int, 1)
+	fault := func(w http.ResponseWriter, msg string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		json.NewEncoder(w).Encode(map[string]string{"fault_message": msg})
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		route, params, err := router.FindRoute(r)
+		if err == nil {
+			err = openapi3filter.ValidateRequest(r.Context(), &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route})
+		}
+		if err != nil {
+			fmt.Fprintf(violations, "%s %s %s: %v\n", r.Method, r.URL.Path, body, err)
+			fault(w, "request does not match the API spec: "+err.Error())
+			return
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.calls = append(st.calls, r.Method+" "+r.URL.Path)
+		var b map[string]any
+		json.Unmarshal(body, &b)
+		switch {
+		case r.URL.Path == "/metrics":
+			st.metricsPath, _ = b["metrics_path"].(string)
+		case r.URL.Path == "/boot-source" && strings.Contains(fmt.Sprint(b["kernel_image_path"]), "missing"):
+			// As Firecracker does for a kernel it cannot open.
+			fault(w, "Invalid kernel path: No such file or directory (os error 2)")
+			return
+		case r.URL.Path == "/actions":
+			switch b["action_type"] {
+			case "InstanceStart":
+				st.started = true
+			case "FlushMetrics":
+				f, err := os.OpenFile(st.metricsPath, os.O_WRONLY, 0)
+				if err == nil {
+					fmt.Fprintln(f, `{"utc_timestamp_ms":1,"block":{"read_bytes":4096,"write_bytes":512,"read_count":1,"write_count":1},"net":{"rx_bytes_count":100,"tx_bytes_count":40,"rx_packets_count":2,"tx_packets_count":1}}`)
+					f.Close()
+				}
+			case "SendCtrlAltDel":
+				if os.Getenv("HEARTH_FAKE_FC_IGNORE_CAD") == "" {
+					defer func() { exit <- 0 }()
+				}
+			}
+		case r.Method == http.MethodGet && r.URL.Path == "/":
+			w.Header().Set("Content-Type", "application/json")
+			state := "Not started"
+			if st.started {
+				state = "Running"
+			}
+			json.NewEncoder(w).Encode(map[string]string{"id": "fake", "state": state, "vmm_version": "1.16.1", "app_name": "Firecracker"})
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go srv.Serve(l)
+	code := <-exit
+	l.Close()
+	return code
+}

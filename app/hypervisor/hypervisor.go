@@ -1,0 +1,71 @@
+// Package hypervisor is the seam between VM use cases and the programs that run VMs.
+// A Driver starts a configured VM as a process and hands back a Machine to stop, watch and
+// measure it; firecracker/ and qemu/ implement it.
+package hypervisor
+
+import (
+	"context"
+	"time"
+)
+
+// Disk is a block device given to the guest.
+type Disk struct {
+	ID       string // stable id: "rootfs", "seed"
+	Path     string // file on the host
+	ReadOnly bool
+	Root     bool // the root device
+}
+
+// Spec is everything a driver needs to boot one VM.
+type Spec struct {
+	VMID      string
+	Name      string
+	VCPUs     int
+	MemoryMiB int
+	Kernel    string
+	Initrd    string // optional
+	BootArgs  string
+	Disks     []Disk
+	Tap       string // host tap device; "" for no network
+	MAC       string
+	// Dir is the VM's run directory: sockets, logs, console, FIFOs live here.
+	Dir string
+}
+
+// Counters are the hypervisor's cumulative I/O counters for the VM since its start.
+type Counters struct {
+	NetRxBytes, NetTxBytes     uint64
+	NetRxPackets, NetTxPackets uint64
+	DiskReadBytes              uint64
+	DiskWriteBytes             uint64
+	DiskReads, DiskWrites      uint64
+}
+
+// Exit says how a hypervisor process ended.
+type Exit struct {
+	Code   int    // exit status; -1 when killed by a signal
+	Signal string // the signal, if any
+	At     time.Time
+}
+
+// Machine is a running VM's hypervisor process.
+type Machine interface {
+	// PID is the hypervisor process's id (host-side stats and re-attach use it).
+	PID() int
+	// Done is closed when the process has exited; Exit then says how.
+	Done() <-chan struct{}
+	Exit() Exit
+	// Stop asks the guest to shut down and kills the process if it has not exited
+	// within timeout.
+	Stop(ctx context.Context, timeout time.Duration) error
+	// Counters reads the hypervisor's network and disk counters.
+	Counters(ctx context.Context) (Counters, error)
+	// ConsolePath is the file the guest's serial console is written to.
+	ConsolePath() string
+}
+
+// Driver starts VMs.
+type Driver interface {
+	Name() string
+	Start(ctx context.Context, spec Spec) (Machine, error)
+}
