@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
@@ -61,13 +60,21 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 		return nil, err
 	}
 	defer console.Close()
+	// O_RDWR keeps the FIFO open for writing too, so the reader never sees EOF between
+	// flushes, and the open does not block waiting for firecracker.
+	fifoFile, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("firecracker: open metrics fifo: %w", err)
+	}
 	cmd := exec.Command(bin, "--api-sock", sock, "--id", spec.VMID)
 	cmd.Stdout, cmd.Stderr = console, console // the serial console is firecracker's stdout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
+		fifoFile.Close()
 		return nil, fmt.Errorf("firecracker: start %s: %w", bin, err)
 	}
-	m := &machine{cmd: cmd, client: NewClient(sock), dir: spec.Dir, done: make(chan struct{}), totals: newTotals()}
+	m := &machine{cmd: cmd, client: NewClient(sock), dir: spec.Dir, done: make(chan struct{}), totals: newTotals(), fifo: fifoFile}
+	go m.totals.readFrom(fifoFile) // the one reader of this boot's FIFO
 	go m.wait()
 	if err := m.configure(ctx, spec, fifo, logp); err != nil {
 		m.kill()
@@ -85,7 +92,6 @@ type machine struct {
 	exit   hypervisor.Exit
 	totals *totals
 	fifo   *os.File
-	once   sync.Once
 }
 
 func (m *machine) wait() {
@@ -99,9 +105,7 @@ func (m *machine) wait() {
 		}
 	}
 	m.exit = e
-	if m.fifo != nil {
-		m.fifo.Close() // ends the reader
-	}
+	m.fifo.Close() // ends the reader
 	close(m.done)
 }
 
@@ -120,14 +124,6 @@ func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, fifo, log
 			return errors.New("firecracker did not open its API socket within 5 s")
 		}
 	}
-	// O_RDWR keeps the FIFO open for writing too, so the reader never sees EOF between
-	// flushes, and the open does not block waiting for firecracker.
-	f, err := os.OpenFile(fifo, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("firecracker: open metrics fifo: %w", err)
-	}
-	m.fifo = f
-	go m.totals.readFrom(f) // the one reader of this boot's FIFO
 	c := m.client
 	steps := []func() error{
 		func() error { return c.PutLogger(ctx, Logger{LogPath: logp, Level: "Info", ShowLevel: true}) },
