@@ -37,6 +37,17 @@ guest: ## build the guest agent: bin/hearth-agent-linux-{amd64,arm64}, static
 bench-agent: guest ## hearth-agent vs Debian's node_exporter: size, RSS, scrape latency, CPU
 	HEARTH_AGENT_BIN=$(CURDIR)/bin/hearth-agent-linux-amd64 $(GO) test -run '^$$' -bench AgentVsNodeExporter -benchtime 1x ./e2e/benchagent/
 
+HEARTH_E2E_CACHE ?= /var/cache/hearth-e2e
+export HEARTH_E2E_CACHE
+
+.PHONY: test-kernel
+test-kernel: ## fetch Debian's cloud kernel for the real-guest tests into HEARTH_E2E_CACHE
+	@set -e; dir=$(HEARTH_E2E_CACHE)/kernel; \
+	if ls $$dir/root/boot/vmlinuz-* >/dev/null 2>&1; then echo "kernel cached in $$dir"; exit 0; fi; \
+	mkdir -p $$dir && cd $$dir && \
+	pkg=$$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $$2; exit}') && \
+	apt-get download $$pkg && dpkg-deb -x $$pkg_*.deb root && rm -f $$pkg_*.deb && ls root/boot/vmlinuz-*
+
 .PHONY: test
 test: ## run every test (PostgreSQL, Chromium used when present; HEARTH_REQUIRE_ALL=1 makes them mandatory)
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
