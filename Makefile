@@ -45,7 +45,8 @@ test-kernel: ## fetch Debian's cloud kernel for the real-guest tests into HEARTH
 	@set -e; dir=$(HEARTH_E2E_CACHE)/kernel; \
 	if ls $$dir/root/boot/vmlinuz-* >/dev/null 2>&1; then echo "kernel cached in $$dir"; exit 0; fi; \
 	mkdir -p $$dir && cd $$dir && \
-	pkg=$$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $$2; exit}') && \
+	pkg=$$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $$2; exit}'); \
+	if [ -z "$$pkg" ]; then apt-get update -q >/dev/null; pkg=$$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $$2; exit}'); fi; \
 	apt-get download $$pkg && dpkg-deb -x $$pkg_*.deb root && rm -f $$pkg_*.deb && ls root/boot/vmlinuz-*
 
 .PHONY: test

@@ -53,6 +53,11 @@ type VM struct {
 	HostKey       string // the guest's SSH host public key, authorized_keys form
 	HostKeySource string // "injected" (through the seed) or "tofu" (recorded on first use)
 
+	Hypervisor    string // "firecracker", "qemu", or "" for the host's default
+	PID           int    // the hypervisor process while running
+	RunningDriver string // the driver that started it
+	StateReason   string // why it failed (exit status, last console lines)
+
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -68,6 +73,7 @@ func (vm *VM) Busy() bool {
 
 // VMSpec is what an operator gives when creating a VM. Zero values mean defaults.
 type VMSpec struct {
+	Hypervisor string // "" for the host's default
 	// Provision builds a cloud-init seed with the guest agent. Nil means "when this manager
 	// can" (it has an agent for the host's architecture).
 	Provision *bool
@@ -82,13 +88,14 @@ type VMSpec struct {
 
 // VMUpdate changes some fields of a VM; nil fields stay as they are.
 type VMUpdate struct {
-	Name      *string
-	VCPUs     *int
-	MemoryMiB *int
-	Kernel    *string
-	Initrd    *string
-	Rootfs    *string
-	BootArgs  *string
+	Hypervisor *string
+	Name       *string
+	VCPUs      *int
+	MemoryMiB  *int
+	Kernel     *string
+	Initrd     *string
+	Rootfs     *string
+	BootArgs   *string
 }
 
 // Apply copies the set fields of u onto spec.
@@ -99,6 +106,7 @@ func (u VMUpdate) Apply(spec *VMSpec) {
 		}
 	}
 	set(&spec.Name, u.Name)
+	set(&spec.Hypervisor, u.Hypervisor)
 	set(&spec.Kernel, u.Kernel)
 	set(&spec.Initrd, u.Initrd)
 	set(&spec.Rootfs, u.Rootfs)
@@ -113,6 +121,6 @@ func (u VMUpdate) Apply(spec *VMSpec) {
 
 // Spec returns the operator-given part of vm.
 func (vm *VM) Spec() VMSpec {
-	return VMSpec{Name: vm.Name, VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel,
+	return VMSpec{Hypervisor: vm.Hypervisor, Name: vm.Name, VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel,
 		Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs}
 }

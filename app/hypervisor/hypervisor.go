@@ -64,6 +64,12 @@ type Machine interface {
 	ConsolePath() string
 }
 
+// Releaser is a Machine that holds connections to its hypervisor (QMP, the metrics FIFO)
+// and can let go of them without stopping the VM, so another manager can take over.
+type Releaser interface {
+	Release()
+}
+
 // Driver starts VMs.
 type Driver interface {
 	Name() string

@@ -31,6 +31,10 @@ type vmRow struct {
 	AgentToken       string         `bun:"agent_token"`
 	HostKey          string         `bun:"host_key"`
 	HostKeySource    string         `bun:"host_key_source"`
+	Hypervisor       string         `bun:"hypervisor"`
+	PID              int            `bun:"pid"`
+	RunningDriver    string         `bun:"running_driver"`
+	StateReason      string         `bun:"state_reason"`
 	CreatedAt        time.Time      `bun:"created_at"`
 	UpdatedAt        time.Time      `bun:"updated_at"`
 }
@@ -39,7 +43,8 @@ func (r *vmRow) toVM() *app.VM {
 	vm := &app.VM{ID: r.ID, Name: r.Name, State: app.VMState(r.State), VCPUs: r.VCPUs,
 		MemoryMiB: r.MemoryMiB, Kernel: r.Kernel, Initrd: r.Initrd, Rootfs: r.Rootfs,
 		BootArgs: r.BootArgs, MAC: r.MAC, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
-		Provisioned: r.Provisioned, AgentToken: r.AgentToken, HostKey: r.HostKey, HostKeySource: r.HostKeySource}
+		Provisioned: r.Provisioned, AgentToken: r.AgentToken, HostKey: r.HostKey, HostKeySource: r.HostKeySource,
+		Hypervisor: r.Hypervisor, PID: r.PID, RunningDriver: r.RunningDriver, StateReason: r.StateReason}
 	if r.GuestIP.Valid {
 		vm.GuestIP = r.GuestIP.String
 		vm.GuestIPSource = app.GuestIPSource(r.GuestIPSource.String)
@@ -52,7 +57,8 @@ func fromVM(vm *app.VM) *vmRow {
 	r := &vmRow{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs,
 		MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs,
 		BootArgs: vm.BootArgs, MAC: vm.MAC, CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt,
-		Provisioned: vm.Provisioned, AgentToken: vm.AgentToken, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource}
+		Provisioned: vm.Provisioned, AgentToken: vm.AgentToken, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource,
+		Hypervisor: vm.Hypervisor, PID: vm.PID, RunningDriver: vm.RunningDriver, StateReason: vm.StateReason}
 	if vm.GuestIP != "" {
 		r.GuestIP = sql.NullString{String: vm.GuestIP, Valid: true}
 		r.GuestIPSource = sql.NullString{String: string(vm.GuestIPSource), Valid: true}
@@ -113,7 +119,7 @@ func (db *DB) UpdateVM(ctx context.Context, vm *app.VM, e *app.AuditEntry) error
 		res, err := tx.NewUpdate().Model((*vmRow)(nil)).
 			Set("name = ?", vm.Name).Set("vcpus = ?", vm.VCPUs).Set("memory_mib = ?", vm.MemoryMiB).
 			Set("kernel = ?", vm.Kernel).Set("initrd = ?", vm.Initrd).Set("rootfs = ?", vm.Rootfs).
-			Set("boot_args = ?", vm.BootArgs).Set("updated_at = ?", t).
+			Set("boot_args = ?", vm.BootArgs).Set("hypervisor = ?", vm.Hypervisor).Set("updated_at = ?", t).
 			Where("id = ?", vm.ID).Where("updated_at = ?", seen).Exec(ctx)
 		if err != nil {
 			if isUnique(err) {
@@ -197,13 +203,43 @@ func (db *DB) DeleteVM(ctx context.Context, id string, e *app.AuditEntry) error 
 
 // SetVMState records the VM's lifecycle state.
 func (db *DB) SetVMState(ctx context.Context, id string, state app.VMState, e *app.AuditEntry) error {
+	return db.SetRun(ctx, id, Run{State: state, Keep: true}, e)
+}
+
+// Run is a lifecycle change: the new state and, unless Keep, the process and reason.
+type Run struct {
+	State  app.VMState
+	PID    int
+	Driver string
+	Reason string
+	Keep   bool // leave pid, driver and reason as they are
+	// From, when set, makes the change only if the VM is in one of these states now
+	// (ECONFLICT otherwise): two operators cannot both start one VM.
+	From []app.VMState
+}
+
+// SetRun records a lifecycle change and e, at once.
+func (db *DB) SetRun(ctx context.Context, id string, r Run, e *app.AuditEntry) error {
 	return db.inTx(ctx, func(tx bun.Tx) error {
-		res, err := tx.NewUpdate().Model((*vmRow)(nil)).Set("state = ?", string(state)).
-			Set("updated_at = ?", now()).Where("id = ?", id).Exec(ctx)
+		q := tx.NewUpdate().Model((*vmRow)(nil)).Set("state = ?", string(r.State)).Set("updated_at = ?", now()).Where("id = ?", id)
+		if !r.Keep {
+			q = q.Set("pid = ?", r.PID).Set("running_driver = ?", r.Driver).Set("state_reason = ?", r.Reason)
+		}
+		if len(r.From) > 0 {
+			from := make([]string, len(r.From))
+			for i, s := range r.From {
+				from[i] = string(s)
+			}
+			q = q.Where("state IN (?)", bun.In(from))
+		}
+		res, err := q.Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("store: set vm state: %w", err)
 		}
 		if err := oneRow(ctx, tx, res, id); err != nil {
+			if app.ErrorCode(err) == app.ECONFLICT {
+				return app.Errorf(app.ECONFLICT, "the VM changed state meanwhile; reload and try again")
+			}
 			return err
 		}
 		return audit(ctx, tx, e)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"fmt"
+	"os"
 
 	"hearth/app"
 	"hearth/app/store"
@@ -15,7 +16,8 @@ import (
 type Service struct {
 	db     *store.DB
 	rules  Rules
-	seeder Seeder // nil: VMs are not provisioned
+	seeder Seeder   // nil: VMs are not provisioned
+	rt     *runtime // nil: VMs are records only
 }
 
 // NewService returns a Service over db that checks guest IPs with rules.
@@ -32,7 +34,7 @@ func (s *Service) Create(ctx context.Context, spec app.VMSpec, by app.Actor) (*a
 	if err := Normalize(&spec); err != nil {
 		return nil, "", err
 	}
-	vm := &app.VM{ID: app.NewID(), Name: spec.Name, State: app.VMDefined, VCPUs: spec.VCPUs,
+	vm := &app.VM{ID: app.NewID(), Name: spec.Name, State: app.VMDefined, VCPUs: spec.VCPUs, Hypervisor: spec.Hypervisor,
 		MemoryMiB: spec.MemoryMiB, Kernel: spec.Kernel, Initrd: spec.Initrd, Rootfs: spec.Rootfs,
 		BootArgs: spec.BootArgs, MAC: newMAC()}
 	token, hash := app.NewToken(app.PrefixRegistrationToken)
@@ -86,7 +88,7 @@ func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.
 	if vm.Busy() {
 		return nil, app.Errorf(app.ECONFLICT, "VM %s is %s; stop it before changing it", vm.Name, vm.State)
 	}
-	vm.Name, vm.VCPUs, vm.MemoryMiB = spec.Name, spec.VCPUs, spec.MemoryMiB
+	vm.Name, vm.VCPUs, vm.MemoryMiB, vm.Hypervisor = spec.Name, spec.VCPUs, spec.MemoryMiB, spec.Hypervisor
 	vm.Kernel, vm.Initrd, vm.Rootfs, vm.BootArgs = spec.Kernel, spec.Initrd, spec.Rootfs, spec.BootArgs
 	if err := s.db.UpdateVM(ctx, vm, entry(by, app.AuditVMUpdate, id, "updated "+vm.Name)); err != nil {
 		return nil, err
@@ -108,6 +110,11 @@ func (s *Service) Delete(ctx context.Context, id string, by app.Actor) error {
 	}
 	if s.seeder != nil {
 		if err := s.seeder.RemoveSeed(id); err != nil {
+			return fmt.Errorf("VM deleted, but its files remain: %w", err)
+		}
+	}
+	if s.rt != nil {
+		if err := os.RemoveAll(s.rt.vmDir(id)); err != nil {
 			return fmt.Errorf("VM deleted, but its files remain: %w", err)
 		}
 	}

@@ -50,6 +50,11 @@ func Normalize(spec *app.VMSpec) error {
 			fields[field] = msg
 		}
 	}
+	switch spec.Hypervisor {
+	case "", "firecracker", "qemu":
+	default:
+		fields["hypervisor"] = "must be firecracker, qemu, or empty for the host's default"
+	}
 	switch {
 	case len(spec.BootArgs) > MaxBootArgs:
 		fields["boot_args"] = fmt.Sprintf("must be at most %d bytes", MaxBootArgs)

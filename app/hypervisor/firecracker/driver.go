@@ -68,46 +68,57 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	}
 	cmd := exec.Command(bin, "--api-sock", sock, "--id", spec.VMID)
 	cmd.Stdout, cmd.Stderr = console, console // the serial console is firecracker's stdout
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	proc, err := hypervisor.StartProcess(cmd)
+	if err != nil {
 		fifoFile.Close()
 		return nil, fmt.Errorf("firecracker: start %s: %w", bin, err)
 	}
-	m := &machine{cmd: cmd, client: NewClient(sock), dir: spec.Dir, done: make(chan struct{}), totals: newTotals(), fifo: fifoFile}
-	go m.totals.readFrom(fifoFile) // the one reader of this boot's FIFO
-	go m.wait()
+	m := newMachine(proc, sock, spec.Dir, fifoFile)
 	if err := m.configure(ctx, spec, fifo, logp); err != nil {
-		m.kill()
-		<-m.done
+		m.Kill()
+		<-m.Done()
+		return nil, err
+	}
+	return m, nil
+}
+
+func newMachine(proc *hypervisor.Process, sock, dir string, fifo *os.File) *machine {
+	m := &machine{Process: proc, client: NewClient(sock), dir: dir, totals: newTotals(), fifo: fifo}
+	go m.totals.readFrom(fifo)                  // the one reader of this boot's FIFO
+	go func() { <-proc.Done(); fifo.Close() }() // ends the reader
+	return m
+}
+
+// Attach takes over a firecracker a previous manager started: the pid must still run this
+// VM (its --id), and its socket must answer. Counters restart from zero: the lines written
+// while no manager read the FIFO are lost with it.
+func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int) (hypervisor.Machine, error) {
+	proc, err := hypervisor.FindProcess(pid, "--id "+spec.VMID)
+	if err != nil {
+		return nil, err
+	}
+	fifo, err := os.OpenFile(filepath.Join(spec.Dir, metricsFIFO), os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("firecracker: reopen metrics fifo: %w", err)
+	}
+	m := newMachine(proc, filepath.Join(spec.Dir, socketFile), spec.Dir, fifo)
+	if _, err := m.client.Describe(ctx); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
 type machine struct {
-	cmd    *exec.Cmd
+	*hypervisor.Process
 	client *Client
 	dir    string
-	done   chan struct{}
-	exit   hypervisor.Exit
 	totals *totals
 	fifo   *os.File
 }
 
-func (m *machine) wait() {
-	err := m.cmd.Wait()
-	e := hypervisor.Exit{Code: 0, At: time.Now()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		e.Code = ee.ExitCode()
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			e.Code, e.Signal = -1, ws.Signal().String()
-		}
-	}
-	m.exit = e
-	m.fifo.Close() // ends the reader
-	close(m.done)
-}
+// Release closes this manager's end of the metrics FIFO (there must be one reader) and
+// leaves the VM running for the next manager.
+func (m *machine) Release() { m.fifo.Close() }
 
 func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, fifo, logp string) error {
 	deadline := time.Now().Add(5 * time.Second)
@@ -116,8 +127,8 @@ func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, fifo, log
 			break
 		}
 		select {
-		case <-m.done:
-			return fmt.Errorf("firecracker exited before opening its API socket (exit %d); see %s", m.exit.Code, filepath.Join(spec.Dir, consoleFile))
+		case <-m.Done():
+			return fmt.Errorf("firecracker exited before opening its API socket (exit %d); see %s", m.Exit().Code, filepath.Join(spec.Dir, consoleFile))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -155,37 +166,25 @@ func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, fifo, log
 	return nil
 }
 
-func (m *machine) PID() int              { return m.cmd.Process.Pid }
-func (m *machine) Done() <-chan struct{} { return m.done }
-func (m *machine) Exit() hypervisor.Exit { <-m.done; return m.exit }
-func (m *machine) ConsolePath() string   { return filepath.Join(m.dir, consoleFile) }
-func (m *machine) kill()                 { m.cmd.Process.Signal(syscall.SIGKILL) } //nolint:errcheck // may be gone
-func (m *machine) alive() bool {
-	select {
-	case <-m.done:
-		return false
-	default:
-		return true
-	}
-}
+func (m *machine) ConsolePath() string { return filepath.Join(m.dir, consoleFile) }
 
 // Stop sends Ctrl+Alt+Del (the guest shuts down cleanly and Firecracker exits), then kills
 // the process if it has not exited within timeout.
 func (m *machine) Stop(ctx context.Context, timeout time.Duration) error {
-	if !m.alive() {
+	if !m.Alive() {
 		return nil
 	}
-	if err := m.client.Action(ctx, "SendCtrlAltDel"); err != nil && m.alive() {
-		m.kill()
+	if err := m.client.Action(ctx, "SendCtrlAltDel"); err != nil && m.Alive() {
+		m.Kill()
 	}
 	select {
-	case <-m.done:
+	case <-m.Done():
 		return nil
 	case <-time.After(timeout):
 	case <-ctx.Done():
 	}
-	m.kill()
-	<-m.done
+	m.Kill()
+	<-m.Done()
 	return nil
 }
 

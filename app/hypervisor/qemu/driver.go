@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"hearth/app/hypervisor"
@@ -150,12 +149,11 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	proc, err := hypervisor.StartProcess(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("qemu: start: %w", err)
 	}
-	m := &machine{cmd: cmd, dir: spec.Dir, tap: spec.Tap, done: make(chan struct{})}
-	go m.wait()
+	m := &machine{Process: proc, dir: spec.Dir, tap: spec.Tap}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		q, err := dialQMP(ctx, sock)
@@ -164,55 +162,48 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 			return m, nil
 		}
 		select {
-		case <-m.done:
+		case <-m.Done():
 			log, _ := os.ReadFile(filepath.Join(spec.Dir, "qemu.log"))
-			return nil, fmt.Errorf("qemu exited at start (exit %d): %s", m.exit.Code, strings.TrimSpace(string(log)))
+			return nil, fmt.Errorf("qemu exited at start (exit %d): %s", m.Exit().Code, strings.TrimSpace(string(log)))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			m.kill()
-			<-m.done
+			m.Kill()
+			<-m.Done()
 			return nil, fmt.Errorf("qemu: no QMP socket within 10 s: %w", err)
 		}
 	}
 }
 
 type machine struct {
-	cmd  *exec.Cmd
-	dir  string
-	tap  string
-	qmp  *qmp
-	done chan struct{}
-	exit hypervisor.Exit
+	*hypervisor.Process
+	dir string
+	tap string
+	qmp *qmp
 }
 
-func (m *machine) wait() {
-	err := m.cmd.Wait()
-	e := hypervisor.Exit{At: time.Now()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		e.Code = ee.ExitCode()
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			e.Code, e.Signal = -1, ws.Signal().String()
-		}
+func (m *machine) ConsolePath() string { return filepath.Join(m.dir, consoleFile) }
+
+// Release closes the QMP connection (QEMU serves one client at a time) and leaves the VM
+// running for the next manager.
+func (m *machine) Release() {
+	if m.qmp != nil {
+		m.qmp.close()
 	}
-	m.exit = e
-	close(m.done)
 }
 
-func (m *machine) PID() int              { return m.cmd.Process.Pid }
-func (m *machine) Done() <-chan struct{} { return m.done }
-func (m *machine) Exit() hypervisor.Exit { <-m.done; return m.exit }
-func (m *machine) ConsolePath() string   { return filepath.Join(m.dir, consoleFile) }
-func (m *machine) kill()                 { m.cmd.Process.Signal(syscall.SIGKILL) } //nolint:errcheck
-
-func (m *machine) alive() bool {
-	select {
-	case <-m.done:
-		return false
-	default:
-		return true
+// Attach takes over a QEMU a previous manager started: the pid must still run this VM
+// (its -name), and its QMP socket must answer.
+func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int) (hypervisor.Machine, error) {
+	proc, err := hypervisor.FindProcess(pid, "-name hearth-"+spec.VMID+" ")
+	if err != nil {
+		return nil, err
 	}
+	q, err := dialQMP(ctx, filepath.Join(spec.Dir, qmpSocket))
+	if err != nil {
+		return nil, fmt.Errorf("qemu: QMP of pid %d: %w", pid, err)
+	}
+	return &machine{Process: proc, dir: spec.Dir, tap: spec.Tap, qmp: q}, nil
 }
 
 // Stop presses the ACPI power button (system_powerdown) and waits; then asks QEMU to quit;
@@ -223,13 +214,13 @@ func (m *machine) Stop(ctx context.Context, timeout time.Duration) error {
 			m.qmp.close()
 		}
 	}()
-	if !m.alive() {
+	if !m.Alive() {
 		return nil
 	}
 	if m.qmp != nil {
 		if _, err := m.qmp.exec(ctx, "system_powerdown", nil); err == nil {
 			select {
-			case <-m.done:
+			case <-m.Done():
 				return nil
 			case <-time.After(timeout):
 			case <-ctx.Done():
@@ -237,13 +228,13 @@ func (m *machine) Stop(ctx context.Context, timeout time.Duration) error {
 		}
 		m.qmp.exec(ctx, "quit", nil) //nolint:errcheck // the kill below is the fallback
 		select {
-		case <-m.done:
+		case <-m.Done():
 			return nil
 		case <-time.After(2 * time.Second):
 		}
 	}
-	m.kill()
-	<-m.done
+	m.Kill()
+	<-m.Done()
 	return nil
 }
 

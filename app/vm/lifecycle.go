@@ -1,0 +1,365 @@
+package vm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"hearth/app"
+	"hearth/app/hypervisor"
+	"hearth/app/store"
+)
+
+// Runtime configures running VMs: the drivers at hand and where VMs' files live.
+type Runtime struct {
+	Drivers     map[string]hypervisor.Driver // by name: "firecracker", "qemu"
+	Default     string                       // driver for VMs that name none
+	DataDir     string
+	StopTimeout time.Duration // graceful shutdown before the kill (default 30 s)
+	Logger      *slog.Logger
+}
+
+// Attacher is a driver that can take over a hypervisor process a previous manager started.
+type Attacher interface {
+	Attach(ctx context.Context, spec hypervisor.Spec, pid int) (hypervisor.Machine, error)
+}
+
+type runtime struct {
+	Runtime
+	mu      sync.Mutex
+	running map[string]*run
+	wg      sync.WaitGroup
+}
+
+type run struct {
+	m        hypervisor.Machine
+	driver   string
+	stopping bool
+	restart  bool
+	detached bool // another manager will take over; record nothing
+	by       app.Actor
+}
+
+// WithRuntime lets the service start and stop VMs.
+func (s *Service) WithRuntime(rt Runtime) *Service {
+	if rt.StopTimeout == 0 {
+		rt.StopTimeout = 30 * time.Second
+	}
+	if rt.Logger == nil {
+		rt.Logger = slog.New(slog.DiscardHandler)
+	}
+	s.rt = &runtime{Runtime: rt, running: map[string]*run{}}
+	return s
+}
+
+func (rt *runtime) vmDir(id string) string { return filepath.Join(rt.DataDir, "vms", id) }
+
+// Machine returns the running VM's machine (for counters and host stats), or nil.
+func (s *Service) Machine(id string) hypervisor.Machine {
+	if s.rt == nil {
+		return nil
+	}
+	s.rt.mu.Lock()
+	defer s.rt.mu.Unlock()
+	if r := s.rt.running[id]; r != nil {
+		return r.m
+	}
+	return nil
+}
+
+func (s *Service) spec(vm *app.VM) (hypervisor.Spec, error) {
+	fields := map[string]string{}
+	need := func(field, p string, required bool) {
+		if p == "" {
+			if required {
+				fields[field] = "is required to start the VM"
+			}
+			return
+		}
+		if st, err := os.Stat(p); err != nil || st.IsDir() {
+			fields[field] = fmt.Sprintf("%s is not a readable file on this host", p)
+		}
+	}
+	need("kernel", vm.Kernel, true)
+	need("initrd", vm.Initrd, false)
+	need("rootfs", vm.Rootfs, false)
+	if err := app.Invalid(fields); err != nil {
+		return hypervisor.Spec{}, app.Errorf(app.EINVALID, "cannot start %s: %s", vm.Name, app.ErrorMessage(err))
+	}
+	spec := hypervisor.Spec{VMID: vm.ID, Name: vm.Name, VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel,
+		Initrd: vm.Initrd, BootArgs: vm.BootArgs, MAC: vm.MAC, Dir: filepath.Join(s.rt.vmDir(vm.ID), "run")}
+	if vm.Rootfs != "" {
+		spec.Disks = append(spec.Disks, hypervisor.Disk{ID: "rootfs", Path: vm.Rootfs, Root: true})
+	}
+	if vm.Provisioned && s.seeder != nil {
+		seed := s.seeder.SeedPath(vm.ID)
+		if _, err := os.Stat(seed); err != nil {
+			return hypervisor.Spec{}, app.Errorf(app.EINVALID, "cannot start %s: its seed %s is missing", vm.Name, seed)
+		}
+		spec.Disks = append(spec.Disks, hypervisor.Disk{ID: "seed", Path: seed, ReadOnly: true})
+	}
+	return spec, nil
+}
+
+func (s *Service) driver(vm *app.VM) (string, hypervisor.Driver, error) {
+	name := vm.Hypervisor
+	if name == "" {
+		name = s.rt.Default
+	}
+	d := s.rt.Drivers[name]
+	if d == nil {
+		return "", nil, app.Errorf(app.EUNAVAILABLE, "the %s hypervisor is not available on this host", name)
+	}
+	return name, d, nil
+}
+
+// Start boots a defined, stopped or failed VM. It returns once the hypervisor runs the VM,
+// or with the reason it could not (the VM is then failed with that reason).
+func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, error) {
+	if s.rt == nil {
+		return nil, app.Errorf(app.EUNAVAILABLE, "this manager runs no hypervisor")
+	}
+	vm, err := s.db.VM(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch vm.State {
+	case app.VMDefined, app.VMStopped, app.VMFailed:
+	default:
+		return nil, app.Errorf(app.ECONFLICT, "VM %s is %s", vm.Name, vm.State)
+	}
+	name, d, err := s.driver(vm)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := s.spec(vm)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.db.SetRun(ctx, id, store.Run{State: app.VMStarting, Driver: name, From: []app.VMState{app.VMDefined, app.VMStopped, app.VMFailed}},
+		entry(by, app.AuditVMStart, id, "starting "+vm.Name+" with "+name)); err != nil {
+		return nil, err
+	}
+	bootCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := d.Start(bootCtx, spec)
+	if err != nil {
+		reason := err.Error()
+		s.db.SetRun(context.Background(), id, store.Run{State: app.VMFailed, Driver: name, Reason: reason}, //nolint:errcheck // the start error is the story
+			entry(by, app.AuditVMState, id, vm.Name+" failed to start: "+reason))
+		return nil, app.Errorf(app.EINVALID, "%s failed to start: %s", vm.Name, reason)
+	}
+	if err := s.db.SetRun(context.Background(), id, store.Run{State: app.VMRunning, PID: m.PID(), Driver: name}, nil); err != nil {
+		m.Stop(context.Background(), time.Second) //nolint:errcheck // cannot record it: do not leave it running
+		return nil, err
+	}
+	s.supervise(id, name, m, by)
+	return s.db.VM(ctx, id)
+}
+
+// supervise waits for the hypervisor process and records how it ended: stopped when asked
+// to, failed (with the exit and the console's last lines) when not.
+func (s *Service) supervise(id, driver string, m hypervisor.Machine, by app.Actor) {
+	rt := s.rt
+	rt.mu.Lock()
+	rt.running[id] = &run{m: m, driver: driver, by: by}
+	rt.mu.Unlock()
+	rt.wg.Add(1)
+	go func() {
+		defer rt.wg.Done()
+		<-m.Done()
+		rt.mu.Lock()
+		r := rt.running[id]
+		if r != nil && r.m == m {
+			delete(rt.running, id)
+		}
+		rt.mu.Unlock()
+		if r != nil && r.detached {
+			return
+		}
+		ctx := context.Background()
+		e := m.Exit()
+		system := app.Actor{Kind: app.ActorSystem, Name: "supervisor"}
+		if r != nil && r.stopping {
+			if err := s.db.SetRun(ctx, id, store.Run{State: app.VMStopped, Driver: driver}, entry(r.by, app.AuditVMStop, id, "stopped")); err != nil {
+				rt.Logger.Error("record stop", "vm", id, "error", err)
+			}
+			if r.restart {
+				if _, err := s.Start(ctx, id, r.by); err != nil {
+					rt.Logger.Warn("restart: start again", "vm", id, "error", err)
+				}
+			}
+			return
+		}
+		reason := exitText(e)
+		if tail := Tail(m.ConsolePath(), 10); tail != "" {
+			reason += "; last console lines:\n" + tail
+		}
+		rt.Logger.Warn("hypervisor process died", "vm", id, "exit", exitText(e))
+		if err := s.db.SetRun(ctx, id, store.Run{State: app.VMFailed, Driver: driver, Reason: reason},
+			entry(system, app.AuditVMState, id, "failed: the hypervisor exited unasked ("+exitText(e)+")")); err != nil {
+			rt.Logger.Error("record failure", "vm", id, "error", err)
+		}
+	}()
+}
+
+func exitText(e hypervisor.Exit) string {
+	if e.Signal != "" {
+		return "killed by signal " + e.Signal
+	}
+	return fmt.Sprintf("exit status %d", e.Code)
+}
+
+// Stop asks a running VM to shut down; it returns at once with the VM stopping, and the VM
+// becomes stopped when its process has exited (killed after the stop timeout).
+func (s *Service) Stop(ctx context.Context, id string, by app.Actor) (*app.VM, error) {
+	return s.stop(ctx, id, by, false)
+}
+
+// Restart stops the VM and starts it again once it has stopped.
+func (s *Service) Restart(ctx context.Context, id string, by app.Actor) (*app.VM, error) {
+	return s.stop(ctx, id, by, true)
+}
+
+func (s *Service) stop(ctx context.Context, id string, by app.Actor, restart bool) (*app.VM, error) {
+	if s.rt == nil {
+		return nil, app.Errorf(app.EUNAVAILABLE, "this manager runs no hypervisor")
+	}
+	vm, err := s.db.VM(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.rt.mu.Lock()
+	r := s.rt.running[id]
+	if r == nil || r.stopping {
+		s.rt.mu.Unlock()
+		if r != nil {
+			return nil, app.Errorf(app.ECONFLICT, "VM %s is already stopping", vm.Name)
+		}
+		return nil, app.Errorf(app.ECONFLICT, "VM %s is %s, not running", vm.Name, vm.State)
+	}
+	r.stopping, r.restart, r.by = true, restart, by
+	s.rt.mu.Unlock()
+	verb := "stopping"
+	if restart {
+		verb = "restarting"
+	}
+	if err := s.db.SetRun(ctx, id, store.Run{State: app.VMStopping, Keep: true}, entry(by, app.AuditVMStop, id, verb+" "+vm.Name)); err != nil {
+		return nil, err
+	}
+	go r.m.Stop(context.Background(), s.rt.StopTimeout) //nolint:errcheck // the supervisor records the outcome
+	return s.db.VM(ctx, id)
+}
+
+// Reattach runs at manager start: VMs recorded as running are taken over if their
+// hypervisor process is still there, and marked stopped if not (or if it cannot be taken
+// over, in which case the process is killed): nothing is orphaned, nothing silently lost.
+func (s *Service) Reattach(ctx context.Context) error {
+	if s.rt == nil {
+		return nil
+	}
+	vms, err := s.db.VMs(ctx)
+	if err != nil {
+		return err
+	}
+	system := app.Actor{Kind: app.ActorSystem, Name: "manager"}
+	for _, vm := range vms {
+		if !vm.Busy() {
+			continue
+		}
+		reason := fmt.Sprintf("the manager restarted and the hypervisor process (pid %d) was gone", vm.PID)
+		if vm.PID > 0 && syscall.Kill(vm.PID, 0) == nil {
+			d := s.rt.Drivers[vm.RunningDriver]
+			if a, ok := d.(Attacher); ok {
+				spec := hypervisor.Spec{VMID: vm.ID, Name: vm.Name, Dir: filepath.Join(s.rt.vmDir(vm.ID), "run")}
+				if m, err := a.Attach(ctx, spec, vm.PID); err == nil {
+					if err := s.db.SetRun(ctx, vm.ID, store.Run{State: app.VMRunning, PID: vm.PID, Driver: vm.RunningDriver},
+						entry(system, app.AuditVMState, vm.ID, "re-attached after a manager restart")); err != nil {
+						return err
+					}
+					s.supervise(vm.ID, vm.RunningDriver, m, system)
+					continue
+				} else {
+					reason = "the manager restarted and could not take over the hypervisor process: " + err.Error() + "; it was killed"
+				}
+			} else {
+				reason = "the manager restarted and cannot take over a " + vm.RunningDriver + " process; it was killed"
+			}
+			syscall.Kill(vm.PID, syscall.SIGKILL) //nolint:errcheck // best effort; it is ours
+		}
+		if err := s.db.SetRun(ctx, vm.ID, store.Run{State: app.VMStopped, Reason: reason},
+			entry(system, app.AuditVMState, vm.ID, reason)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Detach lets go of every running VM without stopping it, as at manager shutdown: the VMs
+// keep running and the next manager re-attaches to them.
+func (s *Service) Detach() {
+	if s.rt == nil {
+		return
+	}
+	s.rt.mu.Lock()
+	defer s.rt.mu.Unlock()
+	for id, r := range s.rt.running {
+		r.detached = true
+		if rel, ok := r.m.(hypervisor.Releaser); ok {
+			rel.Release()
+		}
+		delete(s.rt.running, id)
+	}
+}
+
+// WaitIdle waits for supervisors to finish (tests, shutdown).
+func (s *Service) WaitIdle() {
+	if s.rt != nil {
+		s.rt.wg.Wait()
+	}
+}
+
+// Tail returns the last n lines of a text file, "" if it cannot be read.
+func Tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	const window = 16 << 10
+	off := st.Size() - window
+	if off < 0 {
+		off = 0
+	}
+	buf := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return ""
+	}
+	buf = bytes.TrimRight(buf, "\n")
+	lines := strings.Split(strings.ToValidUTF8(string(buf), "?"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ConsoleTail returns the last n lines of the VM's serial console.
+func (s *Service) ConsoleTail(id string, n int) string {
+	if s.rt == nil {
+		return ""
+	}
+	return Tail(filepath.Join(s.rt.vmDir(id), "run", "console.log"), n)
+}

@@ -1,0 +1,261 @@
+package vm
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"hearth/app"
+	"hearth/app/hypervisor"
+	"hearth/app/hypervisor/qemu"
+	"hearth/app/hypervisor/qemu/qemutest"
+	"hearth/app/store"
+	"hearth/app/store/storetest"
+)
+
+// realGuest gives a service that runs VMs under QEMU, and a spec of the busybox guest.
+func realGuest(t *testing.T, db *store.DB, dataDir string, stopTimeout time.Duration) (*Service, app.VMSpec) {
+	t.Helper()
+	bin := qemutest.QEMU(t)
+	kernel, mods := qemutest.Kernel(t)
+	initrd := qemutest.Initramfs(t, mods)
+	s := NewService(db, testRules(t)).WithRuntime(Runtime{Drivers: map[string]hypervisor.Driver{"qemu": &qemu.Driver{Binary: bin}},
+		Default: "qemu", DataDir: dataDir, StopTimeout: stopTimeout})
+	return s, app.VMSpec{VCPUs: 1, MemoryMiB: 256, Kernel: kernel, Initrd: initrd, BootArgs: "console=ttyS0 panic=-1 rdinit=/init"}
+}
+
+func waitState(t *testing.T, s *Service, id string, want app.VMState, within time.Duration) *app.VM {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		vm, err := s.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vm.State == want {
+			return vm
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("VM is %s (%s), want %s", vm.State, vm.StateReason, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func waitConsole(t *testing.T, s *Service, id, want string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(s.ConsoleTail(id, 50), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q on the console:\n%s", want, s.ConsoleTail(id, 50))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestLifecycleRealGuest(t *testing.T) {
+	db := storetest.SQLite(t)
+	s, spec := realGuest(t, db, t.TempDir(), 30*time.Second)
+	ctx := context.Background()
+	spec.Name = "life"
+	vm, _, err := s.Create(ctx, spec, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stop(ctx, vm.ID, operator); app.ErrorCode(err) != app.ECONFLICT {
+		t.Errorf("stop of a defined VM: %v", err)
+	}
+	start := time.Now()
+	got, err := s.Start(ctx, vm.ID, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != app.VMRunning || got.PID <= 0 || got.RunningDriver != "qemu" {
+		t.Errorf("after start: %s pid %d driver %q", got.State, got.PID, got.RunningDriver)
+	}
+	if _, err := s.Start(ctx, vm.ID, operator); app.ErrorCode(err) != app.ECONFLICT {
+		t.Errorf("second start: %v", err)
+	}
+	if _, err := s.Update(ctx, vm.ID, app.VMUpdate{}, operator); app.ErrorCode(err) != app.ECONFLICT {
+		t.Errorf("edit while running: %v", err)
+	}
+	waitConsole(t, s, vm.ID, "HEARTH-MARKER")
+	t.Logf("start to marker: %.1f s", time.Since(start).Seconds())
+	if m := s.Machine(vm.ID); m == nil {
+		t.Fatal("no machine for a running VM")
+	} else if c, err := m.Counters(ctx); err != nil || c.DiskReads == 0 && c.DiskReadBytes == 0 && len(spec.Rootfs) > 0 {
+		t.Errorf("counters %+v %v", c, err)
+	}
+	st, err := s.Stop(ctx, vm.ID, operator)
+	if err != nil || st.State != app.VMStopping {
+		t.Fatalf("stop: %v %s", err, st.State)
+	}
+	stopped := waitState(t, s, vm.ID, app.VMStopped, 40*time.Second)
+	if stopped.StateReason != "" {
+		t.Errorf("a clean stop has reason %q", stopped.StateReason)
+	}
+
+	// Restart: stop, then start again by itself.
+	if _, err := s.Start(ctx, vm.ID, operator); err != nil {
+		t.Fatal(err)
+	}
+	waitConsole(t, s, vm.ID, "HEARTH-MARKER")
+	firstPID := s.Machine(vm.ID).PID()
+	if _, err := s.Restart(ctx, vm.ID, operator); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if m := s.Machine(vm.ID); m != nil && m.PID() != firstPID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("restart did not bring up a new process")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitState(t, s, vm.ID, app.VMRunning, 10*time.Second)
+
+	// A hypervisor that dies unasked marks the VM failed, with the exit and the console.
+	waitConsole(t, s, vm.ID, "HEARTH-MARKER")
+	syscall.Kill(s.Machine(vm.ID).PID(), syscall.SIGKILL)
+	failed := waitState(t, s, vm.ID, app.VMFailed, 10*time.Second)
+	if !strings.Contains(failed.StateReason, "killed by signal killed") || !strings.Contains(failed.StateReason, "last console lines") {
+		t.Errorf("failure reason: %q", failed.StateReason)
+	}
+	// A failed VM can be started again.
+	if _, err := s.Start(ctx, vm.ID, operator); err != nil {
+		t.Fatal(err)
+	}
+	waitConsole(t, s, vm.ID, "HEARTH-MARKER") // so the power button is heard
+	s.Stop(ctx, vm.ID, operator)
+	waitState(t, s, vm.ID, app.VMStopped, 40*time.Second)
+	s.WaitIdle()
+}
+
+func TestStartRefusesMissingImages(t *testing.T) {
+	db := storetest.SQLite(t)
+	s, spec := realGuest(t, db, t.TempDir(), time.Second)
+	ctx := context.Background()
+	spec.Name, spec.Kernel = "nokernel", "/nonexistent/vmlinuz"
+	vm, _, _ := s.Create(ctx, spec, operator)
+	if _, err := s.Start(ctx, vm.ID, operator); app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "/nonexistent/vmlinuz") {
+		t.Errorf("start without a kernel file: %v", err)
+	}
+	if got, _ := s.Get(ctx, vm.ID); got.State != app.VMDefined {
+		t.Errorf("state after a refused start: %s", got.State)
+	}
+	spec.Name, spec.Hypervisor = "fc", "firecracker"
+	vm, _, _ = s.Create(ctx, spec, operator)
+	if _, err := s.Start(ctx, vm.ID, operator); app.ErrorCode(err) != app.EUNAVAILABLE {
+		t.Errorf("start with an absent driver: %v", err)
+	}
+}
+
+// TestReattachAfterManagerRestart: a second service over the same database, as after a
+// manager restart, takes over the running VM by pid and QMP socket, and can stop it; a VM
+// whose process is gone is marked stopped with the reason.
+func TestReattachAfterManagerRestart(t *testing.T) {
+	db := storetest.SQLite(t)
+	dataDir := t.TempDir()
+	s1, spec := realGuest(t, db, dataDir, 30*time.Second)
+	ctx := context.Background()
+	spec.Name = "survivor"
+	vm, _, _ := s1.Create(ctx, spec, operator)
+	if _, err := s1.Start(ctx, vm.ID, operator); err != nil {
+		t.Fatal(err)
+	}
+	waitConsole(t, s1, vm.ID, "HEARTH-MARKER")
+	pid := s1.Machine(vm.ID).PID()
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	spec.Name = "ghost"
+	ghost, _, _ := s1.Create(ctx, spec, operator)
+	db.SetRun(ctx, ghost.ID, store.Run{State: app.VMRunning, PID: 999999, Driver: "qemu"}, nil)
+
+	s1.Detach()                                        // the first manager shuts down, leaving the VM running
+	s2, _ := realGuest(t, db, dataDir, 30*time.Second) // the "restarted manager"
+	if err := s2.Reattach(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m := s2.Machine(vm.ID); m == nil || m.PID() != pid {
+		t.Fatalf("not re-attached: %v", m)
+	}
+	g, _ := s2.Get(ctx, ghost.ID)
+	if g.State != app.VMStopped || !strings.Contains(g.StateReason, "was gone") {
+		t.Errorf("ghost VM: %s %q", g.State, g.StateReason)
+	}
+	if _, err := s2.Stop(ctx, vm.ID, operator); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, s2, vm.ID, app.VMStopped, 40*time.Second)
+	if syscall.Kill(pid, 0) == nil && !strings.Contains(procState(pid), "Z") {
+		t.Error("the re-attached hypervisor still runs after stop")
+	}
+	s2.WaitIdle()
+}
+
+func procState(pid int) string {
+	out, _ := exec.Command("ps", "-o", "stat=", "-p", strconv.Itoa(pid)).Output()
+	return string(out)
+}
+
+// TestLeakCycles runs 20 create/start/stop/delete cycles and then looks for what a leak
+// would leave: hypervisor processes, files under the data dir, open descriptors.
+func TestLeakCycles(t *testing.T) {
+	db := storetest.SQLite(t)
+	dataDir := t.TempDir()
+	// A short stop timeout: these guests are stopped before they boot, so the power button
+	// goes unheard and the quit/kill path is what runs.
+	s, spec := realGuest(t, db, dataDir, 500*time.Millisecond)
+	ctx := context.Background()
+	fdsBefore := openFDs(t)
+	const cycles = 20
+	var ids []string
+	for i := 0; i < cycles; i++ {
+		spec.Name = "leak-" + strconv.Itoa(i)
+		vm, _, err := s.Create(ctx, spec, operator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, vm.ID)
+		if _, err := s.Start(ctx, vm.ID, operator); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stop(ctx, vm.ID, operator); err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, s, vm.ID, app.VMStopped, 20*time.Second)
+		if err := s.Delete(ctx, vm.ID, operator); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.WaitIdle()
+	var leftProcs []string
+	for _, id := range ids {
+		if out, _ := exec.Command("pgrep", "-f", "hearth-"+id).Output(); len(out) > 0 {
+			leftProcs = append(leftProcs, id)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(dataDir, "vms"))
+	fdsAfter := openFDs(t)
+	vms, _ := s.List(ctx)
+	t.Logf("after %d cycles: %d hypervisor processes left, %d VM dirs left, open fds %d -> %d, %d VM rows",
+		cycles, len(leftProcs), len(entries), fdsBefore, fdsAfter, len(vms))
+	if len(leftProcs) > 0 || len(entries) > 0 || fdsAfter > fdsBefore+2 || len(vms) > 0 {
+		t.Errorf("leaks: processes %v, dirs %d, fds %d -> %d, rows %d", leftProcs, len(entries), fdsBefore, fdsAfter, len(vms))
+	}
+}
+
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
