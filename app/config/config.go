@@ -26,6 +26,9 @@ type Config struct {
 	PublicURL     string         // HEARTH_PUBLIC_URL
 	GuestCIDRs    []netip.Prefix // HEARTH_GUEST_CIDRS
 	LogLevel      string         // HEARTH_LOG_LEVEL
+	Hypervisor    string         // HEARTH_HYPERVISOR: firecracker, qemu, or auto
+	Firecracker   string         // HEARTH_FIRECRACKER: the firecracker binary
+	QEMU          string         // HEARTH_QEMU: the qemu-system-x86_64 binary
 }
 
 // Load builds a Config from getenv and then args (flags without the subcommand). Flags the
@@ -47,6 +50,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&c.AdminPassword, "admin-password", env("HEARTH_ADMIN_PASSWORD", ""), "password for user admin, created on a first start with no users (HEARTH_ADMIN_PASSWORD)")
 	fs.StringVar(&c.PublicURL, "public-url", env("HEARTH_PUBLIC_URL", ""), "URL guests use to reach the manager (HEARTH_PUBLIC_URL)")
 	fs.StringVar(&cidrs, "guest-cidrs", env("HEARTH_GUEST_CIDRS", DefaultGuestCIDRs), "comma-separated networks a guest IP may lie in (HEARTH_GUEST_CIDRS)")
+	fs.StringVar(&c.Hypervisor, "hypervisor", env("HEARTH_HYPERVISOR", "auto"), "firecracker, qemu, or auto: firecracker where it and KVM are usable, else qemu (HEARTH_HYPERVISOR)")
+	fs.StringVar(&c.Firecracker, "firecracker", env("HEARTH_FIRECRACKER", "firecracker"), "the firecracker binary (HEARTH_FIRECRACKER)")
+	fs.StringVar(&c.QEMU, "qemu", env("HEARTH_QEMU", "qemu-system-x86_64"), "the qemu-system-x86_64 binary (HEARTH_QEMU)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HEARTH_LOG_LEVEL", "info"), "debug, info, warn or error (HEARTH_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -71,6 +77,11 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		return Config{}, fmt.Errorf("public url %q must be an absolute http(s) URL", c.PublicURL)
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	switch c.Hypervisor {
+	case "auto", "firecracker", "qemu":
+	default:
+		return Config{}, fmt.Errorf("hypervisor %q: want firecracker, qemu or auto", c.Hypervisor)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

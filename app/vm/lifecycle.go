@@ -63,6 +63,9 @@ func (s *Service) WithRuntime(rt Runtime) *Service {
 
 func (rt *runtime) vmDir(id string) string { return filepath.Join(rt.DataDir, "vms", id) }
 
+// CanRun reports whether this manager can start VMs at all.
+func (s *Service) CanRun() bool { return s.rt != nil && len(s.rt.Drivers) > 0 }
+
 // Machine returns the running VM's machine (for counters and host stats), or nil.
 func (s *Service) Machine(id string) hypervisor.Machine {
 	if s.rt == nil {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ func (s *Server) apiRoutes(g *echo.Group) {
 	g.POST("/vms/:id/guest-ip", s.apiSetGuestIP)
 	g.POST("/vms/:id/registration-token", s.apiRotateToken, operatorOnly)
 	g.GET("/vms/:id/seed.iso", s.seedISO, operatorOnly)
+	g.POST("/vms/:id/start", s.apiLifecycle(s.VMs.Start, http.StatusOK), operatorOnly)
+	g.POST("/vms/:id/stop", s.apiLifecycle(s.VMs.Stop, http.StatusAccepted), operatorOnly)
+	g.POST("/vms/:id/restart", s.apiLifecycle(s.VMs.Restart, http.StatusAccepted), operatorOnly)
 	g.POST("/vms/:id/agent/install", s.apiStartInstall, operatorOnly)
 	g.GET("/vms/:id/agent/install", s.apiInstallStatus, operatorOnly)
 	// Unknown paths under /v1 are JSON 404s, not the UI's page.
@@ -91,6 +95,8 @@ type vmJSON struct {
 	GuestIP           *string    `json:"guest_ip"`
 	GuestIPSource     *string    `json:"guest_ip_source"`
 	GuestIPUpdatedAt  *time.Time `json:"guest_ip_updated_at"`
+	Hypervisor        string     `json:"hypervisor"`
+	StateReason       string     `json:"state_reason,omitempty"`
 	Provisioned       bool       `json:"provisioned"`
 	SeedURL           string     `json:"seed_url,omitempty"`
 	HostKey           string     `json:"host_key,omitempty"`
@@ -102,7 +108,8 @@ type vmJSON struct {
 func toJSON(vm *app.VM) vmJSON {
 	j := vmJSON{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB,
 		Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, MAC: vm.MAC,
-		CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt, Provisioned: vm.Provisioned, HostKey: vm.HostKey}
+		CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt, Provisioned: vm.Provisioned, HostKey: vm.HostKey,
+		Hypervisor: vm.Hypervisor, StateReason: vm.StateReason}
 	if vm.Provisioned {
 		j.SeedURL = "/v1/vms/" + vm.ID + "/seed.iso"
 	}
@@ -127,18 +134,19 @@ func (s *Server) apiListVMs(c echo.Context) error {
 
 // vmSpecJSON is the body of create and update. Pointers tell "absent" from zero.
 type vmSpecJSON struct {
-	Provision *bool   `json:"provision"` // create only
-	Name      *string `json:"name"`
-	VCPUs     *int    `json:"vcpus"`
-	MemoryMiB *int    `json:"memory_mib"`
-	Kernel    *string `json:"kernel"`
-	Initrd    *string `json:"initrd"`
-	Rootfs    *string `json:"rootfs"`
-	BootArgs  *string `json:"boot_args"`
+	Provision  *bool   `json:"provision"` // create only
+	Hypervisor *string `json:"hypervisor"`
+	Name       *string `json:"name"`
+	VCPUs      *int    `json:"vcpus"`
+	MemoryMiB  *int    `json:"memory_mib"`
+	Kernel     *string `json:"kernel"`
+	Initrd     *string `json:"initrd"`
+	Rootfs     *string `json:"rootfs"`
+	BootArgs   *string `json:"boot_args"`
 }
 
 func (j vmSpecJSON) update() app.VMUpdate {
-	return app.VMUpdate{Name: j.Name, VCPUs: j.VCPUs, MemoryMiB: j.MemoryMiB, Kernel: j.Kernel,
+	return app.VMUpdate{Hypervisor: j.Hypervisor, Name: j.Name, VCPUs: j.VCPUs, MemoryMiB: j.MemoryMiB, Kernel: j.Kernel,
 		Initrd: j.Initrd, Rootfs: j.Rootfs, BootArgs: j.BootArgs}
 }
 
@@ -218,4 +226,16 @@ func (s *Server) seedISO(c echo.Context) error {
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.Attachment(path, vm.Name+"-seed.iso")
+}
+
+// apiLifecycle serves POST /v1/vms/{id}/start|stop|restart. Start answers 200 once the VM
+// runs; stop and restart answer 202 with the VM stopping.
+func (s *Server) apiLifecycle(op func(context.Context, string, app.Actor) (*app.VM, error), status int) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		vm, err := op(c.Request().Context(), c.Param("id"), actor(c))
+		if err != nil {
+			return err
+		}
+		return c.JSON(status, toJSON(vm))
+	}
 }

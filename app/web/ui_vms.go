@@ -186,6 +186,7 @@ func (s *Server) renderVMPageWith(c echo.Context, vm *app.VM, g pages.GuestIPVie
 		Provisioned: vm.Provisioned, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource}
 	v.GuestIP.CSRF = v.CSRF
 	v.Audit = audit
+	v.Status = s.statusView(c, vm)
 	if s.Installs != nil {
 		j, err := s.Installs.Latest(c.Request().Context(), vm.ID)
 		if err != nil && app.ErrorCode(err) != app.ENOTFOUND {

@@ -38,6 +38,7 @@ type VMView struct {
 	Busy             bool
 	Provisioned      bool
 	Install          *InstallView // nil when installs are not available
+	Status           StatusView
 	HostKey          string
 	HostKeySource    string
 }
@@ -55,6 +56,17 @@ type InstallView struct {
 // InstallStep is one step's line.
 type InstallStep struct {
 	Name, State, Detail string
+}
+
+// StatusView is the VM's lifecycle panel: state, actions, why it failed, its console.
+type StatusView struct {
+	VMID, State, Reason string
+	Driver              string
+	PID                 int
+	Console             string // last lines of the serial console
+	Error               string // why the last action was refused
+	CSRF                string
+	CanRun              bool // this manager runs VMs at all
 }
 
 // AuditRow is one audit-log line on the VM page.

@@ -8,11 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os/exec"
 	"time"
 
 	"hearth/app"
 	"hearth/app/auth"
 	"hearth/app/config"
+	"hearth/app/hypervisor"
+	"hearth/app/hypervisor/firecracker"
+	"hearth/app/hypervisor/qemu"
 	"hearth/app/store"
 	"hearth/app/vm"
 	"hearth/app/web"
@@ -56,7 +60,7 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 	}
 	prov := &provision.Provisioner{DataDir: cfg.DataDir, PublicURL: cfg.PublicURL, ManagerKey: key}
 	rules := vm.Rules{CIDRs: cfg.GuestCIDRs}
-	vms := vm.NewService(db, rules).WithSeeder(prov)
+	vms := vm.NewService(db, rules).WithSeeder(prov).WithRuntime(runtimeFor(cfg, logger))
 	system := app.Actor{Kind: app.ActorSystem, Name: "installer"}
 	jobs := &provision.Jobs{DB: db, Installer: &install.Installer{Agent: agents.For}, Signer: key, PublicURL: cfg.PublicURL,
 		CheckIP: func(ip string) error { _, err := rules.Check(ip); return err },
@@ -80,6 +84,10 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	m, err := openServices(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
+	}
+	if err := m.VMs.Reattach(ctx); err != nil {
+		m.DB.Close()
+		return nil, fmt.Errorf("re-attach running VMs: %w", err)
 	}
 	if n, err := m.DB.FailRunningJobs(ctx, "the manager restarted while this install ran; run it again"); err != nil {
 		m.DB.Close()
@@ -145,6 +153,7 @@ func (m *Main) Close() error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := m.server.Shutdown(sctx)
+	m.VMs.Detach() // VMs keep running; the next start re-attaches to them
 	if e := <-m.done; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
 		err = e
 	}
@@ -189,3 +198,32 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 // cliActor is who the audit log names for shell commands.
 var cliActor = app.Actor{Kind: app.ActorSystem, Name: "cli"}
+
+// runtimeFor finds the hypervisors on this host. "auto" prefers Firecracker where it and
+// KVM are usable, and QEMU (which also runs without KVM) otherwise.
+func runtimeFor(cfg config.Config, logger *slog.Logger) vm.Runtime {
+	rt := vm.Runtime{Drivers: map[string]hypervisor.Driver{}, DataDir: cfg.DataDir, Logger: logger}
+	if p, err := exec.LookPath(cfg.QEMU); err == nil {
+		rt.Drivers["qemu"] = &qemu.Driver{Binary: p}
+	}
+	if p, err := exec.LookPath(cfg.Firecracker); err == nil {
+		rt.Drivers["firecracker"] = &firecracker.Driver{Binary: p}
+	}
+	rt.Default = cfg.Hypervisor
+	if rt.Default == "auto" {
+		switch {
+		case rt.Drivers["firecracker"] != nil && qemu.KVMUsable():
+			rt.Default = "firecracker"
+		case rt.Drivers["qemu"] != nil:
+			rt.Default = "qemu"
+		default:
+			rt.Default = "qemu" // starting then says it is missing
+		}
+	}
+	var found []string
+	for name := range rt.Drivers {
+		found = append(found, name)
+	}
+	logger.Info("hypervisors", "found", found, "default", rt.Default, "kvm", qemu.KVMUsable())
+	return rt
+}

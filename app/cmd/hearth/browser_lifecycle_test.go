@@ -1,0 +1,88 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"hearth/app/hypervisor/qemu/qemutest"
+)
+
+// TestBrowserLifecycle: a VM created in the UI starts, shows running with the guest's
+// console, stops and is deleted, on QEMU here (software emulation).
+func TestBrowserLifecycle(t *testing.T) {
+	qemutest.QEMU(t)
+	kernel, mods := qemutest.Kernel(t)
+	initrd := qemutest.Initramfs(t, mods)
+	ctx := browser(t)
+	m, _ := startMain(t, map[string]string{"HEARTH_ADMIN_PASSWORD": "browser-pw-2", "HEARTH_HYPERVISOR": "qemu"})
+	base := m.URL()
+	fail := func(name string, err error) {
+		t.Helper()
+		screenshot(t, ctx, "fail-lifecycle-"+strings.ReplaceAll(name, " ", "-"))
+		t.Fatalf("%s: %v", name, err)
+	}
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			fail(name, err)
+		}
+	}
+	text := func(name, sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(sel))
+		if err != nil {
+			fail(name, err)
+		}
+		return s
+	}
+	waitText := func(name, sel, want string, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			if s, err := chromedp.Run(ctx, chromedp.Text(sel)); err == nil && strings.Contains(s, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				fail(name, nil)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	step("sign in",
+		chromedp.Navigate(base+"/vms/new"),
+		chromedp.WaitVisible(`[data-testid=sign-in]`),
+		chromedp.SendKeys(`#f-name`, "admin"),
+		chromedp.SendKeys(`#f-password`, "browser-pw-2"),
+		chromedp.Click(`[data-testid=sign-in]`),
+		chromedp.WaitVisible(`#f-kernel`),
+	)
+	step("create a bootable VM",
+		chromedp.SendKeys(`#f-name`, "ui-guest"),
+		chromedp.SendKeys(`#f-kernel`, kernel),
+		chromedp.SendKeys(`#f-initrd`, initrd),
+		chromedp.SetValue(`#f-boot_args`, "console=ttyS0 panic=-1 rdinit=/init"),
+		chromedp.Click(`[data-testid=vm-submit]`),
+		chromedp.WaitVisible(`[data-testid=vm-start]`),
+	)
+	start := time.Now()
+	step("start", chromedp.Click(`[data-testid=vm-start]`), chromedp.WaitVisible(`#vm-status[data-state=running]`))
+	waitText("console shows the guest", `[data-testid=console]`, "HEARTH-MARKER", 90*time.Second)
+	t.Logf("UI start click to marker on the page: %.1f s", time.Since(start).Seconds())
+	screenshot(t, ctx, "vm-running")
+	if s := text("badge", `#vm-status [data-state]`); s != "running" {
+		t.Errorf("badge says %q", s)
+	}
+	step("stop", chromedp.Click(`[data-testid=vm-stop]`))
+	waitText("stopped", `#vm-status [data-state]`, "stopped", 60*time.Second)
+	// Delete through the page's own form (a plain post, without htmx's confirm dialog).
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('form[action$="/delete"]').submit(), true`)); err != nil {
+		fail("delete", err)
+	}
+	step("back on the list", chromedp.WaitVisible(`[data-testid=new-vm]`))
+	if s := text("list", `#vm-list`); strings.Contains(s, "ui-guest") {
+		t.Errorf("the deleted VM is still listed: %q", s)
+	}
+}
