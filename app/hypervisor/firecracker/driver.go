@@ -148,6 +148,13 @@ func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, fifo, log
 	}
 	for _, disk := range spec.Disks {
 		disk := disk
+		if disk.Root && !disk.ReadOnly {
+			private, err := privateCopy(ctx, spec.Dir, disk.Path)
+			if err != nil {
+				return err
+			}
+			disk.Path = private
+		}
 		steps = append(steps, func() error {
 			return c.PutDrive(ctx, Drive{DriveID: disk.ID, PathOnHost: disk.Path, IsRootDevice: disk.Root, IsReadOnly: disk.ReadOnly})
 		})
@@ -204,4 +211,23 @@ func (m *machine) Counters(ctx context.Context) (hypervisor.Counters, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// rootCopy is the VM's own root disk in its run directory.
+const rootCopy = "rootfs.img"
+
+// privateCopy gives the VM its own copy of the base root image, made once: Firecracker
+// writes to the file it is given, and the base must never change. cp --reflink=auto shares
+// blocks copy-on-write where the filesystem can (btrfs, xfs) and --sparse keeps holes.
+func privateCopy(ctx context.Context, dir, base string) (string, error) {
+	p := filepath.Join(dir, rootCopy)
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	tmp := p + ".tmp"
+	if out, err := exec.CommandContext(ctx, "cp", "--reflink=auto", "--sparse=always", base, tmp).CombinedOutput(); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("firecracker: copy the root image %s: %v: %s", base, err, out)
+	}
+	return p, os.Rename(tmp, p)
 }

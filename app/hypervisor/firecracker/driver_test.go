@@ -27,9 +27,11 @@ func fakeDriver(t *testing.T) (*Driver, string) {
 }
 
 func testSpec(t *testing.T) hypervisor.Spec {
+	base := filepath.Join(t.TempDir(), "rootfs.ext4")
+	os.WriteFile(base, []byte("base image"), 0o644)
 	return hypervisor.Spec{VMID: "vm1", Name: "web-1", VCPUs: 2, MemoryMiB: 512, Kernel: "/img/vmlinux",
 		Initrd: "/img/initrd", BootArgs: "console=ttyS0 reboot=k panic=1",
-		Disks: []hypervisor.Disk{{ID: "rootfs", Path: "/vms/vm1/rootfs.ext4", Root: true}, {ID: "seed", Path: "/vms/vm1/seed.iso", ReadOnly: true}},
+		Disks: []hypervisor.Disk{{ID: "rootfs", Path: base, Root: true}, {ID: "seed", Path: "/vms/vm1/seed.iso", ReadOnly: true}},
 		Tap:   "hearth-tap0", MAC: "02:12:34:56:78:9a", Dir: t.TempDir()}
 }
 
@@ -65,6 +67,10 @@ func TestDriverLifecycle(t *testing.T) {
 	}
 	if e := m.Exit(); e.Code != 0 || e.Signal != "" {
 		t.Errorf("exit after Ctrl+Alt+Del: %+v, want a clean 0", e)
+	}
+	// The guest got a private copy of the root image, not the base itself.
+	if b, err := os.ReadFile(filepath.Join(filepath.Dir(m.ConsolePath()), rootCopy)); err != nil || string(b) != "base image" {
+		t.Errorf("private root copy: %q %v", b, err)
 	}
 	console, _ := os.ReadFile(m.ConsolePath())
 	if !strings.Contains(string(console), "console line from the guest") {
