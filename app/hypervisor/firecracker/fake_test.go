@@ -139,6 +139,7 @@ func fakeFirecracker(args []string) int {
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/drives/") && b["is_root_device"] == true && !strings.HasSuffix(fmt.Sprint(b["path_on_host"]), "/rootfs.img"):
 			fmt.Fprintf(violations, "root drive %v is not the VM's private copy\n", b["path_on_host"])
+		case r.URL.Path == "/metrics":
 			st.metricsPath, _ = b["metrics_path"].(string)
 		case r.URL.Path == "/boot-source" && strings.Contains(fmt.Sprint(b["kernel_image_path"]), "missing"):
 			// As Firecracker does for a kernel it cannot open.
