@@ -29,6 +29,9 @@ type Config struct {
 	Hypervisor    string         // HEARTH_HYPERVISOR: firecracker, qemu, or auto
 	Firecracker   string         // HEARTH_FIRECRACKER: the firecracker binary
 	QEMU          string         // HEARTH_QEMU: the qemu-system-x86_64 binary
+	Bridge        string         // HEARTH_BRIDGE
+	BridgeCIDR    netip.Prefix   // HEARTH_BRIDGE_CIDR; invalid (unset) means VMs get no NIC
+	Masquerade    bool           // HEARTH_MASQUERADE
 }
 
 // Load builds a Config from getenv and then args (flags without the subcommand). Flags the
@@ -53,6 +56,10 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&c.Hypervisor, "hypervisor", env("HEARTH_HYPERVISOR", "auto"), "firecracker, qemu, or auto: firecracker where it and KVM are usable, else qemu (HEARTH_HYPERVISOR)")
 	fs.StringVar(&c.Firecracker, "firecracker", env("HEARTH_FIRECRACKER", "firecracker"), "the firecracker binary (HEARTH_FIRECRACKER)")
 	fs.StringVar(&c.QEMU, "qemu", env("HEARTH_QEMU", "qemu-system-x86_64"), "the qemu-system-x86_64 binary (HEARTH_QEMU)")
+	fs.StringVar(&c.Bridge, "bridge", env("HEARTH_BRIDGE", "hearth0"), "host bridge for VMs' taps (HEARTH_BRIDGE)")
+	var bridgeCIDR string
+	fs.StringVar(&bridgeCIDR, "bridge-cidr", env("HEARTH_BRIDGE_CIDR", ""), "the bridge's address and the VMs' network, e.g. 10.77.0.1/24; empty: VMs get no network (HEARTH_BRIDGE_CIDR)")
+	fs.BoolVar(&c.Masquerade, "masquerade", env("HEARTH_MASQUERADE", "") == "1" || env("HEARTH_MASQUERADE", "") == "true", "NAT guests' traffic leaving the host (HEARTH_MASQUERADE=1)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HEARTH_LOG_LEVEL", "info"), "debug, info, warn or error (HEARTH_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -77,6 +84,11 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		return Config{}, fmt.Errorf("public url %q must be an absolute http(s) URL", c.PublicURL)
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if bridgeCIDR != "" {
+		if c.BridgeCIDR, err = netip.ParsePrefix(bridgeCIDR); err != nil {
+			return Config{}, fmt.Errorf("bridge cidr %q: want the bridge's address with its prefix, e.g. 10.77.0.1/24", bridgeCIDR)
+		}
+	}
 	switch c.Hypervisor {
 	case "auto", "firecracker", "qemu":
 	default:

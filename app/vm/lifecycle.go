@@ -16,6 +16,7 @@ import (
 
 	"hearth/app"
 	"hearth/app/hypervisor"
+	"hearth/app/hypervisor/hostnet"
 	"hearth/app/store"
 )
 
@@ -26,6 +27,8 @@ type Runtime struct {
 	DataDir     string
 	StopTimeout time.Duration // graceful shutdown before the kill (default 30 s)
 	Logger      *slog.Logger
+	// Network gives each VM a tap on the host bridge; nil starts VMs without a NIC.
+	Network *hostnet.Net
 }
 
 // Attacher is a driver that can take over a hypervisor process a previous manager started.
@@ -62,6 +65,14 @@ func (s *Service) WithRuntime(rt Runtime) *Service {
 }
 
 func (rt *runtime) vmDir(id string) string { return filepath.Join(rt.DataDir, "vms", id) }
+
+func (s *Service) delTap(id string) {
+	if s.rt.Network != nil {
+		if err := s.rt.Network.DelTap(id); err != nil {
+			s.rt.Logger.Warn("remove tap", "vm", id, "error", err)
+		}
+	}
+}
 
 // CanRun reports whether this manager can start VMs at all.
 func (s *Service) CanRun() bool { return s.rt != nil && len(s.rt.Drivers) > 0 }
@@ -152,10 +163,20 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 		entry(by, app.AuditVMStart, id, "starting "+vm.Name+" with "+name)); err != nil {
 		return nil, err
 	}
+	if s.rt.Network != nil {
+		if err := s.rt.Network.EnsureBridge(); err == nil {
+			spec.Tap, err = s.rt.Network.AddTap(id)
+		}
+		if err != nil {
+			s.db.SetRun(context.Background(), id, store.Run{State: app.VMFailed, Driver: name, Reason: err.Error()}, nil) //nolint:errcheck
+			return nil, app.Errorf(app.EUNAVAILABLE, "%s cannot be networked: %s", vm.Name, err)
+		}
+	}
 	bootCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	m, err := d.Start(bootCtx, spec)
 	if err != nil {
+		s.delTap(id)
 		reason := err.Error()
 		s.db.SetRun(context.Background(), id, store.Run{State: app.VMFailed, Driver: name, Reason: reason}, //nolint:errcheck // the start error is the story
 			entry(by, app.AuditVMState, id, vm.Name+" failed to start: "+reason))
@@ -189,6 +210,7 @@ func (s *Service) supervise(id, driver string, m hypervisor.Machine, by app.Acto
 		if r != nil && r.detached {
 			return
 		}
+		s.delTap(id) // the process that held it is gone
 		ctx := context.Background()
 		e := m.Exit()
 		system := app.Actor{Kind: app.ActorSystem, Name: "supervisor"}

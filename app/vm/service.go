@@ -114,6 +114,7 @@ func (s *Service) Delete(ctx context.Context, id string, by app.Actor) error {
 		}
 	}
 	if s.rt != nil {
+		s.delTap(id)
 		if err := os.RemoveAll(s.rt.vmDir(id)); err != nil {
 			return fmt.Errorf("VM deleted, but its files remain: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"hearth/app/config"
 	"hearth/app/hypervisor"
 	"hearth/app/hypervisor/firecracker"
+	"hearth/app/hypervisor/hostnet"
 	"hearth/app/hypervisor/qemu"
 	"hearth/app/store"
 	"hearth/app/vm"
@@ -60,7 +61,12 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 	}
 	prov := &provision.Provisioner{DataDir: cfg.DataDir, PublicURL: cfg.PublicURL, ManagerKey: key}
 	rules := vm.Rules{CIDRs: cfg.GuestCIDRs}
-	vms := vm.NewService(db, rules).WithSeeder(prov).WithRuntime(runtimeFor(cfg, logger))
+	rt, err := runtimeFor(cfg, logger)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	vms := vm.NewService(db, rules).WithSeeder(prov).WithRuntime(rt)
 	system := app.Actor{Kind: app.ActorSystem, Name: "installer"}
 	jobs := &provision.Jobs{DB: db, Installer: &install.Installer{Agent: agents.For}, Signer: key, PublicURL: cfg.PublicURL,
 		CheckIP: func(ip string) error { _, err := rules.Check(ip); return err },
@@ -201,13 +207,22 @@ var cliActor = app.Actor{Kind: app.ActorSystem, Name: "cli"}
 
 // runtimeFor finds the hypervisors on this host. "auto" prefers Firecracker where it and
 // KVM are usable, and QEMU (which also runs without KVM) otherwise.
-func runtimeFor(cfg config.Config, logger *slog.Logger) vm.Runtime {
+func runtimeFor(cfg config.Config, logger *slog.Logger) (vm.Runtime, error) {
 	rt := vm.Runtime{Drivers: map[string]hypervisor.Driver{}, DataDir: cfg.DataDir, Logger: logger}
 	if p, err := exec.LookPath(cfg.QEMU); err == nil {
 		rt.Drivers["qemu"] = &qemu.Driver{Binary: p}
 	}
 	if p, err := exec.LookPath(cfg.Firecracker); err == nil {
 		rt.Drivers["firecracker"] = &firecracker.Driver{Binary: p}
+	}
+	if cfg.BridgeCIDR.IsValid() {
+		n, err := hostnet.New(hostnet.Config{Bridge: cfg.Bridge, CIDR: cfg.BridgeCIDR, Masquerade: cfg.Masquerade})
+		if err != nil {
+			return rt, err
+		}
+		rt.Network = n
+	} else {
+		logger.Info("host networking off: set HEARTH_BRIDGE_CIDR (e.g. 10.77.0.1/24) to give VMs a NIC on a bridge")
 	}
 	rt.Default = cfg.Hypervisor
 	if rt.Default == "auto" {
@@ -225,5 +240,5 @@ func runtimeFor(cfg config.Config, logger *slog.Logger) vm.Runtime {
 		found = append(found, name)
 	}
 	logger.Info("hypervisors", "found", found, "default", rt.Default, "kvm", qemu.KVMUsable())
-	return rt
+	return rt, nil
 }

@@ -51,8 +51,10 @@ func QEMU(t testing.TB) string {
 
 // Modules are loaded in this order: each needs the ones before it.
 var Modules = []string{
-	"virtio/virtio_ring.ko", "virtio/virtio.ko", "virtio/virtio_pci_legacy_dev.ko", "virtio/virtio_pci_modern_dev.ko",
-	"virtio/virtio_pci.ko", "block/virtio_blk.ko", "input/evdev.ko", "acpi/button.ko",
+	"drivers/virtio/virtio_ring.ko", "drivers/virtio/virtio.ko", "drivers/virtio/virtio_pci_legacy_dev.ko",
+	"drivers/virtio/virtio_pci_modern_dev.ko", "drivers/virtio/virtio_pci.ko", "drivers/block/virtio_blk.ko",
+	"net/core/failover.ko", "drivers/net/net_failover.ko", "drivers/net/virtio_net.ko",
+	"drivers/input/evdev.ko", "drivers/acpi/button.ko",
 }
 
 // Init is the guest's /init: load the modules, report the disks, print the marker, and
@@ -66,6 +68,7 @@ for m in $($B cat /modules.order); do $B insmod /modules/$m || echo "HEARTH-INSM
 n=0
 while [ ! -e /sys/block/vda ] && [ $n -lt 50 ]; do $B sleep 0.1; n=$((n+1)); done
 echo "HEARTH-DISKS: $($B ls /sys/block | $B tr '\n' ' ')"
+echo "HEARTH-NICS: $($B ls /sys/class/net | $B tr '\n' ' ')"
 $B dd if=/dev/vda of=/dev/null bs=4096 count=64 2>/dev/null
 echo hello > /dev/vda
 $B sync
@@ -109,7 +112,7 @@ func Initramfs(t testing.TB, modulesDir string) string {
 	w.symlink("bin/sh", "busybox")
 	var order []string
 	for _, m := range Modules {
-		b, err := os.ReadFile(filepath.Join(modulesDir, "drivers", m))
+		b, err := os.ReadFile(filepath.Join(modulesDir, m))
 		if err != nil {
 			t.Fatalf("module %s: %v", m, err)
 		}
