@@ -57,6 +57,7 @@ type VM struct {
 	PID           int    // the hypervisor process while running
 	RunningDriver string // the driver that started it
 	StateReason   string // why it failed (exit status, last console lines)
+	Address       string // static IPv4 in CIDR form from the bridge network, "" for none
 
 	CreatedAt time.Time
 	UpdatedAt time.Time

@@ -20,6 +20,7 @@ type Provisioner struct {
 	PublicURL  string     // the manager as guests reach it
 	ManagerKey ssh.Signer // authorised for user hearth in guests
 	Arch       string     // GOARCH of the guests' agent; "" means the host's
+	Gateway    string     // the bridge's address: default route of guests with a static address
 	// Agent returns the agent binary for an arch; nil means the embedded ones.
 	Agent func(arch string) ([]byte, error)
 }
@@ -69,7 +70,8 @@ func (p *Provisioner) WriteSeed(vm *app.VM, registrationToken, hostKeyPrivate st
 	}
 	docs, err := cloudinit.Render(cloudinit.Params{VMID: vm.ID, Hostname: vm.Name, MAC: vm.MAC,
 		ManagerURL: p.PublicURL, AgentToken: vm.AgentToken, RegistrationToken: registrationToken,
-		ManagerSSHKey: AuthorizedKey(p.ManagerKey.PublicKey()), HostKeyPrivate: hostKeyPrivate, HostKeyPublic: vm.HostKey})
+		ManagerSSHKey: AuthorizedKey(p.ManagerKey.PublicKey()), HostKeyPrivate: hostKeyPrivate, HostKeyPublic: vm.HostKey,
+		Static: p.static(vm)})
 	if err != nil {
 		return err
 	}
@@ -81,6 +83,14 @@ func (p *Provisioner) WriteSeed(vm *app.VM, registrationToken, hostKeyPrivate st
 		return fmt.Errorf("provision: %w", err)
 	}
 	return nil
+}
+
+// static is the guest's fixed address for network-config, nil for DHCP.
+func (p *Provisioner) static(vm *app.VM) *cloudinit.Static {
+	if vm.Address == "" {
+		return nil
+	}
+	return &cloudinit.Static{Address: vm.Address, Gateway: p.Gateway}
 }
 
 // RemoveSeed deletes the VM's files. A VM without any is fine.

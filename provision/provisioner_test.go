@@ -3,13 +3,16 @@ package provision
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"hearth/app"
 	"hearth/app/config"
+	"hearth/app/hypervisor/hostnet"
 	"hearth/app/store"
 	"hearth/app/store/storetest"
 	"hearth/app/vm"
@@ -133,4 +136,57 @@ func TestManagerKeyPersists(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("key mode %v", st.Mode().Perm())
 	}
+}
+
+func TestStaticAddressesInSeeds(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s, p := newProvisioned(t, db, []byte("agent"))
+		n, err := hostnet.New(hostnet.Config{CIDR: netip.MustParsePrefix("10.77.0.1/29")}) // room for .2-.6
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.WithAllocator(n)
+		p.Gateway = "10.77.0.1"
+		var vms []*app.VM
+		for i := 0; i < 5; i++ {
+			v, _, err := s.Create(ctx, app.VMSpec{Name: "a" + strconv.Itoa(i)}, operator)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vms = append(vms, v)
+		}
+		if vms[0].Address != "10.77.0.2/29" || vms[4].Address != "10.77.0.6/29" {
+			t.Errorf("addresses %s .. %s", vms[0].Address, vms[4].Address)
+		}
+		files, err := seed.Read(p.SeedPath(vms[1].ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc := string(files["network-config"])
+		if !strings.Contains(nc, `- "10.77.0.3/29"`) || !strings.Contains(nc, `gateway4: "10.77.0.1"`) || !strings.Contains(nc, `macaddress: "`+vms[1].MAC+`"`) {
+			t.Errorf("network-config:\n%s", nc)
+		}
+		// Full: refused, and nothing is left behind.
+		if _, _, err := s.Create(ctx, app.VMSpec{Name: "full"}, operator); app.ErrorCode(err) != app.ECONFLICT || !strings.Contains(err.Error(), "no free address") {
+			t.Errorf("sixth VM in a /29: %v", err)
+		}
+		dirs, _ := os.ReadDir(filepath.Join(p.DataDir, "vms"))
+		if len(dirs) != 5 {
+			t.Errorf("%d VM dirs, want 5", len(dirs))
+		}
+		// Deleting frees the address for the next VM.
+		if err := s.Delete(ctx, vms[2].ID, operator); err != nil {
+			t.Fatal(err)
+		}
+		v, _, err := s.Create(ctx, app.VMSpec{Name: "again"}, operator)
+		if err != nil || v.Address != "10.77.0.4/29" {
+			t.Errorf("reuse: %v %q", err, v.Address)
+		}
+		// The database itself refuses two VMs at one address.
+		dup := &app.VM{ID: "dupdupdupdupdupd", Name: "dup", State: app.VMDefined, VCPUs: 1, MemoryMiB: 64, MAC: "02:00:00:00:00:09", Address: "10.77.0.4/29"}
+		if err := db.CreateVM(ctx, dup, "h-dup", nil); app.ErrorCode(err) != app.ECONFLICT || !strings.Contains(err.Error(), "address") {
+			t.Errorf("duplicate address: %v", err)
+		}
+	})
 }

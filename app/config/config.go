@@ -32,6 +32,7 @@ type Config struct {
 	Bridge        string         // HEARTH_BRIDGE
 	BridgeCIDR    netip.Prefix   // HEARTH_BRIDGE_CIDR; invalid (unset) means VMs get no NIC
 	Masquerade    bool           // HEARTH_MASQUERADE
+	AllocateIPs   bool           // HEARTH_ALLOCATE_IPS
 }
 
 // Load builds a Config from getenv and then args (flags without the subcommand). Flags the
@@ -60,6 +61,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	var bridgeCIDR string
 	fs.StringVar(&bridgeCIDR, "bridge-cidr", env("HEARTH_BRIDGE_CIDR", ""), "the bridge's address and the VMs' network, e.g. 10.77.0.1/24; empty: VMs get no network (HEARTH_BRIDGE_CIDR)")
 	fs.BoolVar(&c.Masquerade, "masquerade", env("HEARTH_MASQUERADE", "") == "1" || env("HEARTH_MASQUERADE", "") == "true", "NAT guests' traffic leaving the host (HEARTH_MASQUERADE=1)")
+	fs.BoolVar(&c.AllocateIPs, "allocate-ips", env("HEARTH_ALLOCATE_IPS", "") == "1" || env("HEARTH_ALLOCATE_IPS", "") == "true", "give provisioned VMs a static address from the bridge network, through the seed's network-config (HEARTH_ALLOCATE_IPS=1)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HEARTH_LOG_LEVEL", "info"), "debug, info, warn or error (HEARTH_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err

@@ -35,6 +35,7 @@ type vmRow struct {
 	PID              int            `bun:"pid"`
 	RunningDriver    string         `bun:"running_driver"`
 	StateReason      string         `bun:"state_reason"`
+	Address          string         `bun:"address"`
 	CreatedAt        time.Time      `bun:"created_at"`
 	UpdatedAt        time.Time      `bun:"updated_at"`
 }
@@ -44,7 +45,7 @@ func (r *vmRow) toVM() *app.VM {
 		MemoryMiB: r.MemoryMiB, Kernel: r.Kernel, Initrd: r.Initrd, Rootfs: r.Rootfs,
 		BootArgs: r.BootArgs, MAC: r.MAC, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 		Provisioned: r.Provisioned, AgentToken: r.AgentToken, HostKey: r.HostKey, HostKeySource: r.HostKeySource,
-		Hypervisor: r.Hypervisor, PID: r.PID, RunningDriver: r.RunningDriver, StateReason: r.StateReason}
+		Hypervisor: r.Hypervisor, PID: r.PID, RunningDriver: r.RunningDriver, StateReason: r.StateReason, Address: r.Address}
 	if r.GuestIP.Valid {
 		vm.GuestIP = r.GuestIP.String
 		vm.GuestIPSource = app.GuestIPSource(r.GuestIPSource.String)
@@ -58,7 +59,7 @@ func fromVM(vm *app.VM) *vmRow {
 		MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs,
 		BootArgs: vm.BootArgs, MAC: vm.MAC, CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt,
 		Provisioned: vm.Provisioned, AgentToken: vm.AgentToken, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource,
-		Hypervisor: vm.Hypervisor, PID: vm.PID, RunningDriver: vm.RunningDriver, StateReason: vm.StateReason}
+		Hypervisor: vm.Hypervisor, PID: vm.PID, RunningDriver: vm.RunningDriver, StateReason: vm.StateReason, Address: vm.Address}
 	if vm.GuestIP != "" {
 		r.GuestIP = sql.NullString{String: vm.GuestIP, Valid: true}
 		r.GuestIPSource = sql.NullString{String: string(vm.GuestIPSource), Valid: true}
@@ -75,6 +76,9 @@ func (db *DB) CreateVM(ctx context.Context, vm *app.VM, regTokenHash string, e *
 	return db.inTx(ctx, func(tx bun.Tx) error {
 		if _, err := tx.NewInsert().Model(fromVM(vm)).Exec(ctx); err != nil {
 			if isUnique(err) {
+				if taken, _ := tx.NewSelect().Model((*vmRow)(nil)).Where("name = ?", vm.Name).Exists(ctx); !taken && vm.Address != "" {
+					return app.Errorf(app.ECONFLICT, "address %s was just taken by another VM; try again", vm.Address)
+				}
 				return app.Errorf(app.ECONFLICT, "a VM named %q already exists", vm.Name)
 			}
 			return fmt.Errorf("store: insert vm: %w", err)

@@ -2,7 +2,10 @@ package vm
 
 import (
 	"context"
+	"net/netip"
+
 	"errors"
+	"hearth/app/hypervisor/hostnet"
 	"os"
 
 	"hearth/app"
@@ -20,6 +23,38 @@ type Seeder interface {
 	WriteSeed(vm *app.VM, registrationToken, hostKeyPrivate string) error
 	RemoveSeed(vmID string) error
 	SeedPath(vmID string) string
+}
+
+// Allocator hands out static addresses from the bridge network (hostnet.Net).
+type Allocator interface {
+	Allocate(used []netip.Addr) (netip.Addr, error)
+	Config() hostnet.Config
+}
+
+// WithAllocator gives each new provisioned VM a static address, written into its seed.
+func (s *Service) WithAllocator(a Allocator) *Service {
+	s.alloc = a
+	return s
+}
+
+// allocate picks the VM's address: the first one no other VM holds. The unique index on
+// the column settles a race between two creates.
+func (s *Service) allocate(ctx context.Context) (string, error) {
+	vms, err := s.db.VMs(ctx)
+	if err != nil {
+		return "", err
+	}
+	var used []netip.Addr
+	for _, v := range vms {
+		if p, err := netip.ParsePrefix(v.Address); err == nil {
+			used = append(used, p.Addr())
+		}
+	}
+	a, err := s.alloc.Allocate(used)
+	if err != nil {
+		return "", app.Errorf(app.ECONFLICT, "%s", err.Error())
+	}
+	return netip.PrefixFrom(a, s.alloc.Config().CIDR.Bits()).String(), nil
 }
 
 // WithSeeder makes new VMs provisioned by default, through sd.

@@ -16,8 +16,9 @@ import (
 type Service struct {
 	db     *store.DB
 	rules  Rules
-	seeder Seeder   // nil: VMs are not provisioned
-	rt     *runtime // nil: VMs are records only
+	seeder Seeder    // nil: VMs are not provisioned
+	alloc  Allocator // nil: no static addresses
+	rt     *runtime  // nil: VMs are records only
 }
 
 // NewService returns a Service over db that checks guest IPs with rules.
@@ -48,6 +49,14 @@ func (s *Service) Create(ctx context.Context, spec app.VMSpec, by app.Actor) (*a
 		// removed, and no VM ever exists without the seed it was promised.
 		if err := s.CanProvision(); err != nil {
 			return nil, "", err
+		}
+		if s.alloc != nil {
+			addr, err := s.allocate(ctx)
+			if err != nil {
+				return nil, "", err
+			}
+			vm.Address = addr
+			detail += " at " + addr
 		}
 		hostKey, err := s.seeder.Prepare(vm)
 		if err != nil {

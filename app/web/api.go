@@ -97,6 +97,7 @@ type vmJSON struct {
 	GuestIPUpdatedAt  *time.Time `json:"guest_ip_updated_at"`
 	Hypervisor        string     `json:"hypervisor"`
 	StateReason       string     `json:"state_reason,omitempty"`
+	Address           string     `json:"address,omitempty"`
 	Provisioned       bool       `json:"provisioned"`
 	SeedURL           string     `json:"seed_url,omitempty"`
 	HostKey           string     `json:"host_key,omitempty"`
@@ -109,7 +110,7 @@ func toJSON(vm *app.VM) vmJSON {
 	j := vmJSON{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB,
 		Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, MAC: vm.MAC,
 		CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt, Provisioned: vm.Provisioned, HostKey: vm.HostKey,
-		Hypervisor: vm.Hypervisor, StateReason: vm.StateReason}
+		Hypervisor: vm.Hypervisor, StateReason: vm.StateReason, Address: vm.Address}
 	if vm.Provisioned {
 		j.SeedURL = "/v1/vms/" + vm.ID + "/seed.iso"
 	}

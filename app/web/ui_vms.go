@@ -183,7 +183,7 @@ func (s *Server) renderVMPageWith(c echo.Context, vm *app.VM, g pages.GuestIPVie
 	v := pages.VMView{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB,
 		Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, MAC: vm.MAC,
 		Created: vm.CreatedAt.Format("2006-01-02 15:04 MST"), GuestIP: g, CSRF: csrfToken(c), Busy: vm.Busy(),
-		Provisioned: vm.Provisioned, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource}
+		Provisioned: vm.Provisioned, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource, Address: vm.Address}
 	v.GuestIP.CSRF = v.CSRF
 	v.Audit = audit
 	v.Status = s.statusView(c, vm)

@@ -37,6 +37,7 @@ type VMView struct {
 	CSRF             string
 	Busy             bool
 	Provisioned      bool
+	Address          string
 	Install          *InstallView // nil when installs are not available
 	Status           StatusView
 	HostKey          string

@@ -67,6 +67,10 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 		return nil, err
 	}
 	vms := vm.NewService(db, rules).WithSeeder(prov).WithRuntime(rt)
+	if rt.Network != nil && cfg.AllocateIPs {
+		vms.WithAllocator(rt.Network)
+		prov.Gateway = rt.Network.Gateway().String()
+	}
 	system := app.Actor{Kind: app.ActorSystem, Name: "installer"}
 	jobs := &provision.Jobs{DB: db, Installer: &install.Installer{Agent: agents.For}, Signer: key, PublicURL: cfg.PublicURL,
 		CheckIP: func(ip string) error { _, err := rules.Check(ip); return err },

@@ -1,0 +1,3 @@
+DROP INDEX vms_address;
+--bun:split
+ALTER TABLE vms DROP COLUMN address;
