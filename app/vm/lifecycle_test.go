@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"hearth/app"
+
 	"hearth/app/hypervisor"
+	"hearth/app/hypervisor/hostnet"
 	"hearth/app/hypervisor/qemu"
 	"hearth/app/hypervisor/qemu/qemutest"
 	"hearth/app/store"
@@ -205,14 +209,23 @@ func procState(pid int) string {
 	return string(out)
 }
 
-// TestLeakCycles runs 20 create/start/stop/delete cycles and then looks for what a leak
-// would leave: hypervisor processes, files under the data dir, open descriptors.
+// TestLeakCycles runs 20 create/start/stop/delete cycles of networked VMs, in a network
+// namespace of its own, and then looks for what a leak would leave: hypervisor processes,
+// taps, files under the data dir, open descriptors, rows.
 func TestLeakCycles(t *testing.T) {
+	if inOwnNetns(t) {
+		return
+	}
 	db := storetest.SQLite(t)
 	dataDir := t.TempDir()
 	// A short stop timeout: these guests are stopped before they boot, so the power button
 	// goes unheard and the quit/kill path is what runs.
 	s, spec := realGuest(t, db, dataDir, 500*time.Millisecond)
+	n, err := hostnet.New(hostnet.Config{Bridge: "hearth0", CIDR: netip.MustParsePrefix("10.77.0.1/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.rt.Network = n
 	ctx := context.Background()
 	fdsBefore := openFDs(t)
 	const cycles = 20
@@ -245,10 +258,17 @@ func TestLeakCycles(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Join(dataDir, "vms"))
 	fdsAfter := openFDs(t)
 	vms, _ := s.List(ctx)
-	t.Logf("after %d cycles: %d hypervisor processes left, %d VM dirs left, open fds %d -> %d, %d VM rows",
-		cycles, len(leftProcs), len(entries), fdsBefore, fdsAfter, len(vms))
-	if len(leftProcs) > 0 || len(entries) > 0 || fdsAfter > fdsBefore+2 || len(vms) > 0 {
-		t.Errorf("leaks: processes %v, dirs %d, fds %d -> %d, rows %d", leftProcs, len(entries), fdsBefore, fdsAfter, len(vms))
+	links, _ := netlink.LinkList()
+	var taps []string
+	for _, l := range links {
+		if l.Type() == "tuntap" {
+			taps = append(taps, l.Attrs().Name)
+		}
+	}
+	t.Logf("after %d cycles: %d hypervisor processes left, %d taps left, %d VM dirs left, open fds %d -> %d, %d VM rows",
+		cycles, len(leftProcs), len(taps), len(entries), fdsBefore, fdsAfter, len(vms))
+	if len(leftProcs) > 0 || len(taps) > 0 || len(entries) > 0 || fdsAfter > fdsBefore+2 || len(vms) > 0 {
+		t.Errorf("leaks: processes %v, taps %v, dirs %d, fds %d -> %d, rows %d", leftProcs, taps, len(entries), fdsBefore, fdsAfter, len(vms))
 	}
 }
 
