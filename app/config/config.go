@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -33,6 +34,10 @@ type Config struct {
 	BridgeCIDR    netip.Prefix   // HEARTH_BRIDGE_CIDR; invalid (unset) means VMs get no NIC
 	Masquerade    bool           // HEARTH_MASQUERADE
 	AllocateIPs   bool           // HEARTH_ALLOCATE_IPS
+	Jailer        string         // HEARTH_JAILER: run firecracker through this jailer binary
+	JailerUID     int            // HEARTH_JAILER_UID
+	JailerGID     int            // HEARTH_JAILER_GID
+	JailerChroot  string         // HEARTH_JAILER_CHROOT
 }
 
 // Load builds a Config from getenv and then args (flags without the subcommand). Flags the
@@ -62,6 +67,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&bridgeCIDR, "bridge-cidr", env("HEARTH_BRIDGE_CIDR", ""), "the bridge's address and the VMs' network, e.g. 10.77.0.1/24; empty: VMs get no network (HEARTH_BRIDGE_CIDR)")
 	fs.BoolVar(&c.Masquerade, "masquerade", env("HEARTH_MASQUERADE", "") == "1" || env("HEARTH_MASQUERADE", "") == "true", "NAT guests' traffic leaving the host (HEARTH_MASQUERADE=1)")
 	fs.BoolVar(&c.AllocateIPs, "allocate-ips", env("HEARTH_ALLOCATE_IPS", "") == "1" || env("HEARTH_ALLOCATE_IPS", "") == "true", "give provisioned VMs a static address from the bridge network, through the seed's network-config (HEARTH_ALLOCATE_IPS=1)")
+	fs.StringVar(&c.Jailer, "jailer", env("HEARTH_JAILER", ""), "run firecracker through this jailer binary (HEARTH_JAILER)")
+	jailUID, jailGID := env("HEARTH_JAILER_UID", "65534"), env("HEARTH_JAILER_GID", "65534")
+	fs.StringVar(&c.JailerChroot, "jailer-chroot", env("HEARTH_JAILER_CHROOT", "/srv/jailer"), "the jailer's chroot base (HEARTH_JAILER_CHROOT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HEARTH_LOG_LEVEL", "info"), "debug, info, warn or error (HEARTH_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -86,6 +94,12 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		return Config{}, fmt.Errorf("public url %q must be an absolute http(s) URL", c.PublicURL)
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.JailerUID, err = strconv.Atoi(jailUID); err != nil || c.JailerUID < 0 {
+		return Config{}, fmt.Errorf("jailer uid %q is not a number", jailUID)
+	}
+	if c.JailerGID, err = strconv.Atoi(jailGID); err != nil || c.JailerGID < 0 {
+		return Config{}, fmt.Errorf("jailer gid %q is not a number", jailGID)
+	}
 	if bridgeCIDR != "" {
 		if c.BridgeCIDR, err = netip.ParsePrefix(bridgeCIDR); err != nil {
 			return Config{}, fmt.Errorf("bridge cidr %q: want the bridge's address with its prefix, e.g. 10.77.0.1/24", bridgeCIDR)

@@ -217,7 +217,11 @@ func runtimeFor(cfg config.Config, logger *slog.Logger) (vm.Runtime, error) {
 		rt.Drivers["qemu"] = &qemu.Driver{Binary: p}
 	}
 	if p, err := exec.LookPath(cfg.Firecracker); err == nil {
-		rt.Drivers["firecracker"] = &firecracker.Driver{Binary: p}
+		fc := &firecracker.Driver{Binary: p}
+		if cfg.Jailer != "" {
+			fc.Jailer = &firecracker.Jailer{Binary: cfg.Jailer, UID: cfg.JailerUID, GID: cfg.JailerGID, ChrootBase: cfg.JailerChroot}
+		}
+		rt.Drivers["firecracker"] = fc
 	}
 	if cfg.BridgeCIDR.IsValid() {
 		n, err := hostnet.New(hostnet.Config{Bridge: cfg.Bridge, CIDR: cfg.BridgeCIDR, Masquerade: cfg.Masquerade})

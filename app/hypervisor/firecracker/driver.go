@@ -17,6 +17,8 @@ import (
 type Driver struct {
 	// Binary is the firecracker executable (default "firecracker" on PATH).
 	Binary string
+	// Jailer, when set, runs firecracker through the jailer.
+	Jailer *Jailer
 }
 
 // Name is "firecracker".
@@ -34,16 +36,41 @@ const (
 // On any failure the process is killed and the error says which call failed, with
 // Firecracker's own fault_message.
 func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
-	bin := d.Binary
-	if bin == "" {
-		bin = "firecracker"
-	}
+	bin := or(d.Binary, "firecracker")
 	if err := os.MkdirAll(spec.Dir, 0o750); err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(spec.Dir, socketFile)
-	fifo := filepath.Join(spec.Dir, metricsFIFO)
-	logp := filepath.Join(spec.Dir, logFile)
+	// Paths on the host (hostDir) and as firecracker sees them (apiDir): the same without
+	// the jailer, the chroot and "/" with it.
+	spec.Disks = append([]hypervisor.Disk(nil), spec.Disks...)
+	for i, disk := range spec.Disks {
+		if disk.Root && !disk.ReadOnly {
+			private, err := privateCopy(ctx, spec.Dir, disk.Path)
+			if err != nil {
+				return nil, err
+			}
+			spec.Disks[i].Path = private
+		}
+	}
+	hostDir, apiDir, api := spec.Dir, spec.Dir, spec
+	var args []string
+	if d.Jailer != nil {
+		var err error
+		if api, hostDir, err = d.Jailer.prepare(bin, spec); err != nil {
+			return nil, err
+		}
+		apiDir = "/"
+		args = d.Jailer.args(bin, spec.VMID)
+		bin = d.Jailer.Binary
+	}
+	sock := filepath.Join(hostDir, socketFile)
+	if d.Jailer != nil {
+		sock = filepath.Join(hostDir, jailSocket)
+	} else {
+		args = []string{"--api-sock", sock, "--id", spec.VMID}
+	}
+	fifo := filepath.Join(hostDir, metricsFIFO)
+	logp := filepath.Join(hostDir, logFile)
 	for _, p := range []string{sock, fifo} { // leftovers of a previous boot
 		os.Remove(p)
 	}
@@ -54,6 +81,11 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	}
 	if f, err := os.OpenFile(logp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {
 		f.Close()
+	}
+	if d.Jailer != nil {
+		for _, p := range []string{fifo, logp} {
+			os.Lchown(p, d.Jailer.UID, d.Jailer.GID) //nolint:errcheck // firecracker reports what it cannot open
+		}
 	}
 	console, err := os.OpenFile(filepath.Join(spec.Dir, consoleFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
@@ -66,7 +98,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	if err != nil {
 		return nil, fmt.Errorf("firecracker: open metrics fifo: %w", err)
 	}
-	cmd := exec.Command(bin, "--api-sock", sock, "--id", spec.VMID)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = console, console // the serial console is firecracker's stdout
 	proc, err := hypervisor.StartProcess(cmd)
 	if err != nil {
@@ -74,7 +106,12 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 		return nil, fmt.Errorf("firecracker: start %s: %w", bin, err)
 	}
 	m := newMachine(proc, sock, spec.Dir, fifoFile)
-	if err := m.configure(ctx, spec, fifo, logp); err != nil {
+	if d.Jailer != nil {
+		jail := d.Jailer.dir(or(d.Binary, "firecracker"), spec.VMID)
+		go func() { <-proc.Done(); os.RemoveAll(jail) }() // the jail goes with its process
+	}
+	api.Dir = apiDir
+	if err := m.configure(ctx, api, sock, filepath.Join(apiDir, metricsFIFO), filepath.Join(apiDir, logFile)); err != nil {
 		m.Kill()
 		<-m.Done()
 		return nil, err
@@ -97,11 +134,16 @@ func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int) (hyp
 	if err != nil {
 		return nil, err
 	}
-	fifo, err := os.OpenFile(filepath.Join(spec.Dir, metricsFIFO), os.O_RDWR, 0)
+	hostDir, sock := spec.Dir, filepath.Join(spec.Dir, socketFile)
+	if d.Jailer != nil {
+		hostDir = filepath.Join(d.Jailer.dir(or(d.Binary, "firecracker"), spec.VMID), "root")
+		sock = filepath.Join(hostDir, jailSocket)
+	}
+	fifo, err := os.OpenFile(filepath.Join(hostDir, metricsFIFO), os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("firecracker: reopen metrics fifo: %w", err)
 	}
-	m := newMachine(proc, filepath.Join(spec.Dir, socketFile), spec.Dir, fifo)
+	m := newMachine(proc, sock, spec.Dir, fifo)
 	if _, err := m.client.Describe(ctx); err != nil {
 		return nil, err
 	}
@@ -120,10 +162,10 @@ type machine struct {
 // leaves the VM running for the next manager.
 func (m *machine) Release() { m.fifo.Close() }
 
-func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, fifo, logp string) error {
+func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, sock, fifo, logp string) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := os.Stat(filepath.Join(spec.Dir, socketFile)); err == nil {
+		if _, err := os.Stat(sock); err == nil {
 			break
 		}
 		select {
@@ -148,13 +190,6 @@ func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, fifo, log
 	}
 	for _, disk := range spec.Disks {
 		disk := disk
-		if disk.Root && !disk.ReadOnly {
-			private, err := privateCopy(ctx, spec.Dir, disk.Path)
-			if err != nil {
-				return err
-			}
-			disk.Path = private
-		}
 		steps = append(steps, func() error {
 			return c.PutDrive(ctx, Drive{DriveID: disk.ID, PathOnHost: disk.Path, IsRootDevice: disk.Root, IsReadOnly: disk.ReadOnly})
 		})
@@ -230,4 +265,11 @@ func privateCopy(ctx context.Context, dir, base string) (string, error) {
 		return "", fmt.Errorf("firecracker: copy the root image %s: %v: %s", base, err, out)
 	}
 	return p, os.Rename(tmp, p)
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

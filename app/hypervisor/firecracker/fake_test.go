@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi2"
@@ -93,14 +95,49 @@ type fakeState struct {
 }
 
 func fakeFirecracker(args []string) int {
-	var sock string
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == "--api-sock" {
-			sock = args[i+1]
-		}
-	}
 	violations, _ := os.OpenFile(os.Getenv("HEARTH_FAKE_FC_VIOLATIONS"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	defer violations.Close()
+	var sock, chroot, execFile, id, base string
+	uid, gid := -1, -1
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "--api-sock":
+			sock = args[i+1]
+		case "--exec-file":
+			execFile = args[i+1]
+		case "--id":
+			id = args[i+1]
+		case "--chroot-base-dir":
+			base = args[i+1]
+		case "--uid":
+			fmt.Sscan(args[i+1], &uid)
+		case "--gid":
+			fmt.Sscan(args[i+1], &gid)
+		}
+	}
+	if execFile != "" {
+		// As the jailer: the chroot is <base>/<exec file name>/<id>/root, and firecracker's
+		// paths (the socket too) are inside it. Files must belong to the jail's uid/gid.
+		chroot = filepath.Join(base, filepath.Base(execFile), id, "root")
+		filepath.Walk(chroot, func(p string, info os.FileInfo, err error) error {
+			if err == nil {
+				if st, ok := info.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != uid || int(st.Gid) != gid) {
+					fmt.Fprintf(violations, "jail: %s belongs to %d:%d, not %d:%d\n", p, st.Uid, st.Gid, uid, gid)
+				}
+			}
+			return nil
+		})
+		sock = filepath.Join(chroot, sock)
+	}
+	inJail := func(p string) string {
+		if chroot == "" {
+			return p
+		}
+		if _, err := os.Stat(filepath.Join(chroot, p)); err != nil {
+			fmt.Fprintf(violations, "jail: %s is not inside the chroot\n", p)
+		}
+		return filepath.Join(chroot, p)
+	}
 	router, err := specRouter()
 	if err != nil {
 		fmt.Fprintln(violations, "fake: cannot load spec:", err)
@@ -136,6 +173,11 @@ func fakeFirecracker(args []string) int {
 		st.calls = append(st.calls, r.Method+" "+r.URL.Path)
 		var b map[string]any
 		json.Unmarshal(body, &b)
+		for _, k := range []string{"kernel_image_path", "initrd_path", "path_on_host", "metrics_path", "log_path"} {
+			if v, ok := b[k].(string); ok && v != "" && chroot != "" {
+				inJail(v)
+			}
+		}
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/drives/") && b["is_root_device"] == true && !strings.HasSuffix(fmt.Sprint(b["path_on_host"]), "/rootfs.img"):
 			fmt.Fprintf(violations, "root drive %v is not the VM's private copy\n", b["path_on_host"])
@@ -150,7 +192,7 @@ func fakeFirecracker(args []string) int {
 			case "InstanceStart":
 				st.started = true
 			case "FlushMetrics":
-				f, err := os.OpenFile(st.metricsPath, os.O_WRONLY, 0)
+				f, err := os.OpenFile(inJail(st.metricsPath), os.O_WRONLY, 0)
 				if err == nil {
 					fmt.Fprintln(f, `{"utc_timestamp_ms":1,"block":{"read_bytes":4096,"write_bytes":512,"read_count":1,"write_count":1},"net":{"rx_bytes_count":100,"tx_bytes_count":40,"rx_packets_count":2,"tx_packets_count":1}}`)
 					f.Close()
