@@ -90,7 +90,9 @@ func (s *Service) Machine(id string) hypervisor.Machine {
 	return nil
 }
 
-func (s *Service) spec(vm *app.VM) (hypervisor.Spec, error) {
+// checkImages reports, per field, the image paths that are not readable files here. The
+// kernel is required to start (kernelRequired), not to define a VM.
+func checkImages(kernel, initrd, rootfs string, kernelRequired bool) error {
 	fields := map[string]string{}
 	need := func(field, p string, required bool) {
 		if p == "" {
@@ -103,10 +105,14 @@ func (s *Service) spec(vm *app.VM) (hypervisor.Spec, error) {
 			fields[field] = fmt.Sprintf("%s is not a readable file on this host", p)
 		}
 	}
-	need("kernel", vm.Kernel, true)
-	need("initrd", vm.Initrd, false)
-	need("rootfs", vm.Rootfs, false)
-	if err := app.Invalid(fields); err != nil {
+	need("kernel", kernel, kernelRequired)
+	need("initrd", initrd, false)
+	need("rootfs", rootfs, false)
+	return app.Invalid(fields)
+}
+
+func (s *Service) spec(vm *app.VM) (hypervisor.Spec, error) {
+	if err := checkImages(vm.Kernel, vm.Initrd, vm.Rootfs, true); err != nil {
 		return hypervisor.Spec{}, app.Errorf(app.EINVALID, "cannot start %s: %s", vm.Name, app.ErrorMessage(err))
 	}
 	spec := hypervisor.Spec{VMID: vm.ID, Name: vm.Name, VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel,

@@ -147,13 +147,29 @@ func TestStartRefusesMissingImages(t *testing.T) {
 	db := storetest.SQLite(t)
 	s, spec := realGuest(t, db, t.TempDir(), time.Second)
 	ctx := context.Background()
-	spec.Name, spec.Kernel = "nokernel", "/nonexistent/vmlinuz"
-	vm, _, _ := s.Create(ctx, spec, operator)
-	if _, err := s.Start(ctx, vm.ID, operator); app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "/nonexistent/vmlinuz") {
-		t.Errorf("start without a kernel file: %v", err)
+	// Images are checked at create (and edit), and again at start: a file can vanish.
+	bad := spec
+	bad.Name, bad.Kernel = "nokernel", "/nonexistent/vmlinuz"
+	if _, _, err := s.Create(ctx, bad, operator); app.ErrorFields(err)["kernel"] == "" || !strings.Contains(err.Error(), "/nonexistent/vmlinuz") {
+		t.Errorf("create with a missing kernel: %v", err)
+	}
+	gone := filepath.Join(t.TempDir(), "vmlinuz")
+	os.WriteFile(gone, []byte("k"), 0o644)
+	bad.Kernel = gone
+	vm, _, err := s.Create(ctx, bad, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(gone)
+	if _, err := s.Start(ctx, vm.ID, operator); app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), gone) {
+		t.Errorf("start after the kernel vanished: %v", err)
 	}
 	if got, _ := s.Get(ctx, vm.ID); got.State != app.VMDefined {
 		t.Errorf("state after a refused start: %s", got.State)
+	}
+	missing := "/nonexistent/rootfs.img"
+	if _, err := s.Update(ctx, vm.ID, app.VMUpdate{Rootfs: &missing}, operator); app.ErrorFields(err)["rootfs"] == "" {
+		t.Errorf("edit to a missing rootfs: %v", err)
 	}
 	spec.Name, spec.Hypervisor = "fc", "firecracker"
 	vm, _, _ = s.Create(ctx, spec, operator)

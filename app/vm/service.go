@@ -35,6 +35,11 @@ func (s *Service) Create(ctx context.Context, spec app.VMSpec, by app.Actor) (*a
 	if err := Normalize(&spec); err != nil {
 		return nil, "", err
 	}
+	if s.rt != nil { // a manager that runs VMs checks their images exist here and now
+		if err := checkImages(spec.Kernel, spec.Initrd, spec.Rootfs, false); err != nil {
+			return nil, "", err
+		}
+	}
 	vm := &app.VM{ID: app.NewID(), Name: spec.Name, State: app.VMDefined, VCPUs: spec.VCPUs, Hypervisor: spec.Hypervisor,
 		MemoryMiB: spec.MemoryMiB, Kernel: spec.Kernel, Initrd: spec.Initrd, Rootfs: spec.Rootfs,
 		BootArgs: spec.BootArgs, MAC: newMAC()}
@@ -93,6 +98,11 @@ func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.
 	u.Apply(&spec)
 	if err := Normalize(&spec); err != nil {
 		return nil, err
+	}
+	if s.rt != nil {
+		if err := checkImages(spec.Kernel, spec.Initrd, spec.Rootfs, false); err != nil {
+			return nil, err
+		}
 	}
 	if vm.Busy() {
 		return nil, app.Errorf(app.ECONFLICT, "VM %s is %s; stop it before changing it", vm.Name, vm.State)
