@@ -19,6 +19,9 @@ type Rules struct {
 	// HostAddrs returns the host's own addresses, which a guest may never claim. Nil means
 	// the addresses of the host's interfaces, read at each check.
 	HostAddrs func() []netip.Addr
+	// AllowLoopback admits 127.0.0.0/8 (when a CIDR holds it): only for tests and benches
+	// whose "guests" are loopback listeners. Never set it in a running manager.
+	AllowLoopback bool
 }
 
 // Check parses raw as a guest IP and applies the rules. It returns the address in canonical
@@ -53,7 +56,7 @@ func (r Rules) Check(raw string) (netip.Addr, error) {
 	switch {
 	case ip.IsUnspecified():
 		return bad("%s is the unspecified address", ip)
-	case ip.IsLoopback():
+	case ip.IsLoopback() && !(r.AllowLoopback && ip.Is4()):
 		return bad("%s is a loopback address", ip)
 	case ip.IsLinkLocalUnicast():
 		return bad("%s is a link-local address", ip)
@@ -80,7 +83,7 @@ func (r Rules) Check(raw string) (netip.Addr, error) {
 		return bad("%s is the broadcast address of %s", ip, in)
 	}
 	for _, h := range r.hostAddrs() {
-		if h.Unmap() == ip {
+		if h.Unmap() == ip && !(r.AllowLoopback && ip.IsLoopback()) {
 			return bad("%s is an address of this host", ip)
 		}
 	}

@@ -119,3 +119,16 @@ func FuzzRulesCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestAllowLoopbackIsNarrow(t *testing.T) {
+	r := Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, AllowLoopback: true, HostAddrs: func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("127.0.0.1")} }}
+	if _, err := r.Check("127.3.2.1"); err != nil {
+		t.Errorf("loopback allowed for benches: %v", err)
+	}
+	if _, err := r.Check("::1"); err == nil {
+		t.Error("IPv6 loopback admitted")
+	}
+	if _, err := testRules(t).Check("127.3.2.1"); err == nil {
+		t.Error("default rules admit loopback")
+	}
+}

@@ -1,0 +1,300 @@
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/procfs"
+
+	"hearth/app"
+	"hearth/app/hypervisor"
+	"hearth/app/vm"
+)
+
+// VMs is what the collector needs of the VM service.
+type VMs interface {
+	List(ctx context.Context) ([]*app.VM, error)
+	Machine(id string) hypervisor.Machine
+	Rules() vm.Rules
+}
+
+// Options tune the collector; zero values take the defaults.
+type Options struct {
+	Interval    time.Duration // HEARTH_METRICS_INTERVAL, default 5 s
+	Timeout     time.Duration // per agent request, default 2 s
+	Concurrency int           // polls at once, default 64
+	BodyCap     int64         // agent answer cap, default 1 MiB
+	AgentPort   int           // default 8080
+	History     time.Duration // kept in memory, default 1 h
+	ProcRoot    string        // default /proc
+	Logger      *slog.Logger
+}
+
+// Collector polls every running VM each interval.
+type Collector struct {
+	vms   VMs
+	opts  Options
+	agent *agentClient
+	proc  procfs.FS
+
+	mu    sync.Mutex
+	state map[string]*vmState
+
+	// Health of the collector itself, for its Prometheus series.
+	statsMu      sync.Mutex
+	lastRound    time.Duration
+	rounds       uint64
+	pollErrors   map[string]uint64 // by kind: agent, host, counters
+	roundSeconds []float64         // recent round durations, for the p99 the bench reports
+}
+
+// vmState is what the collector remembers of one VM between polls.
+type vmState struct {
+	mu           sync.Mutex
+	ring         *ring
+	prevHost     *hostReading
+	prevCounters *hypervisor.Counters
+	prevAt       time.Time
+	pid          int
+	agentVersion string
+	agentSeen    time.Time // last answer from the agent
+	lastError    string
+}
+
+// New returns a collector over vms.
+func New(vms VMs, opts Options) *Collector {
+	if opts.Interval <= 0 {
+		opts.Interval = 5 * time.Second
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 2 * time.Second
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 64
+	}
+	if opts.BodyCap <= 0 {
+		opts.BodyCap = 1 << 20
+	}
+	if opts.AgentPort == 0 {
+		opts.AgentPort = 8080
+	}
+	if opts.History <= 0 {
+		opts.History = time.Hour
+	}
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	fs, _ := procfs.NewFS(opts.ProcRoot)
+	return &Collector{vms: vms, opts: opts, agent: newAgentClient(opts.AgentPort, opts.Timeout, opts.BodyCap), proc: fs,
+		state: map[string]*vmState{}, pollErrors: map[string]uint64{}}
+}
+
+// Interval is the polling interval.
+func (c *Collector) Interval() time.Duration { return c.opts.Interval }
+
+// Run polls until ctx ends.
+func (c *Collector) Run(ctx context.Context) {
+	t := time.NewTicker(c.opts.Interval)
+	defer t.Stop()
+	for {
+		c.Round(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Round polls every running VM once, at most Concurrency at a time. A VM that hangs costs
+// one slot for at most the timeout: it never holds up the others beyond that.
+func (c *Collector) Round(ctx context.Context) {
+	start := time.Now()
+	vms, err := c.vms.List(ctx)
+	if err != nil {
+		c.opts.Logger.Warn("metrics: list VMs", "error", err)
+		return
+	}
+	sem := make(chan struct{}, c.opts.Concurrency)
+	var wg sync.WaitGroup
+	live := map[string]bool{}
+	for _, v := range vms {
+		if v.State != app.VMRunning {
+			continue
+		}
+		live[v.ID] = true
+		st := c.stateFor(v.ID)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(v *app.VM) {
+			defer func() { <-sem; wg.Done() }()
+			pctx, cancel := context.WithTimeout(ctx, c.opts.Timeout+time.Second)
+			defer cancel()
+			c.poll(pctx, v, st)
+		}(v)
+	}
+	wg.Wait()
+	c.mu.Lock()
+	for id := range c.state { // forget VMs that are gone, so memory follows the fleet
+		if !live[id] && !c.existsIn(vms, id) {
+			delete(c.state, id)
+		}
+	}
+	c.mu.Unlock()
+	d := time.Since(start)
+	c.statsMu.Lock()
+	c.lastRound, c.rounds = d, c.rounds+1
+	c.roundSeconds = append(c.roundSeconds, d.Seconds())
+	if len(c.roundSeconds) > 1000 {
+		c.roundSeconds = c.roundSeconds[len(c.roundSeconds)-1000:]
+	}
+	c.statsMu.Unlock()
+}
+
+func (c *Collector) existsIn(vms []*app.VM, id string) bool {
+	for _, v := range vms {
+		if v.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Collector) stateFor(id string) *vmState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.state[id]
+	if st == nil {
+		n := int(c.opts.History/c.opts.Interval) + 1
+		st = &vmState{ring: newRing(n)}
+		c.state[id] = st
+	}
+	return st
+}
+
+func (c *Collector) countError(kind string) {
+	c.statsMu.Lock()
+	c.pollErrors[kind]++
+	c.statsMu.Unlock()
+}
+
+// poll takes one sample of v: the agent when it answers, else the host's view of the
+// hypervisor process; the hypervisor's I/O counters as rates either way.
+func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) {
+	now := time.Now()
+	s := Sample{Time: now.UTC()}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+
+	agentErr := "no guest IP registered"
+	if v.GuestIP != "" {
+		rules := c.vms.Rules()
+		if ip, err := rules.Check(v.GuestIP); err != nil {
+			agentErr = "guest IP refused by the rules: " + err.Error()
+		} else if r, err := c.agent.fetch(ctx, ip, v.AgentToken); err != nil {
+			agentErr = err.Error()
+			c.countError("agent")
+		} else {
+			s.Source, s.CPUPercent, s.MemPercent, s.AgentVersion = SourceAgent, r.CPU, r.Mem, r.Version
+			st.agentVersion, st.agentSeen, agentErr = r.Version, now, ""
+		}
+	}
+	// Host side: CPU of the hypervisor process, and its RSS ("host RSS": not guest memory).
+	if v.PID > 0 {
+		if st.pid != v.PID { // a new process: old readings mean nothing
+			st.pid, st.prevHost, st.prevCounters = v.PID, nil, nil
+		}
+		if h, err := readHost(c.proc, v.PID, now); err == nil {
+			if s.Source == "" {
+				s.Source, s.HostRSSBytes = SourceHost, h.rss
+				if st.prevHost != nil {
+					if cpu, ok := hostCPU(*st.prevHost, h, v.VCPUs); ok {
+						s.CPUPercent = &cpu
+					}
+				}
+			}
+			st.prevHost = &h
+		} else if s.Source == "" {
+			c.countError("host")
+		}
+	}
+	if m := c.vms.Machine(v.ID); m != nil {
+		if cur, err := m.Counters(ctx); err == nil {
+			if st.prevCounters != nil {
+				dt := now.Sub(st.prevAt).Seconds()
+				s.NetRxBps, s.NetTxBps = rate(st.prevCounters.NetRxBytes, cur.NetRxBytes, dt), rate(st.prevCounters.NetTxBytes, cur.NetTxBytes, dt)
+				s.DiskReadBps, s.DiskWriteBps = rate(st.prevCounters.DiskReadBytes, cur.DiskReadBytes, dt), rate(st.prevCounters.DiskWriteBytes, cur.DiskWriteBytes, dt)
+			}
+			st.prevCounters, st.prevAt = &cur, now
+		} else {
+			c.countError("counters")
+		}
+	}
+	st.lastError = agentErr
+	if s.Source != "" {
+		st.ring.add(s)
+	}
+}
+
+// rate is Δ/Δt, or nil when it cannot be told (no time, or a counter that went back: the
+// hypervisor restarted).
+func rate(prev, cur uint64, dt float64) *float64 {
+	if dt <= 0 || cur < prev {
+		return nil
+	}
+	v := float64(cur-prev) / dt
+	return &v
+}
+
+// Latest returns the VM's newest sample.
+func (c *Collector) Latest(id string) (Sample, bool) {
+	c.mu.Lock()
+	st := c.state[id]
+	c.mu.Unlock()
+	if st == nil {
+		return Sample{}, false
+	}
+	return st.ring.latest()
+}
+
+// History returns the VM's samples since t, oldest first.
+func (c *Collector) History(id string, since time.Time) []Sample {
+	c.mu.Lock()
+	st := c.state[id]
+	c.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	return st.ring.since(since)
+}
+
+// LastError says why the agent of a VM did not answer at the last poll ("" if it did).
+func (c *Collector) LastError(id string) string {
+	c.mu.Lock()
+	st := c.state[id]
+	c.mu.Unlock()
+	if st == nil {
+		return ""
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.lastError
+}
+
+// AgentVersion is the version the VM's agent last reported.
+func (c *Collector) AgentVersion(id string) string {
+	c.mu.Lock()
+	st := c.state[id]
+	c.mu.Unlock()
+	if st == nil {
+		return ""
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.agentVersion
+}

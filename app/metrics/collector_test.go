@@ -1,0 +1,209 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"hearth/app"
+	"hearth/app/hypervisor"
+	"hearth/app/vm"
+	"hearth/guest/collect"
+	"hearth/guest/server"
+)
+
+// fleet is a VMs source of the test's making: the "guests" are listeners on loopback
+// addresses (127.0.0.x), which rules with AllowLoopback admit.
+type fleet struct {
+	vms []*app.VM
+}
+
+func (f *fleet) List(context.Context) ([]*app.VM, error) { return f.vms, nil }
+func (f *fleet) Machine(string) hypervisor.Machine       { return nil }
+func (f *fleet) Rules() vm.Rules {
+	return vm.Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, AllowLoopback: true,
+		HostAddrs: func() []netip.Addr { return nil }}
+}
+
+// listenAll listens on the same port on several loopback addresses.
+func listenAll(t *testing.T, hosts []string) (int, []net.Listener) {
+	t.Helper()
+	for attempt := 0; attempt < 20; attempt++ {
+		l0, err := net.Listen("tcp", hosts[0]+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l0.Addr().(*net.TCPAddr).Port
+		ls := []net.Listener{l0}
+		ok := true
+		for _, h := range hosts[1:] {
+			l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", h, port))
+			if err != nil {
+				ok = false
+				break
+			}
+			ls = append(ls, l)
+		}
+		if ok {
+			return port, ls
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+	}
+	t.Fatal("no common free port")
+	return 0, nil
+}
+
+// TestFaultyAgents: one real agent among agents that hang, answer garbage, NaN, a number
+// out of range, a huge body, or die mid-answer. A round still ends within the timeout, the
+// real agent's numbers arrive, and each faulty one is refused with its reason.
+func TestFaultyAgents(t *testing.T) {
+	hosts := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8"}
+	port, ls := listenAll(t, hosts)
+	sampler := collect.NewSampler(collect.NewReader(), time.Second, "test")
+	sampler.Sample()
+	time.Sleep(50 * time.Millisecond)
+	sampler.Sample()
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	handlers := []http.Handler{
+		server.New(sampler, server.Options{Token: "hag_good_token_0123456789", Version: "test"}),
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }), // hangs
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>not json")) }),
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(`{"cpu_usage_percent": NaN, "memory_usage_percent": 5}`))
+		}),
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(`{"cpu_usage_percent": 250, "memory_usage_percent": 5}`))
+		}),
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(`{"cpu_usage_percent": 1, "memory_usage_percent": 5, "pad": "`))
+			chunk := []byte(strings.Repeat("x", 64<<10))
+			for i := 0; i < 64; i++ { // 4 MiB, past the cap
+				w.Write(chunk)
+			}
+		}),
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { // dies mid-answer
+			conn, buf, _ := w.(http.Hijacker).Hijack()
+			buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"cpu_usage_percent\": 1")
+			buf.Flush()
+			conn.Close()
+		}),
+	}
+	names := []string{"good", "hangs", "garbage", "nan", "range", "huge", "dies"}
+	f := &fleet{}
+	for i, l := range ls {
+		srv := &http.Server{Handler: handlers[i]}
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+		f.vms = append(f.vms, &app.VM{ID: names[i], Name: names[i], State: app.VMRunning, GuestIP: hosts[i], VCPUs: 1,
+			AgentToken: "hag_good_token_0123456789"})
+	}
+	c := New(f, Options{AgentPort: port, Timeout: 500 * time.Millisecond, Interval: time.Second})
+	start := time.Now()
+	c.Round(context.Background())
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("a round took %v: a faulty agent held up the others", d)
+	}
+	s, ok := c.Latest("good")
+	if !ok || s.Source != SourceAgent || s.MemPercent == nil || s.CPUPercent == nil || s.AgentVersion != "test" {
+		t.Fatalf("good agent: %+v (%v) — %s", s, ok, c.LastError("good"))
+	}
+	if st := c.StatusOf(f.vms[0], time.Now()); st.State != StatusLive || st.Source != SourceAgent {
+		t.Errorf("good agent's badge: %+v", st)
+	}
+	why := map[string]string{"hangs": "deadline exceeded|Timeout", "garbage": "not valid JSON", "nan": "not valid JSON",
+		"range": "not a percentage", "huge": "larger than", "dies": "EOF"}
+	for name, want := range why {
+		if _, ok := c.Latest(name); ok {
+			t.Errorf("%s: a sample was kept", name)
+		}
+		got := c.LastError(name)
+		matched := false
+		for _, w := range strings.Split(want, "|") {
+			matched = matched || strings.Contains(got, w)
+		}
+		if !matched {
+			t.Errorf("%s: reason %q, want %q", name, got, want)
+		}
+	}
+	// A second round is just as quick: nothing piles up behind the hanging agent.
+	start = time.Now()
+	c.Round(context.Background())
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("second round took %v", d)
+	}
+}
+
+// TestHostFallback: a running VM whose agent does not answer is measured from the host:
+// its hypervisor process's CPU share and RSS.
+func TestHostFallback(t *testing.T) {
+	f := &fleet{vms: []*app.VM{{ID: "v1", Name: "v1", State: app.VMRunning, VCPUs: 1, PID: os.Getpid()}}}
+	c := New(f, Options{Interval: time.Second})
+	c.Round(context.Background())
+	if st := c.StatusOf(f.vms[0], time.Now()); st.State != StatusHost || !strings.Contains(st.Why, "no guest IP") {
+		t.Errorf("badge: %+v", st)
+	}
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) { // use some CPU in this process
+	}
+	c.Round(context.Background())
+	s, _ := c.Latest("v1")
+	if s.Source != SourceHost || s.CPUPercent == nil || *s.CPUPercent <= 0 || s.HostRSSBytes == 0 || s.MemPercent != nil {
+		t.Errorf("host sample: %+v cpu %v", s, s.CPUPercent)
+	}
+	// Stopped VMs say so; stale samples are not shown as current.
+	if st := c.StatusOf(&app.VM{ID: "v1", State: app.VMStopped}, time.Now()); st.State != StatusStopped {
+		t.Errorf("stopped: %+v", st)
+	}
+	if st := c.StatusOf(f.vms[0], time.Now().Add(10*time.Second)); st.State != StatusStale {
+		t.Errorf("10 s later with a 1 s interval: %+v", st)
+	}
+	if st := c.StatusOf(&app.VM{ID: "new", State: app.VMRunning}, time.Now()); st.State != StatusWaiting {
+		t.Errorf("no sample yet: %+v", st)
+	}
+}
+
+func TestRingKeepsTheNewest(t *testing.T) {
+	r := newRing(3)
+	base := time.Unix(1000, 0)
+	for i := 0; i < 5; i++ {
+		r.add(Sample{Time: base.Add(time.Duration(i) * time.Second)})
+	}
+	got := r.since(base)
+	if len(got) != 3 || got[0].Time != base.Add(2*time.Second) || got[2].Time != base.Add(4*time.Second) {
+		t.Errorf("ring: %v", got)
+	}
+	if got := r.since(base.Add(4 * time.Second)); len(got) != 1 {
+		t.Errorf("since the last: %v", got)
+	}
+}
+
+func FuzzParseAgent(f *testing.F) {
+	f.Add([]byte(`{"cpu_usage_percent": 12.5, "memory_usage_percent": 40, "agent_version": "1"}`))
+	f.Add([]byte(`{"cpu_usage_percent": -1}`))
+	f.Add([]byte(`{"memory_usage_percent": 1e308}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseAgent(b)
+		if err != nil {
+			return
+		}
+		for _, p := range []*float64{r.CPU, r.Mem} {
+			if p != nil && (*p < 0 || *p > 100 || *p != *p) {
+				t.Fatalf("accepted %v", *p)
+			}
+		}
+		if r.Mem == nil || len(r.Version) > 64 {
+			t.Fatalf("accepted %+v", r)
+		}
+	})
+}
