@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultGuestCIDRs are the networks a guest IP may lie in unless configured otherwise:
@@ -20,24 +21,25 @@ const DefaultGuestCIDRs = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fd00::/8"
 
 // Config is everything `hearth serve` needs to know.
 type Config struct {
-	Listen        string         // HEARTH_LISTEN
-	DataDir       string         // HEARTH_DATA_DIR
-	DatabaseURL   string         // HEARTH_DATABASE_URL; "" means SQLite in DataDir
-	AdminPassword string         // HEARTH_ADMIN_PASSWORD
-	PublicURL     string         // HEARTH_PUBLIC_URL
-	GuestCIDRs    []netip.Prefix // HEARTH_GUEST_CIDRS
-	LogLevel      string         // HEARTH_LOG_LEVEL
-	Hypervisor    string         // HEARTH_HYPERVISOR: firecracker, qemu, or auto
-	Firecracker   string         // HEARTH_FIRECRACKER: the firecracker binary
-	QEMU          string         // HEARTH_QEMU: the qemu-system-x86_64 binary
-	Bridge        string         // HEARTH_BRIDGE
-	BridgeCIDR    netip.Prefix   // HEARTH_BRIDGE_CIDR; invalid (unset) means VMs get no NIC
-	Masquerade    bool           // HEARTH_MASQUERADE
-	AllocateIPs   bool           // HEARTH_ALLOCATE_IPS
-	Jailer        string         // HEARTH_JAILER: run firecracker through this jailer binary
-	JailerUID     int            // HEARTH_JAILER_UID
-	JailerGID     int            // HEARTH_JAILER_GID
-	JailerChroot  string         // HEARTH_JAILER_CHROOT
+	Listen          string         // HEARTH_LISTEN
+	DataDir         string         // HEARTH_DATA_DIR
+	DatabaseURL     string         // HEARTH_DATABASE_URL; "" means SQLite in DataDir
+	AdminPassword   string         // HEARTH_ADMIN_PASSWORD
+	PublicURL       string         // HEARTH_PUBLIC_URL
+	GuestCIDRs      []netip.Prefix // HEARTH_GUEST_CIDRS
+	LogLevel        string         // HEARTH_LOG_LEVEL
+	Hypervisor      string         // HEARTH_HYPERVISOR: firecracker, qemu, or auto
+	Firecracker     string         // HEARTH_FIRECRACKER: the firecracker binary
+	QEMU            string         // HEARTH_QEMU: the qemu-system-x86_64 binary
+	Bridge          string         // HEARTH_BRIDGE
+	BridgeCIDR      netip.Prefix   // HEARTH_BRIDGE_CIDR; invalid (unset) means VMs get no NIC
+	Masquerade      bool           // HEARTH_MASQUERADE
+	AllocateIPs     bool           // HEARTH_ALLOCATE_IPS
+	MetricsInterval time.Duration  // HEARTH_METRICS_INTERVAL
+	Jailer          string         // HEARTH_JAILER: run firecracker through this jailer binary
+	JailerUID       int            // HEARTH_JAILER_UID
+	JailerGID       int            // HEARTH_JAILER_GID
+	JailerChroot    string         // HEARTH_JAILER_CHROOT
 }
 
 // Load builds a Config from getenv and then args (flags without the subcommand). Flags the
@@ -70,6 +72,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&c.Jailer, "jailer", env("HEARTH_JAILER", ""), "run firecracker through this jailer binary (HEARTH_JAILER)")
 	jailUID, jailGID := env("HEARTH_JAILER_UID", "65534"), env("HEARTH_JAILER_GID", "65534")
 	fs.StringVar(&c.JailerChroot, "jailer-chroot", env("HEARTH_JAILER_CHROOT", "/srv/jailer"), "the jailer's chroot base (HEARTH_JAILER_CHROOT)")
+	fs.DurationVar(&c.MetricsInterval, "metrics-interval", envDuration(getenv, "HEARTH_METRICS_INTERVAL", 5*time.Second), "how often running VMs are polled (HEARTH_METRICS_INTERVAL)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HEARTH_LOG_LEVEL", "info"), "debug, info, warn or error (HEARTH_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -100,6 +103,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	if c.JailerGID, err = strconv.Atoi(jailGID); err != nil || c.JailerGID < 0 {
 		return Config{}, fmt.Errorf("jailer gid %q is not a number", jailGID)
 	}
+	if c.MetricsInterval < time.Second || c.MetricsInterval > time.Hour {
+		return Config{}, fmt.Errorf("metrics interval %s: want between 1s and 1h", c.MetricsInterval)
+	}
 	if bridgeCIDR != "" {
 		if c.BridgeCIDR, err = netip.ParsePrefix(bridgeCIDR); err != nil {
 			return Config{}, fmt.Errorf("bridge cidr %q: want the bridge's address with its prefix, e.g. 10.77.0.1/24", bridgeCIDR)
@@ -116,6 +122,20 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		return Config{}, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return c, nil
+}
+
+// envDuration reads a duration variable; a bad value falls through to the flag check,
+// which reports it (as 0, out of range).
+func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
+	v := getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0
+	}
+	return d
 }
 
 // ParseCIDRs parses a comma-separated list of networks; it needs at least one.

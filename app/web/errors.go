@@ -106,7 +106,10 @@ type errorDetail struct {
 	Fields  map[string]string `json:"fields,omitempty"`
 }
 
-func isAPI(c echo.Context) bool { return strings.HasPrefix(c.Request().URL.Path, "/v1/") }
+func isAPI(c echo.Context) bool {
+	p := c.Request().URL.Path
+	return strings.HasPrefix(p, "/v1/") || p == "/metrics"
+}
 
 // isHTMX reports whether the request came from htmx for a partial; boosted navigations want
 // whole pages.

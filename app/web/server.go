@@ -13,6 +13,7 @@ import (
 
 	"hearth/app"
 	"hearth/app/auth"
+	"hearth/app/metrics"
 	"hearth/app/vm"
 	"hearth/provision/install"
 )
@@ -23,8 +24,10 @@ type Deps struct {
 	Auth *auth.Service
 	// Installs runs agent installs over SSH; nil hides the feature.
 	Installs Installs
-	Ping     func(ctx context.Context) error // database health, for /healthz
-	Logger   *slog.Logger
+	// Metrics is the collector; nil hides metrics.
+	Metrics *metrics.Collector
+	Ping    func(ctx context.Context) error // database health, for /healthz
+	Logger  *slog.Logger
 	// SecureCookies marks cookies Secure: set when the manager is reached over https.
 	SecureCookies bool
 	Version       string
@@ -62,6 +65,7 @@ func New(d Deps) *Server {
 	e.Use(securityHeaders)
 
 	e.GET("/healthz", s.healthz)
+	e.GET("/metrics", s.promMetrics, s.bearer, operatorOnly)
 	s.staticRoutes()
 	s.apiRoutes(e.Group("/v1"))
 	s.uiRoutes()

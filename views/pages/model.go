@@ -40,6 +40,7 @@ type VMView struct {
 	Address          string
 	Install          *InstallView // nil when installs are not available
 	Status           StatusView
+	Metrics          *MetricsView
 	HostKey          string
 	HostKeySource    string
 }
@@ -68,6 +69,29 @@ type StatusView struct {
 	Error               string // why the last action was refused
 	CSRF                string
 	CanRun              bool // this manager runs VMs at all
+}
+
+// MetricsView is the VM page's metrics panel.
+type MetricsView struct {
+	VMID   string
+	Badge  string // stopped, waiting, host, live, stale
+	Label  string // what the badge says, e.g. "live · agent · 3 s ago"
+	Why    string // why the agent is missing
+	Window string // "15m" or "1h"
+	Stats  []Stat
+	Charts []Chart
+}
+
+// Stat is one current figure.
+type Stat struct {
+	Label, Value, Hint string
+}
+
+// Chart is a line chart already scaled: points in a 0..1 box, newest on the right.
+type Chart struct {
+	Title, Max string
+	Path       string // SVG path data in a 600×120 box; "" when there is nothing to draw
+	Empty      string
 }
 
 // AuditRow is one audit-log line on the VM page.

@@ -18,6 +18,7 @@ import (
 	"hearth/app/hypervisor/firecracker"
 	"hearth/app/hypervisor/hostnet"
 	"hearth/app/hypervisor/qemu"
+	"hearth/app/metrics"
 	"hearth/app/store"
 	"hearth/app/vm"
 	"hearth/app/web"
@@ -28,12 +29,13 @@ import (
 
 // Main is a running manager: what serve starts and what end-to-end tests start on :0.
 type Main struct {
-	Config config.Config
-	Logger *slog.Logger
-	DB     *store.DB
-	Auth   *auth.Service
-	VMs    *vm.Service
-	Jobs   *provision.Jobs
+	Config  config.Config
+	Logger  *slog.Logger
+	DB      *store.DB
+	Auth    *auth.Service
+	VMs     *vm.Service
+	Jobs    *provision.Jobs
+	Metrics *metrics.Collector
 
 	ln     net.Listener
 	server *http.Server
@@ -84,7 +86,8 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 		Logger: logger}
 	return &Main{
 		Config: cfg, Logger: logger, DB: db, VMs: vms, Jobs: jobs,
-		Auth: auth.NewService(db, auth.NewThrottle(10, 15*time.Minute), 0),
+		Metrics: metrics.New(vms, metrics.Options{Interval: cfg.MetricsInterval, Logger: logger}),
+		Auth:    auth.NewService(db, auth.NewThrottle(10, 15*time.Minute), 0),
 	}, nil
 }
 
@@ -115,7 +118,8 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 		m.DB.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Ping: m.DB.Ping, Logger: logger,
+	go m.Metrics.Run(ctx)
+	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Metrics: m.Metrics, Ping: m.DB.Ping, Logger: logger,
 		SecureCookies: cfg.SecureCookies(), Version: version})
 	m.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,

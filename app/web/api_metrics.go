@@ -1,0 +1,48 @@
+package web
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"hearth/app"
+	"hearth/app/metrics"
+)
+
+// vmMetricsJSON is GET /v1/vms/{id}/metrics: the latest sample and the badge's state.
+type vmMetricsJSON struct {
+	metrics.Sample
+	Status     string   `json:"status"`
+	AgeSeconds *float64 `json:"age_seconds"`
+	Why        string   `json:"why,omitempty"`
+}
+
+func (s *Server) apiVMMetrics(c echo.Context) error {
+	if s.Metrics == nil {
+		return app.Errorf(app.EUNAVAILABLE, "this manager collects no metrics")
+	}
+	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	st := s.Metrics.StatusOf(vm, now)
+	out := vmMetricsJSON{Status: st.State, Why: st.Why}
+	if sample, ok := s.Metrics.Latest(vm.ID); ok {
+		out.Sample = sample
+		age := now.Sub(sample.Time).Seconds()
+		out.AgeSeconds = &age
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// promMetrics is the manager's Prometheus endpoint (bearer token, as the API).
+func (s *Server) promMetrics(c echo.Context) error {
+	if s.Metrics == nil {
+		return app.Errorf(app.EUNAVAILABLE, "this manager collects no metrics")
+	}
+	promhttp.HandlerFor(s.Metrics.Registry(), promhttp.HandlerOpts{}).ServeHTTP(c.Response(), c.Request())
+	return nil
+}

@@ -1,0 +1,106 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"hearth/app"
+	"hearth/app/config"
+	"hearth/app/metrics"
+	"hearth/app/store"
+	"hearth/app/vm"
+	"hearth/guest/collect"
+	"hearth/guest/server"
+)
+
+// metricsEnv: a VM recorded as running whose guest agent is a real hearth-agent handler on
+// a loopback address (the rules admit loopback for this test only).
+func metricsEnv(t *testing.T) (*env, *app.VM, *metrics.Collector) {
+	t.Helper()
+	e := newEnv(t, nil)
+	cidrs, _ := config.ParseCIDRs("127.0.0.0/8")
+	e.vms = vm.NewService(e.db, vm.Rules{CIDRs: cidrs, AllowLoopback: true, HostAddrs: func() []netip.Addr { return nil }})
+	l, err := net.Listen("tcp", "127.0.0.9:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sampler := collect.NewSampler(collect.NewReader(), time.Second, "test-agent")
+	sampler.Sample()
+	time.Sleep(50 * time.Millisecond)
+	sampler.Sample()
+	srv := &http.Server{Handler: server.New(sampler, server.Options{Token: "hag_metrics_test_token", Version: "test-agent"})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	ctx := context.Background()
+	v, _ := e.createVM("watched")
+	e.db.SetRun(ctx, v.ID, store.Run{State: app.VMRunning, Driver: "qemu"}, nil)
+	e.db.SetGuestIP(ctx, v.ID, "127.0.0.9", app.SourceAgent, nil)
+	e.db.SetAgentToken(ctx, v.ID, "hag_metrics_test_token")
+	c := metrics.New(e.vms, metrics.Options{AgentPort: l.Addr().(*net.TCPAddr).Port, Interval: time.Second})
+	e.srv.Config.Handler = New(Deps{VMs: e.vms, Auth: e.auth, Metrics: c, Ping: e.db.Ping})
+	v, _ = e.vms.Get(ctx, v.ID)
+	return e, v, c
+}
+
+func TestVMMetricsAPIAndPanel(t *testing.T) {
+	e, v, c := metricsEnv(t)
+	status, body := e.api("GET", "/v1/vms/"+v.ID+"/metrics", "", "")
+	if status != 200 || !strings.Contains(body, `"status":"waiting"`) {
+		t.Errorf("before a poll: %d %s", status, body)
+	}
+	c.Round(context.Background())
+	time.Sleep(20 * time.Millisecond)
+	c.Round(context.Background())
+	status, body = e.api("GET", "/v1/vms/"+v.ID+"/metrics", "", "")
+	var m struct {
+		Status, Source string
+		CPU            *float64 `json:"cpu_usage_percent"`
+		Mem            *float64 `json:"memory_usage_percent"`
+		Time           time.Time
+		AgentVersion   string `json:"agent_version"`
+	}
+	json.Unmarshal([]byte(body), &m)
+	if status != 200 || m.Status != "live" || m.Source != "agent" || m.CPU == nil || m.Mem == nil || m.Time.IsZero() || m.AgentVersion != "test-agent" {
+		t.Fatalf("after polls: %d %s", status, body)
+	}
+	e.signIn()
+	_, _, page := e.do("GET", "/vms/"+v.ID, "", nil)
+	if !strings.Contains(page, `data-badge="live"`) || !strings.Contains(page, "live · agent") || !strings.Contains(page, `data-stat="Memory"`) {
+		t.Error("VM page lacks the live badge or the memory figure")
+	}
+	_, _, panel := e.do("GET", "/vms/"+v.ID+"/metrics?window=1h", "", map[string]string{"HX-Request": "true"})
+	if !strings.Contains(panel, `hx-trigger="every 5s"`) || !strings.Contains(panel, `<path d="M`) || strings.Contains(panel, "<html") {
+		t.Errorf("polled panel (chart path, polling):\n%.600s", panel)
+	}
+	// The VM stops: the badge says so at once.
+	e.db.SetRun(context.Background(), v.ID, store.Run{State: app.VMStopped}, nil)
+	_, _, panel = e.do("GET", "/vms/"+v.ID+"/metrics", "", map[string]string{"HX-Request": "true"})
+	if !strings.Contains(panel, `data-badge="stopped"`) {
+		t.Errorf("stopped VM's badge:\n%.300s", panel)
+	}
+}
+
+func TestPrometheusEndpoint(t *testing.T) {
+	e, v, c := metricsEnv(t)
+	c.Round(context.Background())
+	if status, _, _ := e.do("GET", "/metrics", "", nil); status != 401 {
+		t.Errorf("without a token: %d", status)
+	}
+	status, _, body := e.do("GET", "/metrics", "", map[string]string{"Authorization": "Bearer " + e.token})
+	if status != 200 {
+		t.Fatalf("metrics: %d %s", status, body)
+	}
+	for _, want := range []string{`hearth_vm_memory_usage_ratio{vm_id="` + v.ID + `",vm_name="watched"}`,
+		`hearth_vm_agent_up{agent_version="test-agent",vm_id="` + v.ID + `",vm_name="watched"} 1`,
+		"hearth_collector_rounds_total 1", "go_goroutines"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("Prometheus output lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package web
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"hearth/app"
+	"hearth/app/metrics"
+	"hearth/views/pages"
+)
+
+var windows = map[string]time.Duration{"15m": 15 * time.Minute, "1h": time.Hour}
+
+func (s *Server) metricsView(vm *app.VM, window string) *pages.MetricsView {
+	if s.Metrics == nil {
+		return nil
+	}
+	if _, ok := windows[window]; !ok {
+		window = "15m"
+	}
+	now := time.Now()
+	st := s.Metrics.StatusOf(vm, now)
+	v := &pages.MetricsView{VMID: vm.ID, Badge: st.State, Window: window}
+	age := fmt.Sprintf("%.0f s ago", st.Age.Seconds())
+	switch st.State {
+	case metrics.StatusStopped:
+		v.Label = "stopped"
+	case metrics.StatusWaiting:
+		v.Label = "waiting for first sample"
+	case metrics.StatusHost:
+		v.Label, v.Why = "agent missing · host fallback · "+age, st.Why
+	case metrics.StatusStale:
+		v.Label = "stale · last sample " + age
+	default:
+		v.Label = "live · " + st.Source + " · " + age
+	}
+	if sample, ok := s.Metrics.Latest(vm.ID); ok && st.State != metrics.StatusStopped {
+		v.Stats = stats(sample)
+	}
+	if vm.State == app.VMRunning || st.State == metrics.StatusStale {
+		hist := s.Metrics.History(vm.ID, now.Add(-windows[window]))
+		v.Charts = []pages.Chart{
+			chart("CPU %", hist, now, windows[window], 100, func(x metrics.Sample) *float64 { return x.CPUPercent }),
+			chart("Memory % (agent)", hist, now, windows[window], 100, func(x metrics.Sample) *float64 { return x.MemPercent }),
+		}
+	}
+	return v
+}
+
+func pct(p *float64) string {
+	if p == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f %%", *p)
+}
+
+func bps(p *float64) string {
+	if p == nil {
+		return "—"
+	}
+	v := *p
+	for _, u := range []string{"B/s", "KiB/s", "MiB/s", "GiB/s"} {
+		if v < 1024 || u == "GiB/s" {
+			return fmt.Sprintf("%.1f %s", v, u)
+		}
+		v /= 1024
+	}
+	return ""
+}
+
+func stats(x metrics.Sample) []pages.Stat {
+	mem := pages.Stat{Label: "Memory", Value: pct(x.MemPercent)}
+	if x.Source == metrics.SourceHost {
+		mem = pages.Stat{Label: "Host RSS", Value: fmt.Sprintf("%.0f MiB", float64(x.HostRSSBytes)/(1<<20)), Hint: "hypervisor process, not guest memory"}
+	}
+	cpu := pages.Stat{Label: "CPU", Value: pct(x.CPUPercent)}
+	if x.Source == metrics.SourceHost {
+		cpu.Hint = "hypervisor process"
+	}
+	return []pages.Stat{cpu, mem, {Label: "Net in", Value: bps(x.NetRxBps)}, {Label: "Net out", Value: bps(x.NetTxBps)},
+		{Label: "Disk read", Value: bps(x.DiskReadBps)}, {Label: "Disk write", Value: bps(x.DiskWriteBps)}}
+}
+
+// chart scales samples into the 600×120 box: time on x over the window, value on y
+// against max. Gaps in the data break the line rather than bridging them.
+func chart(title string, hist []metrics.Sample, now time.Time, window time.Duration, max float64, val func(metrics.Sample) *float64) pages.Chart {
+	c := pages.Chart{Title: title, Max: fmt.Sprintf("%.0f", max), Empty: "no data in this window"}
+	var b strings.Builder
+	var prev time.Time
+	start := now.Add(-window)
+	for _, x := range hist {
+		v := val(x)
+		if v == nil {
+			prev = time.Time{}
+			continue
+		}
+		px := 600 * x.Time.Sub(start).Seconds() / window.Seconds()
+		py := 120 - 120*min(*v, max)/max
+		cmd := "L"
+		if prev.IsZero() || x.Time.Sub(prev) > window/20 {
+			cmd = "M"
+		}
+		fmt.Fprintf(&b, "%s%.1f %.1f ", cmd, px, py)
+		prev = x.Time
+	}
+	c.Path = strings.TrimSpace(b.String())
+	return c
+}
+
+// vmMetrics is GET /vms/{id}/metrics: the polled panel.
+func (s *Server) vmMetrics(c echo.Context) error {
+	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	v := s.metricsView(vm, c.QueryParam("window"))
+	if v == nil {
+		return app.Errorf(app.EUNAVAILABLE, "this manager collects no metrics")
+	}
+	return renderOK(c, pages.VMMetrics(*v))
+}
