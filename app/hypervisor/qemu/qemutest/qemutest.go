@@ -92,6 +92,13 @@ while :; do $B sleep 60; done
 // Initramfs builds an initramfs (newc cpio) with busybox-static, the modules and Init.
 func Initramfs(t testing.TB, modulesDir string) string {
 	t.Helper()
+	return InitramfsWith(t, modulesDir, Init, nil)
+}
+
+// InitramfsWith builds an initramfs with the given /init script and extra files (path in
+// the image → contents, executable).
+func InitramfsWith(t testing.TB, modulesDir, init string, extra map[string][]byte) string {
+	t.Helper()
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
 		testenv.Missing(t, "busybox", "apt-get install busybox-static")
@@ -121,7 +128,10 @@ func Initramfs(t testing.TB, modulesDir string) string {
 		order = append(order, name)
 	}
 	w.file("modules.order", 0o644, []byte(strings.Join(order, "\n")+"\n"))
-	w.file("init", 0o755, []byte(Init))
+	for name, b := range extra {
+		w.file(name, 0o755, b)
+	}
+	w.file("init", 0o755, []byte(init))
 	p := filepath.Join(t.TempDir(), "initramfs.cpio")
 	if err := os.WriteFile(p, w.close(), 0o644); err != nil {
 		t.Fatal(err)
