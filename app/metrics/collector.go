@@ -10,6 +10,7 @@ import (
 
 	"hearth/app"
 	"hearth/app/hypervisor"
+	"hearth/app/store"
 	"hearth/app/vm"
 )
 
@@ -30,6 +31,18 @@ type Options struct {
 	History     time.Duration // kept in memory, default 1 h
 	ProcRoot    string        // default /proc
 	Logger      *slog.Logger
+	// Store persists samples (raw for RawFor, then minute averages for KeepFor); nil keeps
+	// them in memory only.
+	Store   Store
+	RawFor  time.Duration // default 24 h
+	KeepFor time.Duration // default 7 days
+}
+
+// Store is where samples are persisted (store.DB).
+type Store interface {
+	InsertSamples(ctx context.Context, rows []store.SampleRow) error
+	CompactSamples(ctx context.Context, now time.Time, rawFor, keepFor time.Duration, batch int) (int, error)
+	Samples(ctx context.Context, vmID string, since time.Time) ([]store.SampleRow, error)
 }
 
 // Collector polls every running VM each interval.
@@ -86,6 +99,12 @@ func New(vms VMs, opts Options) *Collector {
 	if opts.ProcRoot == "" {
 		opts.ProcRoot = "/proc"
 	}
+	if opts.RawFor <= 0 {
+		opts.RawFor = 24 * time.Hour
+	}
+	if opts.KeepFor <= 0 {
+		opts.KeepFor = 7 * 24 * time.Hour
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -101,8 +120,13 @@ func (c *Collector) Interval() time.Duration { return c.opts.Interval }
 func (c *Collector) Run(ctx context.Context) {
 	t := time.NewTicker(c.opts.Interval)
 	defer t.Stop()
+	lastCompact := time.Now()
 	for {
 		c.Round(ctx)
+		if c.opts.Store != nil && time.Since(lastCompact) > 10*time.Minute {
+			c.Compact(ctx, time.Now())
+			lastCompact = time.Now()
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -123,6 +147,8 @@ func (c *Collector) Round(ctx context.Context) {
 	sem := make(chan struct{}, c.opts.Concurrency)
 	var wg sync.WaitGroup
 	live := map[string]bool{}
+	var rowsMu sync.Mutex
+	var rows []store.SampleRow
 	for _, v := range vms {
 		if v.State != app.VMRunning {
 			continue
@@ -135,10 +161,20 @@ func (c *Collector) Round(ctx context.Context) {
 			defer func() { <-sem; wg.Done() }()
 			pctx, cancel := context.WithTimeout(ctx, c.opts.Timeout+time.Second)
 			defer cancel()
-			c.poll(pctx, v, st)
+			if s, ok := c.poll(pctx, v, st); ok && c.opts.Store != nil {
+				rowsMu.Lock()
+				rows = append(rows, row(v.ID, s))
+				rowsMu.Unlock()
+			}
 		}(v)
 	}
 	wg.Wait()
+	if c.opts.Store != nil {
+		if err := c.opts.Store.InsertSamples(ctx, rows); err != nil {
+			c.countError("store")
+			c.opts.Logger.Warn("metrics: persist samples", "error", err)
+		}
+	}
 	c.mu.Lock()
 	for id := range c.state { // forget VMs that are gone, so memory follows the fleet
 		if !live[id] && !c.existsIn(vms, id) {
@@ -185,7 +221,7 @@ func (c *Collector) countError(kind string) {
 
 // poll takes one sample of v: the agent when it answers, else the host's view of the
 // hypervisor process; the hypervisor's I/O counters as rates either way.
-func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) {
+func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, bool) {
 	now := time.Now()
 	s := Sample{Time: now.UTC()}
 	st.mu.Lock()
@@ -238,7 +274,54 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) {
 	st.lastError = agentErr
 	if s.Source != "" {
 		st.ring.add(s)
+		return s, true
 	}
+	return s, false
+}
+
+func row(vmID string, s Sample) store.SampleRow {
+	r := store.SampleRow{VMID: vmID, At: s.Time, Source: s.Source, CPU: s.CPUPercent, Mem: s.MemPercent,
+		NetRx: s.NetRxBps, NetTx: s.NetTxBps, DiskRead: s.DiskReadBps, DiskWrite: s.DiskWriteBps}
+	if s.HostRSSBytes > 0 {
+		rss := int64(s.HostRSSBytes)
+		r.HostRSS = &rss
+	}
+	return r
+}
+
+// Compact folds old raw samples into minute averages and expires what is past keeping.
+func (c *Collector) Compact(ctx context.Context, now time.Time) {
+	for {
+		n, err := c.opts.Store.CompactSamples(ctx, now, c.opts.RawFor, c.opts.KeepFor, 5000)
+		if err != nil {
+			c.countError("store")
+			c.opts.Logger.Warn("metrics: compact samples", "error", err)
+			return
+		}
+		if n < 5000 {
+			return
+		}
+	}
+}
+
+// Persisted returns a VM's stored raw samples since t (for windows longer than memory).
+func (c *Collector) Persisted(ctx context.Context, id string, since time.Time) ([]Sample, error) {
+	if c.opts.Store == nil {
+		return c.History(id, since), nil
+	}
+	rows, err := c.opts.Store.Samples(ctx, id, since)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Sample, len(rows))
+	for i, r := range rows {
+		out[i] = Sample{Time: r.At, Source: r.Source, CPUPercent: r.CPU, MemPercent: r.Mem, NetRxBps: r.NetRx,
+			NetTxBps: r.NetTx, DiskReadBps: r.DiskRead, DiskWriteBps: r.DiskWrite}
+		if r.HostRSS != nil {
+			out[i].HostRSSBytes = uint64(*r.HostRSS)
+		}
+	}
+	return out, nil
 }
 
 // rate is Δ/Δt, or nil when it cannot be told (no time, or a counter that went back: the

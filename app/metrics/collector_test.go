@@ -14,6 +14,8 @@ import (
 
 	"hearth/app"
 	"hearth/app/hypervisor"
+	"hearth/app/store"
+	"hearth/app/store/storetest"
 	"hearth/app/vm"
 	"hearth/guest/collect"
 	"hearth/guest/server"
@@ -65,6 +67,8 @@ func listenAll(t *testing.T, hosts []string) (int, []net.Listener) {
 // TestFaultyAgents: one real agent among agents that hang, answer garbage, NaN, a number
 // out of range, a huge body, or die mid-answer. A round still ends within the timeout, the
 // real agent's numbers arrive, and each faulty one is refused with its reason.
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
+
 func TestFaultyAgents(t *testing.T) {
 	hosts := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8"}
 	port, ls := listenAll(t, hosts)
@@ -204,6 +208,21 @@ func FuzzParseAgent(f *testing.F) {
 		}
 		if r.Mem == nil || len(r.Version) > 64 {
 			t.Fatalf("accepted %+v", r)
+		}
+	})
+}
+
+// TestPersistence: each round's samples land in the database, on both dialects.
+func TestPersistence(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		f := &fleet{vms: []*app.VM{{ID: "p1", Name: "p1", State: app.VMRunning, VCPUs: 1, PID: os.Getpid()}}}
+		c := New(f, Options{Interval: time.Second, Store: db})
+		c.Round(context.Background())
+		time.Sleep(20 * time.Millisecond)
+		c.Round(context.Background())
+		got, err := c.Persisted(context.Background(), "p1", time.Now().Add(-time.Minute))
+		if err != nil || len(got) != 2 || got[1].Source != SourceHost || got[1].HostRSSBytes == 0 {
+			t.Fatalf("persisted: %+v %v", got, err)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -12,9 +13,9 @@ import (
 	"hearth/views/pages"
 )
 
-var windows = map[string]time.Duration{"15m": 15 * time.Minute, "1h": time.Hour}
+var windows = map[string]time.Duration{"15m": 15 * time.Minute, "1h": time.Hour, "24h": 24 * time.Hour}
 
-func (s *Server) metricsView(vm *app.VM, window string) *pages.MetricsView {
+func (s *Server) metricsView(ctx context.Context, vm *app.VM, window string) *pages.MetricsView {
 	if s.Metrics == nil {
 		return nil
 	}
@@ -42,6 +43,11 @@ func (s *Server) metricsView(vm *app.VM, window string) *pages.MetricsView {
 	}
 	if vm.State == app.VMRunning || st.State == metrics.StatusStale {
 		hist := s.Metrics.History(vm.ID, now.Add(-windows[window]))
+		if window == "24h" { // longer than memory keeps: from the database
+			if h, err := s.Metrics.Persisted(ctx, vm.ID, now.Add(-windows[window])); err == nil {
+				hist = h
+			}
+		}
 		v.Charts = []pages.Chart{
 			chart("CPU %", hist, now, windows[window], 100, func(x metrics.Sample) *float64 { return x.CPUPercent }),
 			chart("Memory % (agent)", hist, now, windows[window], 100, func(x metrics.Sample) *float64 { return x.MemPercent }),
@@ -116,7 +122,7 @@ func (s *Server) vmMetrics(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := s.metricsView(vm, c.QueryParam("window"))
+	v := s.metricsView(c.Request().Context(), vm, c.QueryParam("window"))
 	if v == nil {
 		return app.Errorf(app.EUNAVAILABLE, "this manager collects no metrics")
 	}

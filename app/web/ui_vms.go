@@ -187,7 +187,7 @@ func (s *Server) renderVMPageWith(c echo.Context, vm *app.VM, g pages.GuestIPVie
 	v.GuestIP.CSRF = v.CSRF
 	v.Audit = audit
 	v.Status = s.statusView(c, vm)
-	v.Metrics = s.metricsView(vm, c.QueryParam("window"))
+	v.Metrics = s.metricsView(c.Request().Context(), vm, c.QueryParam("window"))
 	if s.Installs != nil {
 		j, err := s.Installs.Latest(c.Request().Context(), vm.ID)
 		if err != nil && app.ErrorCode(err) != app.ENOTFOUND {

@@ -86,7 +86,7 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 		Logger: logger}
 	return &Main{
 		Config: cfg, Logger: logger, DB: db, VMs: vms, Jobs: jobs,
-		Metrics: metrics.New(vms, metrics.Options{Interval: cfg.MetricsInterval, Logger: logger}),
+		Metrics: metrics.New(vms, metrics.Options{Interval: cfg.MetricsInterval, Logger: logger, Store: db}),
 		Auth:    auth.NewService(db, auth.NewThrottle(10, 15*time.Minute), 0),
 	}, nil
 }

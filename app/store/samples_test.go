@@ -1,0 +1,64 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"hearth/app/store"
+	"hearth/app/store/storetest"
+)
+
+func f(v float64) *float64 { return &v }
+
+// TestCompaction: raw samples older than 24 h become one-minute averages (merged across
+// runs, weighted by count), and averages older than 7 days go.
+func TestCompaction(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+		old := now.Add(-25 * time.Hour).Truncate(time.Minute)
+		rows := []store.SampleRow{
+			{VMID: "a", At: old.Add(5 * time.Second), Source: "agent", CPU: f(10), Mem: f(50)},
+			{VMID: "a", At: old.Add(15 * time.Second), Source: "agent", CPU: f(30), Mem: f(50)},
+			{VMID: "a", At: old.Add(25 * time.Second), Source: "host", CPU: f(20)}, // no memory from the host
+			{VMID: "b", At: old.Add(5 * time.Second), Source: "agent", CPU: f(90)},
+			{VMID: "c", At: old.Add(5 * time.Second), Source: "agent", CPU: f(70)},      // ties across a batch edge
+			{VMID: "a", At: now.Add(-time.Hour), Source: "agent", CPU: f(1), Mem: f(1)}, // recent: stays raw
+		}
+		if err := db.InsertSamples(ctx, rows); err != nil {
+			t.Fatal(err)
+		}
+		// Two batches of 2: the minute for "a" is written, then merged.
+		n1, err := db.CompactSamples(ctx, now, 24*time.Hour, 7*24*time.Hour, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n2, _ := db.CompactSamples(ctx, now, 24*time.Hour, 7*24*time.Hour, 2)
+		n3, _ := db.CompactSamples(ctx, now, 24*time.Hour, 7*24*time.Hour, 2)
+		if n1+n2+n3 != 5 {
+			t.Errorf("folded %d+%d+%d, want 5", n1, n2, n3)
+		}
+		// Three rows share the first timestamp and the batch is 2: none may vanish unfolded.
+		for _, vm := range []string{"b", "c"} {
+			if ms, _ := db.Minutes(ctx, vm, old.Add(-time.Hour)); len(ms) != 1 || ms[0].N != 1 {
+				t.Errorf("minute of %s: %+v", vm, ms)
+			}
+		}
+		ms, _ := db.Minutes(ctx, "a", old.Add(-time.Hour))
+		if len(ms) != 1 || ms[0].N != 3 || *ms[0].CPU != 20 || *ms[0].Mem != 50 {
+			t.Errorf("minute of a: %+v (cpu %v mem %v)", ms, ms[0].CPU, ms[0].Mem)
+		}
+		raw, _ := db.Samples(ctx, "a", old.Add(-time.Hour))
+		if len(raw) != 1 || *raw[0].CPU != 1 {
+			t.Errorf("raw left for a: %+v", raw)
+		}
+		// A week later the average expires too.
+		if _, err := db.CompactSamples(ctx, now.Add(7*24*time.Hour), 24*time.Hour, 7*24*time.Hour, 100); err != nil {
+			t.Fatal(err)
+		}
+		if ms, _ := db.Minutes(ctx, "b", old.Add(-time.Hour)); len(ms) != 0 {
+			t.Errorf("expired minutes kept: %+v", ms)
+		}
+	})
+}

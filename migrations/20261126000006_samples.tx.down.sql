@@ -1,0 +1,3 @@
+DROP TABLE samples_1m;
+--bun:split
+DROP TABLE samples;
