@@ -49,6 +49,10 @@ test-kernel: ## fetch Debian's cloud kernel for the real-guest tests into HEARTH
 	if [ -z "$$pkg" ]; then apt-get update -q >/dev/null; pkg=$$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $$2; exit}'); fi; \
 	apt-get download $$pkg && dpkg-deb -x $$pkg_*.deb root && rm -f $$pkg_*.deb && ls root/boot/vmlinuz-*
 
+.PHONY: bench-collector
+bench-collector: ## the collector polling 1,000 VMs with real agent handlers: round p99, CPU, memory, list render
+	$(GO) test -run '^$$' -bench Collector1000 -benchtime 1x -timeout 10m ./e2e/benchcollector/
+
 .PHONY: test
 test: ## run every test (PostgreSQL, Chromium used when present; HEARTH_REQUIRE_ALL=1 makes them mandatory)
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...

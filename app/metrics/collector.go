@@ -334,6 +334,17 @@ func rate(prev, cur uint64, dt float64) *float64 {
 	return &v
 }
 
+// RoundDurations returns the recent polling rounds' durations, oldest first.
+func (c *Collector) RoundDurations() []time.Duration {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	out := make([]time.Duration, len(c.roundSeconds))
+	for i, s := range c.roundSeconds {
+		out[i] = time.Duration(s * float64(time.Second))
+	}
+	return out
+}
+
 // Latest returns the VM's newest sample.
 func (c *Collector) Latest(id string) (Sample, bool) {
 	c.mu.Lock()

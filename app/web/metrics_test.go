@@ -78,6 +78,18 @@ func TestVMMetricsAPIAndPanel(t *testing.T) {
 	if !strings.Contains(panel, `hx-trigger="every 5s"`) || !strings.Contains(panel, `<path d="M`) || strings.Contains(panel, "<html") {
 		t.Errorf("polled panel (chart path, polling):\n%.600s", panel)
 	}
+	// The list shows a CPU and a memory sparkline with current values for the VM.
+	_, _, list := e.do("GET", "/vms/list", "", map[string]string{"HX-Request": "true"})
+	row := list[strings.Index(list, `data-vm="watched"`):]
+	row = row[:strings.Index(row, "</tr>")]
+	if strings.Count(row, `<path d="M`) != 2 || !strings.Contains(row, " %</span>") {
+		t.Errorf("list row without sparklines:\n%s", row)
+	}
+	// The dashboard counts it as running with a live agent.
+	_, _, dash := e.do("GET", "/dashboard", "", nil)
+	if !strings.Contains(dash, `data-tile="Agents"`) || !strings.Contains(dash, "1 live") || !strings.Contains(dash, "1 running") {
+		t.Errorf("dashboard does not count the live VM")
+	}
 	// The VM stops: the badge says so at once.
 	e.db.SetRun(context.Background(), v.ID, store.Run{State: app.VMStopped}, nil)
 	_, _, panel = e.do("GET", "/vms/"+v.ID+"/metrics", "", map[string]string{"HX-Request": "true"})

@@ -32,6 +32,8 @@ func (s *Server) uiRoutes() {
 
 	in := ui.Group("", s.signedIn)
 	in.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/vms") })
+	in.GET("/dashboard", s.dashboardPage)
+	in.GET("/dashboard/panel", s.dashboardPanel)
 	in.GET("/vms", s.vmsPage)
 	in.GET("/vms/list", s.vmList)
 	in.GET("/vms/new", s.newVMPage)

@@ -116,6 +116,34 @@ func chart(title string, hist []metrics.Sample, now time.Time, window time.Durat
 	return c
 }
 
+// sparkOf draws the last 15 minutes of a percentage in a 120×24 box, with the latest value.
+// A value older than staleAfter is not "current": the figure then says so.
+func sparkOf(hist []metrics.Sample, now time.Time, staleAfter time.Duration, val func(metrics.Sample) *float64) pages.Spark {
+	sp := pages.Spark{Value: "—"}
+	var b strings.Builder
+	start, window := now.Add(-15*time.Minute), (15 * time.Minute).Seconds()
+	cmd := "M"
+	for _, x := range hist {
+		v := val(x)
+		if v == nil {
+			cmd = "M"
+			continue
+		}
+		fmt.Fprintf(&b, "%s%.1f %.1f ", cmd, 120*x.Time.Sub(start).Seconds()/window, 24-24*min(*v, 100)/100)
+		cmd = "L"
+	}
+	sp.Path = strings.TrimSpace(b.String())
+	if n := len(hist); n > 0 {
+		if v := val(hist[n-1]); v != nil {
+			sp.Value = fmt.Sprintf("%.0f %%", *v)
+			if now.Sub(hist[n-1].Time) > staleAfter {
+				sp.Value += " (stale)"
+			}
+		}
+	}
+	return sp
+}
+
 // vmMetrics is GET /vms/{id}/metrics: the polled panel.
 func (s *Server) vmMetrics(c echo.Context) error {
 	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))

@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"hearth/app"
+	"hearth/app/metrics"
 	"hearth/app/vm"
 	"hearth/views/pages"
 )
@@ -23,6 +24,12 @@ func (s *Server) vmRows(c echo.Context) ([]pages.VMRow, error) {
 	for i, vm := range vms {
 		rows[i] = pages.VMRow{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs,
 			MemoryMiB: vm.MemoryMiB, GuestIP: guestIPView(vm, now)}
+		if s.Metrics != nil && vm.State == app.VMRunning {
+			hist := s.Metrics.History(vm.ID, now.Add(-15*time.Minute))
+			stale := 3 * s.Metrics.Interval()
+			rows[i].CPU = sparkOf(hist, now, stale, func(x metrics.Sample) *float64 { return x.CPUPercent })
+			rows[i].Mem = sparkOf(hist, now, stale, func(x metrics.Sample) *float64 { return x.MemPercent })
+		}
 	}
 	return rows, nil
 }

@@ -8,6 +8,13 @@ type VMRow struct {
 	VCPUs           int
 	MemoryMiB       int
 	GuestIP         GuestIPView
+	CPU, Mem        Spark // last 15 min; empty without metrics
+}
+
+// Spark is a tiny inline chart with the current value.
+type Spark struct {
+	Path  string // SVG path data in a 120×24 box
+	Value string // "12.5 %" or "—"
 }
 
 // GuestIPView is the guest IP panel: the current value, who set it and when, and the
