@@ -369,19 +369,16 @@ func (c *Collector) History(id string, since time.Time) []Sample {
 
 // LastError says why the agent of a VM did not answer at the last poll ("" if it did).
 func (c *Collector) LastError(id string) string {
-	c.mu.Lock()
-	st := c.state[id]
-	c.mu.Unlock()
-	if st == nil {
-		return ""
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.lastError
+	return c.read(id, func(st *vmState) string { return st.lastError })
 }
 
 // AgentVersion is the version the VM's agent last reported.
 func (c *Collector) AgentVersion(id string) string {
+	return c.read(id, func(st *vmState) string { return st.agentVersion })
+}
+
+// read returns f of the VM's state under its lock, "" for a VM never polled.
+func (c *Collector) read(id string, f func(*vmState) string) string {
 	c.mu.Lock()
 	st := c.state[id]
 	c.mu.Unlock()
@@ -390,5 +387,5 @@ func (c *Collector) AgentVersion(id string) string {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.agentVersion
+	return f(st)
 }

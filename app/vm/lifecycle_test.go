@@ -21,6 +21,7 @@ import (
 	"hearth/app/hypervisor/qemu/qemutest"
 	"hearth/app/store"
 	"hearth/app/store/storetest"
+	"hearth/app/testenv"
 )
 
 // realGuest gives a service that runs VMs under QEMU, and a spec of the busybox guest.
@@ -229,7 +230,7 @@ func procState(pid int) string {
 // namespace of its own, and then looks for what a leak would leave: hypervisor processes,
 // taps, files under the data dir, open descriptors, rows.
 func TestLeakCycles(t *testing.T) {
-	if inOwnNetns(t) {
+	if testenv.InOwnNetns(t) {
 		return
 	}
 	db := storetest.SQLite(t)

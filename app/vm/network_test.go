@@ -3,10 +3,7 @@ package vm
 import (
 	"context"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,37 +15,11 @@ import (
 	"hearth/app/testenv"
 )
 
-// inOwnNetns runs the calling test again in a child process inside a network namespace it
-// creates (CLONE_NEWNET), relays its verdict and returns true; in that child it returns
-// false and the test goes on there. Everything the test makes on the network dies with it.
-func inOwnNetns(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv("HEARTH_NETNS_CHILD") == t.Name() {
-		return false
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "HEARTH_NETNS_CHILD="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-	out, err := cmd.CombinedOutput()
-	if err != nil && strings.Contains(err.Error(), "operation not permitted") {
-		testenv.Missing(t, "network namespaces (root)", err)
-	}
-	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("in its own network namespace: %v\n%s", err, out)
-	}
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.Contains(l, "_test.go:") {
-			t.Log(strings.TrimSpace(l))
-		}
-	}
-	return true
-}
-
 // TestNetworkedLifecycle starts a real guest with a NIC on the host bridge. The test runs
 // itself again in a network namespace it creates (CLONE_NEWNET), so the bridge, the tap and
 // QEMU all live there, and the host's own network is never touched.
 func TestNetworkedLifecycle(t *testing.T) {
-	if inOwnNetns(t) {
+	if testenv.InOwnNetns(t) {
 		return
 	}
 	db := storetest.SQLite(t)

@@ -4,10 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,22 +40,7 @@ while :; do $B sleep 60; done
 // real agent on its NIC; the API reports live agent numbers, and once the agent stops the
 // badge turns to host fallback within two polling intervals.
 func TestAgentLiveThenHostFallback(t *testing.T) {
-	if os.Getenv("HEARTH_NETNS_CHILD") != t.Name() {
-		cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), "HEARTH_NETNS_CHILD="+t.Name())
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-		out, err := cmd.CombinedOutput()
-		if err != nil && strings.Contains(err.Error(), "operation not permitted") {
-			testenv.Missing(t, "network namespaces (root)", err)
-		}
-		for _, l := range strings.Split(string(out), "\n") {
-			if strings.Contains(l, "agent_e2e_test.go:") {
-				t.Log(strings.TrimSpace(l))
-			}
-		}
-		if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-			t.Fatalf("in its own network namespace: %v\n%s", err, out)
-		}
+	if testenv.InOwnNetns(t) {
 		return
 	}
 	// A new network namespace starts with its loopback down; the manager listens there.

@@ -19,25 +19,8 @@ func TestBrowserLifecycle(t *testing.T) {
 	ctx := browser(t)
 	m, _ := startMain(t, map[string]string{"HEARTH_ADMIN_PASSWORD": "browser-pw-2", "HEARTH_HYPERVISOR": "qemu"})
 	base := m.URL()
-	fail := func(name string, err error) {
-		t.Helper()
-		screenshot(t, ctx, "fail-lifecycle-"+strings.ReplaceAll(name, " ", "-"))
-		t.Fatalf("%s: %v", name, err)
-	}
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			fail(name, err)
-		}
-	}
-	text := func(name, sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(sel))
-		if err != nil {
-			fail(name, err)
-		}
-		return s
-	}
+	pg := page{t: t, ctx: ctx, name: "lifecycle"}
+	step, text, fail := pg.step, pg.text, pg.fail
 	waitText := func(name, sel, want string, within time.Duration) {
 		t.Helper()
 		deadline := time.Now().Add(within)

@@ -66,6 +66,45 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
+// page drives one browser tab, failing the test with a screenshot on any error.
+type page struct {
+	t    *testing.T
+	ctx  context.Context
+	name string // prefix of failure screenshots
+}
+
+func (p page) fail(step string, err error) {
+	p.t.Helper()
+	screenshot(p.t, p.ctx, "fail-"+p.name+"-"+strings.ReplaceAll(step, " ", "-"))
+	loc, _ := chromedp.Run(p.ctx, chromedp.Location())
+	p.t.Fatalf("%s: %v (at %s)", step, err, loc)
+}
+
+func (p page) step(step string, actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	if err := chromedp.Do(p.ctx, actions...); err != nil {
+		p.fail(step, err)
+	}
+}
+
+func (p page) text(step, sel string) string {
+	p.t.Helper()
+	s, err := chromedp.Run(p.ctx, chromedp.Text(sel))
+	if err != nil {
+		p.fail(step, err)
+	}
+	return s
+}
+
+func (p page) eval(step, js string) string {
+	p.t.Helper()
+	s, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		p.fail(step, err)
+	}
+	return s
+}
+
 // TestBrowserGuestIPOverride is the operator's path through the UI in a real browser: sign
 // in, create a VM, override its guest IP through the form, and see the new value and its
 // source on the page without a reload (htmx swapped the panel only).
@@ -73,35 +112,8 @@ func TestBrowserGuestIPOverride(t *testing.T) {
 	ctx := browser(t)
 	m, _ := startMain(t, map[string]string{"HEARTH_ADMIN_PASSWORD": "browser-pw-1"})
 	base := m.URL()
-	fail := func(name string, err error) {
-		t.Helper()
-		screenshot(t, ctx, "fail-"+strings.ReplaceAll(name, " ", "-"))
-		loc, _ := chromedp.Run(ctx, chromedp.Location())
-		t.Fatalf("%s: %v (at %s)", name, err, loc)
-	}
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			fail(name, err)
-		}
-	}
-	text := func(name, sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(sel))
-		if err != nil {
-			fail(name, err)
-		}
-		return s
-	}
-	eval := func(name, js string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			fail(name, err)
-		}
-		return s
-	}
-
+	pg := page{t: t, ctx: ctx, name: "override"}
+	step, text, eval := pg.step, pg.text, pg.eval
 	step("sign in",
 		chromedp.Navigate(base+"/vms"),
 		chromedp.WaitVisible(`[data-testid=sign-in]`),
