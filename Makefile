@@ -53,6 +53,10 @@ test-kernel: ## fetch Debian's cloud kernel for the real-guest tests into HEARTH
 bench-collector: ## the collector polling 1,000 VMs with real agent handlers: round p99, CPU, memory, list render
 	$(GO) test -run '^$$' -bench Collector1000 -benchtime 1x -timeout 10m ./e2e/benchcollector/
 
+.PHONY: e2e
+e2e: build test-kernel ## real Debian guests with cloud-init under QEMU (root, netns, /dev/net/tun; minutes)
+	HEARTH_E2E=1 HEARTH_BIN=$(CURDIR)/bin/hearth $(GO) test -count=1 -v -timeout 40m -run 'Guest$$' ./e2e/realguest/
+
 .PHONY: test
 test: ## run every test (PostgreSQL, Chromium used when present; HEARTH_REQUIRE_ALL=1 makes them mandatory)
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
