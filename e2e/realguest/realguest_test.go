@@ -144,6 +144,9 @@ func runVariant(t *testing.T, variant string) {
 	}
 	id := vm["id"].(string)
 	t.Logf("VM %s at %v", id, vm["address"])
+	// Hypervisors outlive the manager on purpose (it re-attaches after a restart); a test
+	// that fails half-way must not leave its guest running.
+	t.Cleanup(func() { exec.Command("pkill", "-KILL", "-f", "hearth-"+id).Run() })
 	start := time.Now()
 	if status, out := c.do("POST", "/v1/vms/"+id+"/start", ""); status != 200 {
 		t.Fatalf("start: %d %v", status, out)
