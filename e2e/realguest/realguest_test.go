@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/crypto/ssh"
 
 	"hearth/app/hypervisor/qemu/qemutest"
 	"hearth/app/testenv"
@@ -180,6 +181,51 @@ func runVariant(t *testing.T, variant string) {
 		}
 		time.Sleep(time.Second)
 	}
+	// Stop the agent inside the guest, over SSH with Hearth's own key as user hearth,
+	// pinning the host key the seed injected: the badge must turn to host fallback.
+	_, vmNow := c.do("GET", "/v1/vms/"+id, "")
+	if err := guestSSH(t, data, vmNow["host_key"].(string), "sudo systemctl stop hearth-agent"); err != nil {
+		t.Fatalf("stop the agent over SSH: %v", err)
+	}
+	stopped := time.Now()
+	for {
+		_, m := c.do("GET", "/v1/vms/"+id+"/metrics", "")
+		if m["status"] == "host" {
+			t.Logf("agent stopped in the guest to host-fallback badge: %.1f s (interval 2 s)", time.Since(stopped).Seconds())
+			break
+		}
+		if time.Since(stopped) > 30*time.Second {
+			t.Fatalf("still %v after the agent stopped", m["status"])
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	// One-click install into the running guest: the agent comes back.
+	status, job := c.do("POST", "/v1/vms/"+id+"/agent/install", "")
+	if status != 202 {
+		t.Fatalf("install: %d %v", status, job)
+	}
+	installAt := time.Now()
+	for {
+		_, j := c.do("GET", "/v1/vms/"+id+"/agent/install", "")
+		if j["state"] == "done" {
+			t.Logf("agent install into the running %s guest: %.0f s", variant, time.Since(installAt).Seconds())
+			break
+		}
+		if j["state"] == "failed" || time.Since(installAt) > 3*time.Minute {
+			t.Fatalf("install: %v; console:\n%s", j, console())
+		}
+		time.Sleep(time.Second)
+	}
+	for {
+		_, m := c.do("GET", "/v1/vms/"+id+"/metrics", "")
+		if m["status"] == "live" && m["source"] == "agent" {
+			break
+		}
+		if time.Since(installAt) > 4*time.Minute {
+			t.Fatalf("agent not live after the install: %v", m)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	t.Logf("whole %s scenario so far: %.0f s", variant, time.Since(start).Seconds())
 	c.do("POST", "/v1/vms/"+id+"/stop", "")
 	for i := 0; i < 90; i++ {
@@ -199,4 +245,39 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// guestSSH runs a command in the guest as user hearth with the manager's key, accepting
+// only the host key Hearth injected through the seed.
+func guestSSH(t *testing.T, dataDir, hostKey, cmd string) error {
+	t.Helper()
+	pem, err := os.ReadFile(filepath.Join(dataDir, "ssh", "hearth_ed25519"))
+	if err != nil {
+		return err
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		return err
+	}
+	want, _, _, _, err := ssh.ParseAuthorizedKey([]byte(hostKey))
+	if err != nil {
+		return fmt.Errorf("recorded host key: %w", err)
+	}
+	cfg := &ssh.ClientConfig{User: "hearth", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(want), HostKeyAlgorithms: []string{want.Type()}, Timeout: 15 * time.Second}
+	client, err := ssh.Dial("tcp", "10.77.0.2:22", cfg)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	sess, err := client.NewSession()
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	out, err := sess.CombinedOutput(cmd)
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
 }
