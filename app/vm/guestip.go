@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"hearth/app"
+	"hearth/app/hypervisor/hostnet"
 )
 
 // Rules decide which guest IPs are acceptable. The guest is untrusted: an address it
@@ -79,7 +80,7 @@ func (r Rules) Check(raw string) (netip.Addr, error) {
 		}
 		return bad("%s is outside the guest networks (%s)", ip, strings.Join(nets, ", "))
 	}
-	if ip.Is4() && in.Bits() <= 30 && ip == lastAddr(in) {
+	if ip.Is4() && in.Bits() <= 30 && ip == hostnet.Broadcast(in) {
 		return bad("%s is the broadcast address of %s", ip, in)
 	}
 	for _, h := range r.hostAddrs() {
@@ -112,12 +113,4 @@ func InterfaceAddrs() []netip.Addr {
 		}
 	}
 	return out
-}
-
-// lastAddr returns the highest address of an IPv4 prefix: its directed broadcast address.
-func lastAddr(p netip.Prefix) netip.Addr {
-	a := p.Masked().Addr().As4()
-	host := uint32(1)<<(32-p.Bits()) - 1
-	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }

@@ -153,7 +153,7 @@ func (n *Net) Allocate(used []netip.Addr) (netip.Addr, error) {
 		taken[u] = true
 	}
 	p := n.cfg.CIDR.Masked()
-	last := lastAddr(p)
+	last := Broadcast(p)
 	for a := p.Addr().Next(); a.IsValid() && a != last && p.Contains(a); a = a.Next() {
 		if !taken[a] {
 			return a, nil
@@ -162,7 +162,8 @@ func (n *Net) Allocate(used []netip.Addr) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("hostnet: no free address left in %s", p)
 }
 
-func lastAddr(p netip.Prefix) netip.Addr {
+// Broadcast is the highest address of an IPv4 prefix: its directed broadcast address.
+func Broadcast(p netip.Prefix) netip.Addr {
 	b := p.Masked().Addr().As4()
 	host := uint32(1)<<(32-p.Bits()) - 1
 	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
