@@ -8,6 +8,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"hearth/app/hypervisor/qemu/qemutest"
+	"hearth/app/testenv/browsertest"
 )
 
 // TestBrowserLifecycle: a VM created in the UI starts, shows running with the guest's
@@ -16,24 +17,11 @@ func TestBrowserLifecycle(t *testing.T) {
 	qemutest.QEMU(t)
 	kernel, mods := qemutest.Kernel(t)
 	initrd := qemutest.Initramfs(t, mods)
-	ctx := browser(t)
+	ctx := browsertest.New(t, 90*time.Second)
 	m, _ := startMain(t, map[string]string{"HEARTH_ADMIN_PASSWORD": "browser-pw-2", "HEARTH_HYPERVISOR": "qemu"})
 	base := m.URL()
-	pg := page{t: t, ctx: ctx, name: "lifecycle"}
-	step, text, fail := pg.step, pg.text, pg.fail
-	waitText := func(name, sel, want string, within time.Duration) {
-		t.Helper()
-		deadline := time.Now().Add(within)
-		for {
-			if s, err := chromedp.Run(ctx, chromedp.Text(sel)); err == nil && strings.Contains(s, want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				fail(name, nil)
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-	}
+	pg := browsertest.Page{T: t, Ctx: ctx, Name: "lifecycle"}
+	step, text, fail, waitText := pg.Step, pg.Text, pg.Fail, pg.WaitText
 	step("sign in",
 		chromedp.Navigate(base+"/vms/new"),
 		chromedp.WaitVisible(`[data-testid=sign-in]`),
@@ -54,7 +42,7 @@ func TestBrowserLifecycle(t *testing.T) {
 	step("start", chromedp.Click(`[data-testid=vm-start]`), chromedp.WaitVisible(`#vm-status[data-state=running]`))
 	waitText("console shows the guest", `[data-testid=console]`, "HEARTH-MARKER", 90*time.Second)
 	t.Logf("UI start click to marker on the page: %.1f s", time.Since(start).Seconds())
-	screenshot(t, ctx, "vm-running")
+	browsertest.Screenshot(t, ctx, "vm-running")
 	if s := text("badge", `#vm-status [data-state]`); s != "running" {
 		t.Errorf("badge says %q", s)
 	}
