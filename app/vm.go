@@ -47,6 +47,10 @@ type VM struct {
 	GuestIP          string // "" when unknown
 	GuestIPSource    GuestIPSource
 	GuestIPUpdatedAt time.Time // zero when GuestIP is ""
+	// What the guest registered last (callback or agent), kept under a manual override;
+	// set only by the store.
+	RegisteredIP       string
+	RegisteredIPSource GuestIPSource
 
 	Provisioned   bool   // a cloud-init seed with the agent was built for it
 	AgentToken    string // the manager presents it to the agent; never shown in the API

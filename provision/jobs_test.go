@@ -73,8 +73,8 @@ func TestInstallJob(t *testing.T) {
 		}
 	}
 	after, _ := db.VM(ctx, v.ID)
-	if after.HostKey != srv.HostKey || after.HostKeySource != "tofu" || after.GuestIPSource != app.SourceAgent || after.AgentToken == "" {
-		t.Errorf("VM after install: key %q (%s), ip source %s, token %q", after.HostKey, after.HostKeySource, after.GuestIPSource, after.AgentToken)
+	if after.HostKey != srv.HostKey || after.HostKeySource != "tofu" || after.RegisteredIPSource != app.SourceAgent || after.AgentToken == "" {
+		t.Errorf("VM after install: key %q (%s), registered by %s, token %q", after.HostKey, after.HostKeySource, after.RegisteredIPSource, after.AgentToken)
 	}
 	log, _ := db.AuditLog(ctx, v.ID, 10)
 	var details []string

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -27,6 +28,9 @@ type vmRow struct {
 	GuestIP          sql.NullString `bun:"guest_ip"`
 	GuestIPSource    sql.NullString `bun:"guest_ip_source"`
 	GuestIPUpdatedAt sql.NullTime   `bun:"guest_ip_updated_at"`
+	RegisteredIP     string         `bun:"registered_ip"`
+	RegisteredSource string         `bun:"registered_ip_source"`
+	RegisteredAt     sql.NullTime   `bun:"registered_ip_at"`
 	Provisioned      bool           `bun:"provisioned"`
 	AgentToken       string         `bun:"agent_token"`
 	HostKey          string         `bun:"host_key"`
@@ -50,6 +54,10 @@ func (r *vmRow) toVM() *app.VM {
 		vm.GuestIP = r.GuestIP.String
 		vm.GuestIPSource = app.GuestIPSource(r.GuestIPSource.String)
 		vm.GuestIPUpdatedAt = r.GuestIPUpdatedAt.Time.UTC()
+	}
+	if r.RegisteredIP != "" {
+		vm.RegisteredIP = r.RegisteredIP
+		vm.RegisteredIPSource = app.GuestIPSource(r.RegisteredSource)
 	}
 	return vm
 }
@@ -161,22 +169,61 @@ func oneRow(ctx context.Context, tx bun.Tx, res sql.Result, id string) error {
 
 // SetGuestIP sets (ip != "") or clears (ip == "") the VM's guest IP with its source, and
 // writes e, at once. It returns the updated VM.
+//
+// What the guest registers (callback, agent) is always remembered, but an operator's
+// manual value stays in effect over it; clearing a manual value falls back to what the
+// guest registered last, and clearing any other value forgets it. e.Detail says which
+// happened.
 func (db *DB) SetGuestIP(ctx context.Context, id, ip string, source app.GuestIPSource, e *app.AuditEntry) (*app.VM, error) {
 	var out *app.VM
 	err := db.inTx(ctx, func(tx bun.Tx) error {
+		var cur vmRow
+		if err := tx.NewSelect().Model(&cur).Where("id = ?", id).Scan(ctx); errors.Is(err, sql.ErrNoRows) {
+			return app.Errorf(app.ENOTFOUND, "VM not found")
+		} else if err != nil {
+			return fmt.Errorf("store: read vm: %w", err)
+		}
 		t := now()
+		manualInEffect := cur.GuestIPSource.String == string(app.SourceManual)
 		q := tx.NewUpdate().Model((*vmRow)(nil)).Where("id = ?", id).Set("updated_at = ?", t)
-		if ip == "" {
-			q = q.Set("guest_ip = NULL").Set("guest_ip_source = NULL").Set("guest_ip_updated_at = NULL")
-		} else {
-			q = q.Set("guest_ip = ?", ip).Set("guest_ip_source = ?", string(source)).Set("guest_ip_updated_at = ?", t)
+		setIP := func(ip, source string, at any) {
+			if ip == "" {
+				q = q.Set("guest_ip = NULL").Set("guest_ip_source = NULL").Set("guest_ip_updated_at = NULL")
+				return
+			}
+			q = q.Set("guest_ip = ?", ip).Set("guest_ip_source = ?", source).Set("guest_ip_updated_at = ?", at)
 		}
-		res, err := q.Exec(ctx)
-		if err != nil {
+		note := func(format string, args ...any) {
+			if e != nil {
+				e.Detail += fmt.Sprintf(format, args...)
+			}
+		}
+		forget := func() {
+			q = q.Set("registered_ip = ''").Set("registered_ip_source = ''").Set("registered_ip_at = NULL")
+		}
+		switch {
+		case source != app.SourceManual:
+			if ip == "" {
+				forget()
+			} else {
+				q = q.Set("registered_ip = ?", ip).Set("registered_ip_source = ?", string(source)).Set("registered_ip_at = ?", t)
+			}
+			if manualInEffect {
+				note("; the manual %s stays in effect", cur.GuestIP.String)
+			} else {
+				setIP(ip, string(source), t)
+			}
+		case ip != "":
+			setIP(ip, string(source), t)
+		case manualInEffect && cur.RegisteredIP != "":
+			setIP(cur.RegisteredIP, cur.RegisteredSource, cur.RegisteredAt.Time)
+			note("; back to %s registered by the guest (%s)", cur.RegisteredIP, cur.RegisteredSource)
+		default:
+			setIP("", "", nil)
+			forget()
+		}
+		if _, err := q.Exec(ctx); err != nil {
 			return fmt.Errorf("store: set guest ip: %w", err)
-		}
-		if err := oneRow(ctx, tx, res, id); err != nil {
-			return err
 		}
 		if err := audit(ctx, tx, e); err != nil {
 			return err

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,6 +139,61 @@ func TestSetGuestIP(t *testing.T) {
 		got, _ := db.VM(ctx, "a1")
 		if got.GuestIP != "" {
 			t.Errorf("guest ip after failed set = %q, want empty", got.GuestIP)
+		}
+	})
+}
+
+// TestManualOverrideOverRegistration: an operator's value stays in effect while the guest
+// keeps registering; clearing it falls back to the guest's last registration; clearing a
+// registered value forgets it.
+func TestManualOverrideOverRegistration(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mustCreate(t, db, newVM("m1", "manual"))
+		set := func(ip string, src app.GuestIPSource) (*app.VM, string) {
+			t.Helper()
+			e := &app.AuditEntry{Actor: "x", Action: app.AuditGuestIP, VMID: "m1", Detail: "set " + ip}
+			vm, err := db.SetGuestIP(ctx, "m1", ip, src, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return vm, e.Detail
+		}
+		want := func(step string, vm *app.VM, ip string, src app.GuestIPSource) {
+			t.Helper()
+			if vm.GuestIP != ip || vm.GuestIPSource != src {
+				t.Errorf("%s: guest ip %q (%s), want %q (%s)", step, vm.GuestIP, vm.GuestIPSource, ip, src)
+			}
+			if got, _ := db.VM(ctx, "m1"); got.GuestIP != ip || got.GuestIPSource != src {
+				t.Errorf("%s: stored %q (%s), want %q (%s)", step, got.GuestIP, got.GuestIPSource, ip, src)
+			}
+		}
+		vm, _ := set("10.0.0.2", app.SourceCallback)
+		want("callback", vm, "10.0.0.2", app.SourceCallback)
+		vm, _ = set("10.0.0.50", app.SourceManual)
+		want("manual", vm, "10.0.0.50", app.SourceManual)
+		vm, detail := set("10.0.0.3", app.SourceAgent)
+		want("agent under manual", vm, "10.0.0.50", app.SourceManual)
+		if !strings.Contains(detail, "manual 10.0.0.50 stays in effect") {
+			t.Errorf("audit detail %q does not say the override was kept", detail)
+		}
+		vm, detail = set("", app.SourceManual)
+		want("clear manual", vm, "10.0.0.3", app.SourceAgent)
+		if !strings.Contains(detail, "back to 10.0.0.3 registered by the guest (agent)") {
+			t.Errorf("audit detail %q", detail)
+		}
+		if vm.GuestIPUpdatedAt.IsZero() {
+			t.Error("fallback lost the registration's time")
+		}
+		vm, _ = set("", app.SourceManual)
+		want("clear registered", vm, "", "")
+		// Forgotten: a later manual value and its clearing leave nothing behind.
+		set("10.0.0.60", app.SourceManual)
+		vm, _ = set("", app.SourceManual)
+		want("clear manual with nothing registered", vm, "", "")
+		log, _ := db.AuditLog(ctx, "m1", 20)
+		if len(log) < 8 {
+			t.Errorf("audit log has %d entries, want one per change (8)", len(log))
 		}
 	})
 }

@@ -257,11 +257,24 @@ func TestAPIGuestIP(t *testing.T) {
 		if status, body := e.api("POST", path, `{"guest_ip":"fd00::42"}`, ""); status != 200 || !strings.Contains(body, `"guest_ip_source":"manual"`) {
 			t.Errorf("operator set: %d %s", status, body)
 		}
+		// The guest's own registrations (a clear included) are remembered beneath the
+		// operator's value but do not replace it.
 		for _, clear := range []string{`{"guest_ip":null}`, `{"guest_ip":""}`} {
 			status, body := e.api("POST", path, clear, tokA)
-			if status != 200 || !strings.Contains(body, `"guest_ip":null`) || !strings.Contains(body, `"guest_ip_source":null`) {
-				t.Errorf("clear with %s: %d %s", clear, status, body)
+			if status != 200 || !strings.Contains(body, `"guest_ip":"fd00::42"`) || !strings.Contains(body, `"guest_ip_source":"manual"`) {
+				t.Errorf("guest clear under a manual value, %s: %d %s", clear, status, body)
 			}
+		}
+		if status, body := e.api("POST", path, `{"guest_ip":"192.168.1.101"}`, tokA); status != 200 || !strings.Contains(body, `"guest_ip":"fd00::42"`) {
+			t.Errorf("guest registration under a manual value: %d %s", status, body)
+		}
+		// Clearing the manual value falls back to what the guest registered last; clearing
+		// again forgets it. null and "" both clear.
+		if status, body := e.api("POST", path, `{"guest_ip":null}`, ""); status != 200 || !strings.Contains(body, `"guest_ip":"192.168.1.101"`) || !strings.Contains(body, `"guest_ip_source":"callback"`) {
+			t.Errorf("operator clear: %d %s", status, body)
+		}
+		if status, body := e.api("POST", path, `{"guest_ip":""}`, ""); status != 200 || !strings.Contains(body, `"guest_ip":null`) || !strings.Contains(body, `"guest_ip_source":null`) {
+			t.Errorf("second operator clear: %d %s", status, body)
 		}
 		// The registration token is good for guest-ip only.
 		if status, _ := e.api("PATCH", "/v1/vms/"+a.ID, `{"vcpus":2}`, tokA); status != 403 {

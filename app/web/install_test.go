@@ -50,7 +50,7 @@ func installEnv(t *testing.T) (*env, *installtest.Server, *app.VM) {
 
 func TestAPIAgentInstall(t *testing.T) {
 	e, srv, v := installEnv(t)
-	_, port, _ := net.SplitHostPort(srv.Addr)
+	host, port, _ := net.SplitHostPort(srv.Addr)
 	path := "/v1/vms/" + v.ID + "/agent/install"
 	if status, body := e.api("GET", path, "", ""); status != 404 {
 		t.Errorf("status before any install: %d %s", status, body)
@@ -90,8 +90,10 @@ func TestAPIAgentInstall(t *testing.T) {
 		t.Fatalf("final status: %d %s", status, body)
 	}
 	got, _ := e.vms.Get(context.Background(), v.ID)
-	if got.GuestIPSource != app.SourceAgent || got.HostKey != srv.HostKey {
-		t.Errorf("after install: source %s, host key %q", got.GuestIPSource, got.HostKey)
+	// The job registered the address as the agent's; the operator's manual value that
+	// pointed the install at this host stays in effect over it.
+	if got.GuestIPSource != app.SourceManual || got.RegisteredIP != host || got.RegisteredIPSource != app.SourceAgent || got.HostKey != srv.HostKey {
+		t.Errorf("after install: %s (%s), registered %q (%s), host key %q", got.GuestIP, got.GuestIPSource, got.RegisteredIP, got.RegisteredIPSource, got.HostKey)
 	}
 	// The stored job holds no trace of the credentials.
 	j, _ := e.db.LatestJob(context.Background(), v.ID)

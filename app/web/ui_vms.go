@@ -234,6 +234,9 @@ func (s *Server) vmActivity(c echo.Context) error {
 
 func guestIPView(vm *app.VM, now time.Time) pages.GuestIPView {
 	g := pages.GuestIPView{VMID: vm.ID, IP: vm.GuestIP, Source: string(vm.GuestIPSource)}
+	if vm.GuestIPSource == app.SourceManual && vm.RegisteredIP != "" {
+		g.Registered = fmt.Sprintf("%s (%s)", vm.RegisteredIP, vm.RegisteredIPSource)
+	}
 	if vm.GuestIP != "" {
 		g.Age = ago(now, vm.GuestIPUpdatedAt)
 		g.UpdatedAt = vm.GuestIPUpdatedAt.Format(time.RFC3339)

@@ -20,15 +20,18 @@ type Spark struct {
 // GuestIPView is the guest IP panel: the current value, who set it and when, and the
 // override form's state after a submit.
 type GuestIPView struct {
-	VMID      string
-	IP        string // "" when unknown
-	Source    string
-	Age       string // "3 min ago"
-	UpdatedAt string // RFC 3339, for the tooltip
-	Input     string // what the operator typed, kept on error
-	Error     string
-	Saved     string // confirmation after a successful change
-	CSRF      string
+	VMID   string
+	IP     string // "" when unknown
+	Source string
+	// Registered is what the guest itself registered, shown while a manual value is in
+	// effect over it ("" otherwise).
+	Registered string
+	Age        string // "3 min ago"
+	UpdatedAt  string // RFC 3339, for the tooltip
+	Input      string // what the operator typed, kept on error
+	Error      string
+	Saved      string // confirmation after a successful change
+	CSRF       string
 }
 
 // VMView is the VM page.
