@@ -3,9 +3,11 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // InOwnNetns runs the calling test again in a child process inside a network namespace it
@@ -18,10 +20,19 @@ func InOwnNetns(t *testing.T) bool {
 	if os.Getenv("HEARTH_NETNS_CHILD") == t.Name() {
 		return false
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	args := []string{"-test.run=^" + t.Name() + "$", "-test.v", "-test.count=1"}
+	// The child gets what is left of this test's time (less a little to report in), not
+	// go test's default of ten minutes; it dies with this process.
+	if d, ok := t.Deadline(); ok {
+		args = append(args, "-test.timeout="+(time.Until(d)-10*time.Second).Round(time.Second).String())
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "HEARTH_NETNS_CHILD="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	// Pdeathsig follows the thread that started the child: keep that thread for the run.
+	runtime.LockOSThread()
 	out, err := cmd.CombinedOutput()
+	runtime.UnlockOSThread()
 	if err != nil && strings.Contains(err.Error(), "operation not permitted") {
 		Missing(t, "network namespaces (root)", err)
 	}
