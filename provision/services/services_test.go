@@ -22,7 +22,7 @@ func TestOpenRCScript(t *testing.T) {
 	}
 	script := string(OpenRC)
 	for _, want := range []string{"#!/sbin/openrc-run\n", `command="/usr/local/bin/hearth-agent"`, `command_background="yes"`,
-		`pidfile="/run/${RC_SVCNAME}.pid"`, "output_log=", "error_log=", "\tneed net\n", "\tafter firewall\n",
+		`pidfile="/run/${RC_SVCNAME}.pid"`, "output_log=", "error_log=", "\tuse net\n", "\tafter firewall\n",
 		`conffile="/etc/hearth-agent.conf"`, ". \"$conffile\""} {
 		if !strings.Contains(script, want) {
 			t.Errorf("OpenRC script lacks %q", want)
