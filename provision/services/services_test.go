@@ -21,7 +21,7 @@ func TestOpenRCScript(t *testing.T) {
 		t.Fatalf("sh -n: %v\n%s", err, out)
 	}
 	script := string(OpenRC)
-	for _, want := range []string{"#!/sbin/openrc-run\n", `command="/usr/local/bin/hearth-agent"`, `command_background="yes"`,
+	for _, want := range []string{"#!/sbin/openrc-run\n", `command="/usr/local/bin/hearth-agent"`, `supervisor="supervise-daemon"`,
 		`pidfile="/run/${RC_SVCNAME}.pid"`, "output_log=", "error_log=", "\tuse net\n", "\tafter firewall\n",
 		`conffile="/etc/hearth-agent.conf"`, ". \"$conffile\""} {
 		if !strings.Contains(script, want) {
