@@ -36,6 +36,7 @@ type Config struct {
 	Masquerade      bool           // HEARTH_MASQUERADE
 	AllocateIPs     bool           // HEARTH_ALLOCATE_IPS
 	MetricsInterval time.Duration  // HEARTH_METRICS_INTERVAL
+	StopTimeout     time.Duration  // HEARTH_STOP_TIMEOUT: graceful shutdown before the kill
 	Jailer          string         // HEARTH_JAILER: run firecracker through this jailer binary
 	JailerUID       int            // HEARTH_JAILER_UID
 	JailerGID       int            // HEARTH_JAILER_GID
@@ -73,6 +74,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	jailUID, jailGID := env("HEARTH_JAILER_UID", "65534"), env("HEARTH_JAILER_GID", "65534")
 	fs.StringVar(&c.JailerChroot, "jailer-chroot", env("HEARTH_JAILER_CHROOT", "/srv/jailer"), "the jailer's chroot base (HEARTH_JAILER_CHROOT)")
 	fs.DurationVar(&c.MetricsInterval, "metrics-interval", envDuration(getenv, "HEARTH_METRICS_INTERVAL", 5*time.Second), "how often running VMs are polled (HEARTH_METRICS_INTERVAL)")
+	fs.DurationVar(&c.StopTimeout, "stop-timeout", envDuration(getenv, "HEARTH_STOP_TIMEOUT", 30*time.Second), "how long a stopping guest may take to power off after the ACPI power button (Firecracker: Ctrl+Alt+Del) before it is killed (HEARTH_STOP_TIMEOUT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HEARTH_LOG_LEVEL", "info"), "debug, info, warn or error (HEARTH_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -105,6 +107,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	}
 	if c.MetricsInterval < time.Second || c.MetricsInterval > time.Hour {
 		return Config{}, fmt.Errorf("metrics interval %s: want between 1s and 1h", c.MetricsInterval)
+	}
+	if c.StopTimeout < time.Second || c.StopTimeout > time.Hour {
+		return Config{}, fmt.Errorf("stop timeout %s: want between 1s and 1h", c.StopTimeout)
 	}
 	if bridgeCIDR != "" {
 		if c.BridgeCIDR, err = netip.ParsePrefix(bridgeCIDR); err != nil {

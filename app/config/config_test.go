@@ -19,7 +19,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want := Config{Listen: "127.0.0.1:8080", DataDir: "./data", PublicURL: "http://127.0.0.1:8080", LogLevel: "info",
 		Hypervisor: "auto", Firecracker: "firecracker", QEMU: "qemu-system-x86_64", Bridge: "hearth0",
-		JailerUID: 65534, JailerGID: 65534, JailerChroot: "/srv/jailer", MetricsInterval: 5 * time.Second,
+		JailerUID: 65534, JailerGID: 65534, JailerChroot: "/srv/jailer", MetricsInterval: 5 * time.Second, StopTimeout: 30 * time.Second,
 		GuestCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"),
 			netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("fd00::/8")}}
 	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
@@ -62,6 +62,8 @@ func TestLoadErrors(t *testing.T) {
 		{args: []string{"--bridge-cidr", "10.77.0.1"}, part: "bridge cidr"},
 		{env: map[string]string{"HEARTH_JAILER_UID": "nobody"}, part: "jailer uid"},
 		{env: map[string]string{"HEARTH_METRICS_INTERVAL": "fast"}, part: "metrics interval"},
+		{env: map[string]string{"HEARTH_STOP_TIMEOUT": "soon"}, part: "stop timeout"},
+		{args: []string{"--stop-timeout", "0s"}, part: "stop timeout 0s"},
 		{args: []string{"stray"}, part: "unexpected argument"},
 		{args: []string{"--nope"}, part: "not defined"},
 		{env: map[string]string{"HEARTH_GUEST_CIDRS": "300.0.0.0/8"}, part: "not a network"},

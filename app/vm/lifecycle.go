@@ -47,6 +47,7 @@ type run struct {
 	m        hypervisor.Machine
 	driver   string
 	stopping bool
+	stopAt   time.Time // when the stop was asked for
 	restart  bool
 	detached bool // another manager will take over; record nothing
 	by       app.Actor
@@ -221,7 +222,16 @@ func (s *Service) supervise(id, driver string, m hypervisor.Machine, by app.Acto
 		e := m.Exit()
 		system := app.Actor{Kind: app.ActorSystem, Name: "supervisor"}
 		if r != nil && r.stopping {
-			if err := s.db.SetRun(ctx, id, store.Run{State: app.VMStopped, Driver: driver}, entry(r.by, app.AuditVMStop, id, "stopped")); err != nil {
+			// The machine waits StopTimeout for the guest to power off, then kills it: an
+			// exit that late was forced, and the operator should know the guest ignored the
+			// request (no ACPI handler, hung shutdown).
+			detail, reason := "stopped", ""
+			if time.Since(r.stopAt) >= rt.StopTimeout {
+				reason = fmt.Sprintf("the guest did not power off within %s of the shutdown request and was killed", rt.StopTimeout)
+				detail = "stopped by force: " + reason
+				rt.Logger.Warn("guest ignored the shutdown request; killed", "vm", id, "timeout", rt.StopTimeout)
+			}
+			if err := s.db.SetRun(ctx, id, store.Run{State: app.VMStopped, Driver: driver, Reason: reason}, entry(r.by, app.AuditVMStop, id, detail)); err != nil {
 				rt.Logger.Error("record stop", "vm", id, "error", err)
 			}
 			if r.restart {
@@ -278,7 +288,7 @@ func (s *Service) stop(ctx context.Context, id string, by app.Actor, restart boo
 		}
 		return nil, app.Errorf(app.ECONFLICT, "VM %s is %s, not running", vm.Name, vm.State)
 	}
-	r.stopping, r.restart, r.by = true, restart, by
+	r.stopping, r.stopAt, r.restart, r.by = true, time.Now(), restart, by
 	s.rt.mu.Unlock()
 	verb := "stopping"
 	if restart {

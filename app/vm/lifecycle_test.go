@@ -296,3 +296,51 @@ func openFDs(t *testing.T) int {
 	}
 	return len(entries)
 }
+
+// TestStopForcedIsRecorded: a guest that ignores the ACPI power button is killed after the
+// stop timeout, and the VM says so (reason and audit log) instead of looking like a clean
+// stop.
+func TestStopForcedIsRecorded(t *testing.T) {
+	db := storetest.SQLite(t)
+	s, spec := realGuest(t, db, t.TempDir(), 2*time.Second)
+	_, mods := qemutest.Kernel(t)
+	deaf := strings.Replace(qemutest.Init, `= "Power Button" ]`, `= "no such button" ]`, 1)
+	if deaf == qemutest.Init {
+		t.Fatal("the test guest's init changed: cannot make it ignore the power button")
+	}
+	spec.Initrd = qemutest.InitramfsWith(t, mods, deaf, nil)
+	spec.Name = "deaf"
+	ctx := context.Background()
+	vm, _, err := s.Create(ctx, spec, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Start(ctx, vm.ID, operator); err != nil {
+		t.Fatal(err)
+	}
+	// The guest ignores the button: stop it by force at the end, whatever happened.
+	t.Cleanup(func() {
+		if _, err := s.Stop(ctx, vm.ID, operator); err == nil {
+			waitState(t, s, vm.ID, app.VMStopped, 30*time.Second)
+		}
+	})
+	waitConsole(t, s, vm.ID, "HEARTH-MARKER: booted (power button: )")
+	if _, err := s.Stop(ctx, vm.ID, operator); err != nil {
+		t.Fatal(err)
+	}
+	stopped := waitState(t, s, vm.ID, app.VMStopped, 30*time.Second)
+	if !strings.Contains(stopped.StateReason, "did not power off within 2s") {
+		t.Errorf("reason of a forced stop: %q", stopped.StateReason)
+	}
+	log, _ := s.AuditLog(ctx, vm.ID, 5)
+	if len(log) == 0 || !strings.HasPrefix(log[0].Detail, "stopped by force") {
+		t.Errorf("newest audit entry: %+v", log)
+	}
+	// Started again and stopped cleanly, the reason goes.
+	if _, err := s.Start(ctx, vm.ID, operator); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.Get(ctx, vm.ID); v.StateReason != "" {
+		t.Errorf("a started VM keeps the old reason %q", v.StateReason)
+	}
+}

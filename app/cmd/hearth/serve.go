@@ -216,7 +216,7 @@ var cliActor = app.Actor{Kind: app.ActorSystem, Name: "cli"}
 // runtimeFor finds the hypervisors on this host. "auto" prefers Firecracker where it and
 // KVM are usable, and QEMU (which also runs without KVM) otherwise.
 func runtimeFor(cfg config.Config, logger *slog.Logger) (vm.Runtime, error) {
-	rt := vm.Runtime{Drivers: map[string]hypervisor.Driver{}, DataDir: cfg.DataDir, Logger: logger}
+	rt := vm.Runtime{Drivers: map[string]hypervisor.Driver{}, DataDir: cfg.DataDir, Logger: logger, StopTimeout: cfg.StopTimeout}
 	if p, err := exec.LookPath(cfg.QEMU); err == nil {
 		rt.Drivers["qemu"] = &qemu.Driver{Binary: p}
 	}
