@@ -14,11 +14,16 @@ out=$2
 common=udev,kmod,cloud-init,linux-image-cloud-amd64,initramfs-tools,zstd,iproute2,ifupdown,openssh-server,sudo,curl,ca-certificates,busybox
 case $variant in
 systemd)
-	include=$common,systemd-sysv
+	# dbus: without it systemd-logind does not run, and nothing handles the ACPI power
+	# button (Hearth's graceful stop).
+	include=$common,systemd-sysv,dbus
 	init_hook='chroot "$1" systemctl enable systemd-networkd'
 	;;
 openrc)
-	include=$common,sysvinit-core,openrc
+	# acpi-support-base: acpid turns the ACPI power button (Hearth's graceful stop) into
+	# a shutdown; without it a sysvinit guest ignores the button and is killed after the
+	# stop timeout.
+	include=$common,sysvinit-core,openrc,acpi-support-base
 	# cloud-init writes /etc/network/interfaces.d/50-cloud-init in its local stage, but
 	# nothing brings the interface up under OpenRC: do it right after, before the
 	# network stage needs it.

@@ -133,6 +133,7 @@ func runVariant(t *testing.T, variant string) {
 	env := append(os.Environ(), "HEARTH_DATA_DIR="+data, fmt.Sprintf("HEARTH_LISTEN=0.0.0.0:%d", port),
 		fmt.Sprintf("HEARTH_PUBLIC_URL=http://10.77.0.1:%d", port), "HEARTH_HYPERVISOR=qemu",
 		"HEARTH_BRIDGE_CIDR=10.77.0.1/24", "HEARTH_ALLOCATE_IPS=1", "HEARTH_METRICS_INTERVAL="+interval.String(),
+		"HEARTH_STOP_TIMEOUT=150s", // shutting down under software emulation takes its time
 		"HEARTH_ADMIN_PASSWORD=e2e-admin-password")
 	tokenOut, err := exec.Command(bin, "token", "create", "e2e", "--data-dir", data).CombinedOutput()
 	if err != nil {
@@ -198,7 +199,11 @@ func runVariant(t *testing.T, variant string) {
 		chromedp.WaitVisible(`[data-testid=vm-start]`),
 	)
 	loc, _ := chromedp.Run(ctx, chromedp.Location())
-	id := strings.TrimPrefix(loc[strings.LastIndex(loc, "/vms/"):], "/vms/")
+	i := strings.LastIndex(loc, "/vms/")
+	if i < 0 {
+		pg.Fail("creating the VM did not land on its page", nil)
+	}
+	id := loc[i+len("/vms/"):]
 	_, vm := c.do("GET", "/v1/vms/"+id, "")
 	if vm["provisioned"] != true || vm["name"] != "e2e-"+variant {
 		t.Fatalf("the VM the form made (%s): %v", id, vm)
@@ -269,6 +274,14 @@ func runVariant(t *testing.T, variant string) {
 
 	_, vm = c.do("GET", "/v1/vms/"+id, "")
 	guest := sshTo(t, data, guestIP, fmt.Sprint(vm["host_key"]))
+	// Each boot is its own instance (cloud-init's instance id is the VM's id) on its own
+	// overlay: the cached base image is never written.
+	if got := strings.TrimSpace(guest.run("sudo cat /var/lib/cloud/data/instance-id")); got != id {
+		t.Errorf("cloud-init instance id %q, want the VM id %s", got, id)
+	}
+	if st, err := os.Stat(filepath.Join(img, "rootfs.ext4")); err != nil || st.ModTime().After(start) {
+		t.Errorf("the base image was written while the guest ran: %v", err)
+	}
 	initName := strings.TrimSpace(guest.run("cat /proc/1/comm"))
 	wantInit := map[string]string{"systemd": "systemd", "openrc": "init"}[variant]
 	if initName != wantInit {
@@ -386,9 +399,16 @@ func runVariant(t *testing.T, variant string) {
 
 	// Stop and delete in the UI: nothing of the VM may be left.
 	step("stop", chromedp.Click(`[data-testid=vm-stop]`))
-	took := pg.WaitText("stopped", `#vm-status [data-state]`, "stopped", 90*time.Second)
+	took := pg.WaitText("stopped", `#vm-status [data-state]`, "stopped", 3*time.Minute)
 	_, vm = c.do("GET", "/v1/vms/"+id, "")
-	t.Logf("stop (%s): %.0f s (%v)", variant, took.Seconds(), vm["state_reason"])
+	t.Logf("timing: %s graceful stop: %.0f s", variant, took.Seconds())
+	if r, _ := vm["state_reason"].(string); r != "" {
+		t.Errorf("the stop was not graceful: %s", r)
+	}
+	// Deleting removes the console log with the VM's files: keep it first.
+	if b, err := os.ReadFile(console); err == nil {
+		os.WriteFile(filepath.Join(art, "console.log"), b, 0o644)
+	}
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('form[action$="/delete"]').submit(), true`)); err != nil {
 		pg.Fail("delete", err)
 	}
