@@ -279,6 +279,11 @@ func runVariant(t *testing.T, variant string) {
 	if got := strings.TrimSpace(guest.run("sudo cat /var/lib/cloud/data/instance-id")); got != id {
 		t.Errorf("cloud-init instance id %q, want the VM id %s", got, id)
 	}
+	// The guest is named after the VM and resolves its own name (else sudo complains on
+	// every call, as the output above would show).
+	if got := strings.TrimSpace(guest.run("hostname; getent hosts $(hostname) >/dev/null || echo unresolved")); got != "e2e-"+variant {
+		t.Errorf("guest hostname: %q, want e2e-%s resolving", got, variant)
+	}
 	if st, err := os.Stat(filepath.Join(img, "rootfs.ext4")); err != nil || st.ModTime().After(start) {
 		t.Errorf("the base image was written while the guest ran: %v", err)
 	}
