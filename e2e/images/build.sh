@@ -11,11 +11,13 @@
 set -eu
 variant=$1
 out=$2
-common=udev,kmod,cloud-init,linux-image-cloud-amd64,initramfs-tools,zstd,iproute2,ifupdown,openssh-server,sudo,curl,ca-certificates,busybox
+common=udev,kmod,cloud-init,linux-image-cloud-amd64,initramfs-tools,zstd,iproute2,openssh-server,sudo,curl,ca-certificates,busybox
 case $variant in
 systemd)
 	# dbus: without it systemd-logind does not run, and nothing handles the ACPI power
-	# button (Hearth's graceful stop).
+	# button (Hearth's graceful stop). No ifupdown here: cloud-init prefers it to
+	# networkd when it is installed, and systemd-networkd-wait-online then waits two
+	# minutes for links networkd does not manage.
 	include=$common,systemd-sysv,dbus
 	init_hook='chroot "$1" systemctl enable systemd-networkd'
 	;;
@@ -23,7 +25,7 @@ openrc)
 	# acpi-support-base: acpid turns the ACPI power button (Hearth's graceful stop) into
 	# a shutdown; without it a sysvinit guest ignores the button and is killed after the
 	# stop timeout.
-	include=$common,sysvinit-core,openrc,acpi-support-base
+	include=$common,sysvinit-core,openrc,acpi-support-base,ifupdown
 	# cloud-init writes /etc/network/interfaces.d/50-cloud-init in its local stage, but
 	# nothing brings the interface up under OpenRC: do it right after, before the
 	# network stage needs it.
