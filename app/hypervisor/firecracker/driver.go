@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,9 +164,12 @@ type machine struct {
 func (m *machine) Release() { m.fifo.Close() }
 
 func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, sock, fifo, logp string) error {
+	// Wait until the API socket accepts a connection, not merely exists: between its
+	// bind and its listen a connect is refused.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := os.Stat(sock); err == nil {
+		if conn, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			conn.Close()
 			break
 		}
 		select {
@@ -174,7 +178,7 @@ func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, sock, fif
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return errors.New("firecracker did not open its API socket within 5 s")
+			return errors.New("firecracker did not accept connections on its API socket within 5 s")
 		}
 	}
 	c := m.client
