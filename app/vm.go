@@ -59,6 +59,7 @@ type VM struct {
 
 	Hypervisor    string // "firecracker", "qemu", or "" for the host's default
 	PID           int    // the hypervisor process while running
+	PIDIdentity   string // boot id and start time of that process: a reused pid does not match
 	RunningDriver string // the driver that started it
 	StateReason   string // why it failed (exit status, last console lines)
 	Address       string // static IPv4 in CIDR form from the bridge network, "" for none

@@ -52,6 +52,9 @@ type Exit struct {
 type Machine interface {
 	// PID is the hypervisor process's id (host-side stats and re-attach use it).
 	PID() int
+	// Identity names the process beyond its pid (boot id and start time): recorded with
+	// the pid, it tells a later manager whether the pid still runs this VM.
+	Identity() string
 	// Done is closed when the process has exited; Exit then says how.
 	Done() <-chan struct{}
 	Exit() Exit

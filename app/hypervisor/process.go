@@ -13,10 +13,12 @@ import (
 // Process is a hypervisor process: one this manager started (and waits for), or one a
 // previous manager started and this one took over by pid (and polls).
 type Process struct {
-	pid  int
-	proc *os.Process
-	done chan struct{}
-	exit Exit
+	pid      int
+	identity string // boot id and start time: see IdentityOf
+	child    bool   // started here: the pid stays ours until we reap it
+	proc     *os.Process
+	done     chan struct{}
+	exit     Exit
 }
 
 // StartProcess starts cmd in its own session (so it outlives the manager, which re-attaches
@@ -29,7 +31,10 @@ func StartProcess(cmd *exec.Cmd) (*Process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &Process{pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{})}
+	// The child is not reaped before Wait below, so its pid cannot be reused yet and this
+	// reads its own start time.
+	id, _ := IdentityOf(cmd.Process.Pid)
+	p := &Process{pid: cmd.Process.Pid, identity: id, child: true, proc: cmd.Process, done: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
 		e := Exit{At: time.Now()}
@@ -46,21 +51,24 @@ func StartProcess(cmd *exec.Cmd) (*Process, error) {
 	return p, nil
 }
 
-// FindProcess takes over a running process by pid, if its command line contains marker (so
-// a recycled pid is never mistaken for our VM). Its end is noticed by polling; its exit
-// status cannot be known, since another process was its parent.
-func FindProcess(pid int, marker string) (*Process, error) {
+// FindProcess takes over a running process by pid. It must be the process recorded at its
+// start (identity; see Verify) and its command line must contain marker, so that a
+// recycled pid is never mistaken for our VM. Its end is noticed by polling; its exit status
+// cannot be known, since another process was its parent.
+func FindProcess(pid int, identity, marker string) (*Process, error) {
+	if err := Verify(pid, identity); err != nil {
+		return nil, err
+	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
-		return nil, fmt.Errorf("process %d is gone", pid)
+		return nil, ErrGone
 	}
 	if !bytes.Contains(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), []byte(marker)) {
-		return nil, fmt.Errorf("process %d is not this VM's hypervisor (pid reused)", pid)
+		return nil, fmt.Errorf("process %d is not this VM's hypervisor (its command line lacks %q)", pid, marker)
 	}
-	proc, _ := os.FindProcess(pid)
-	p := &Process{pid: pid, proc: proc, done: make(chan struct{})}
+	p := &Process{pid: pid, identity: identity, done: make(chan struct{})}
 	go func() {
-		for syscall.Kill(pid, 0) == nil && !zombie(pid) {
+		for Verify(pid, identity) == nil {
 			time.Sleep(250 * time.Millisecond)
 		}
 		p.exit = Exit{Code: -1, Signal: "", At: time.Now()}
@@ -69,18 +77,12 @@ func FindProcess(pid int, marker string) (*Process, error) {
 	return p, nil
 }
 
-// zombie reports whether pid has exited but is not reaped (its parent is gone or busy).
-func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
-}
-
 // PID is the process id.
 func (p *Process) PID() int { return p.pid }
+
+// Identity is what names the process beyond its pid ("" if it was gone before it could be
+// read); record it with the pid.
+func (p *Process) Identity() string { return p.identity }
 
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
@@ -98,5 +100,12 @@ func (p *Process) Alive() bool {
 	}
 }
 
-// Kill sends SIGKILL.
-func (p *Process) Kill() { p.proc.Signal(syscall.SIGKILL) } //nolint:errcheck // it may be gone already
+// Kill sends SIGKILL: to our own child directly, to a taken-over process only while it is
+// still the one recorded.
+func (p *Process) Kill() {
+	if p.child {
+		p.proc.Signal(syscall.SIGKILL) //nolint:errcheck // it may be gone already
+		return
+	}
+	SignalVerified(p.pid, p.identity, syscall.SIGKILL) //nolint:errcheck // gone or not ours: nothing to kill
+}

@@ -37,6 +37,7 @@ type vmRow struct {
 	HostKeySource    string         `bun:"host_key_source"`
 	Hypervisor       string         `bun:"hypervisor"`
 	PID              int            `bun:"pid"`
+	PIDIdentity      string         `bun:"pid_identity"`
 	RunningDriver    string         `bun:"running_driver"`
 	StateReason      string         `bun:"state_reason"`
 	Address          string         `bun:"address"`
@@ -49,7 +50,7 @@ func (r *vmRow) toVM() *app.VM {
 		MemoryMiB: r.MemoryMiB, Kernel: r.Kernel, Initrd: r.Initrd, Rootfs: r.Rootfs,
 		BootArgs: r.BootArgs, MAC: r.MAC, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 		Provisioned: r.Provisioned, AgentToken: r.AgentToken, HostKey: r.HostKey, HostKeySource: r.HostKeySource,
-		Hypervisor: r.Hypervisor, PID: r.PID, RunningDriver: r.RunningDriver, StateReason: r.StateReason, Address: r.Address}
+		Hypervisor: r.Hypervisor, PID: r.PID, PIDIdentity: r.PIDIdentity, RunningDriver: r.RunningDriver, StateReason: r.StateReason, Address: r.Address}
 	if r.GuestIP.Valid {
 		vm.GuestIP = r.GuestIP.String
 		vm.GuestIPSource = app.GuestIPSource(r.GuestIPSource.String)
@@ -67,7 +68,7 @@ func fromVM(vm *app.VM) *vmRow {
 		MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs,
 		BootArgs: vm.BootArgs, MAC: vm.MAC, CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt,
 		Provisioned: vm.Provisioned, AgentToken: vm.AgentToken, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource,
-		Hypervisor: vm.Hypervisor, PID: vm.PID, RunningDriver: vm.RunningDriver, StateReason: vm.StateReason, Address: vm.Address}
+		Hypervisor: vm.Hypervisor, PID: vm.PID, PIDIdentity: vm.PIDIdentity, RunningDriver: vm.RunningDriver, StateReason: vm.StateReason, Address: vm.Address}
 	if vm.GuestIP != "" {
 		r.GuestIP = sql.NullString{String: vm.GuestIP, Valid: true}
 		r.GuestIPSource = sql.NullString{String: string(vm.GuestIPSource), Valid: true}
@@ -259,11 +260,12 @@ func (db *DB) SetVMState(ctx context.Context, id string, state app.VMState, e *a
 
 // Run is a lifecycle change: the new state and, unless Keep, the process and reason.
 type Run struct {
-	State  app.VMState
-	PID    int
-	Driver string
-	Reason string
-	Keep   bool // leave pid, driver and reason as they are
+	State    app.VMState
+	PID      int
+	Identity string // the process's identity beyond its pid (hypervisor.IdentityOf)
+	Driver   string
+	Reason   string
+	Keep     bool // leave pid, driver and reason as they are
 	// From, when set, makes the change only if the VM is in one of these states now
 	// (ECONFLICT otherwise): two operators cannot both start one VM.
 	From []app.VMState
@@ -274,7 +276,7 @@ func (db *DB) SetRun(ctx context.Context, id string, r Run, e *app.AuditEntry) e
 	return db.inTx(ctx, func(tx bun.Tx) error {
 		q := tx.NewUpdate().Model((*vmRow)(nil)).Set("state = ?", string(r.State)).Set("updated_at = ?", now()).Where("id = ?", id)
 		if !r.Keep {
-			q = q.Set("pid = ?", r.PID).Set("running_driver = ?", r.Driver).Set("state_reason = ?", r.Reason)
+			q = q.Set("pid = ?", r.PID).Set("pid_identity = ?", r.Identity).Set("running_driver = ?", r.Driver).Set("state_reason = ?", r.Reason)
 		}
 		if len(r.From) > 0 {
 			from := make([]string, len(r.From))

@@ -33,7 +33,8 @@ type Runtime struct {
 
 // Attacher is a driver that can take over a hypervisor process a previous manager started.
 type Attacher interface {
-	Attach(ctx context.Context, spec hypervisor.Spec, pid int) (hypervisor.Machine, error)
+	// Attach takes over pid, which must be the process identified by identity.
+	Attach(ctx context.Context, spec hypervisor.Spec, pid int, identity string) (hypervisor.Machine, error)
 }
 
 type runtime struct {
@@ -189,7 +190,7 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 			entry(by, app.AuditVMState, id, vm.Name+" failed to start: "+reason))
 		return nil, app.Errorf(app.EINVALID, "%s failed to start: %s", vm.Name, reason)
 	}
-	if err := s.db.SetRun(context.Background(), id, store.Run{State: app.VMRunning, PID: m.PID(), Driver: name}, nil); err != nil {
+	if err := s.db.SetRun(context.Background(), id, store.Run{State: app.VMRunning, PID: m.PID(), Identity: m.Identity(), Driver: name}, nil); err != nil {
 		m.Stop(context.Background(), time.Second) //nolint:errcheck // cannot record it: do not leave it running
 		return nil, err
 	}
@@ -302,8 +303,10 @@ func (s *Service) stop(ctx context.Context, id string, by app.Actor, restart boo
 }
 
 // Reattach runs at manager start: VMs recorded as running are taken over if their
-// hypervisor process is still there, and marked stopped if not (or if it cannot be taken
-// over, in which case the process is killed): nothing is orphaned, nothing silently lost.
+// hypervisor process is still there, and marked stopped, with the reason, if not. A pid
+// is only ever signalled once it is proven to be the process recorded at the VM's start
+// (same boot id and start time): after a crash or a reboot the number may belong to
+// anything, and a manager running as root must never kill a stranger.
 func (s *Service) Reattach(ctx context.Context) error {
 	if s.rt == nil {
 		return nil
@@ -317,32 +320,67 @@ func (s *Service) Reattach(ctx context.Context) error {
 		if !vm.Busy() {
 			continue
 		}
-		reason := fmt.Sprintf("the manager restarted and the hypervisor process (pid %d) was gone", vm.PID)
-		if vm.PID > 0 && syscall.Kill(vm.PID, 0) == nil {
-			d := s.rt.Drivers[vm.RunningDriver]
-			if a, ok := d.(Attacher); ok {
-				spec := hypervisor.Spec{VMID: vm.ID, Name: vm.Name, Dir: filepath.Join(s.rt.vmDir(vm.ID), "run")}
-				if m, err := a.Attach(ctx, spec, vm.PID); err == nil {
-					if err := s.db.SetRun(ctx, vm.ID, store.Run{State: app.VMRunning, PID: vm.PID, Driver: vm.RunningDriver},
-						entry(system, app.AuditVMState, vm.ID, "re-attached after a manager restart")); err != nil {
-						return err
-					}
-					s.supervise(vm.ID, vm.RunningDriver, m, system)
-					continue
-				} else {
-					reason = "the manager restarted and could not take over the hypervisor process: " + err.Error() + "; it was killed"
-				}
-			} else {
-				reason = "the manager restarted and cannot take over a " + vm.RunningDriver + " process; it was killed"
+		m, reason := s.takeOver(ctx, vm)
+		if m != nil {
+			if err := s.db.SetRun(ctx, vm.ID, store.Run{State: app.VMRunning, PID: vm.PID, Identity: m.Identity(), Driver: vm.RunningDriver},
+				entry(system, app.AuditVMState, vm.ID, "re-attached after a manager restart")); err != nil {
+				return err
 			}
-			syscall.Kill(vm.PID, syscall.SIGKILL) //nolint:errcheck // best effort; it is ours
+			s.supervise(vm.ID, vm.RunningDriver, m, system)
+			continue
 		}
+		s.rt.Logger.Warn("VM not re-attached", "vm", vm.ID, "pid", vm.PID, "reason", reason)
 		if err := s.db.SetRun(ctx, vm.ID, store.Run{State: app.VMStopped, Reason: reason},
 			entry(system, app.AuditVMState, vm.ID, reason)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// takeOver attaches to the VM's recorded hypervisor process, or says why it could not and
+// what became of the process.
+func (s *Service) takeOver(ctx context.Context, vm *app.VM) (hypervisor.Machine, string) {
+	const prefix = "the manager restarted and "
+	identity := vm.PIDIdentity
+	if identity == "" {
+		// Recorded by a manager older than identities: the command line check in Attach is
+		// all there is, so whatever fails here is left alone.
+		identity, _ = hypervisor.IdentityOf(vm.PID)
+	}
+	err := hypervisor.Verify(vm.PID, identity)
+	var mismatch *hypervisor.MismatchError
+	switch {
+	case errors.Is(err, hypervisor.ErrGone):
+		return nil, fmt.Sprintf(prefix+"the hypervisor process (pid %d) was gone", vm.PID)
+	case errors.As(err, &mismatch):
+		return nil, fmt.Sprintf(prefix+"the hypervisor process was gone: %s, which was left alone", mismatch)
+	case err != nil:
+		return nil, prefix + "could not check the hypervisor process: " + err.Error() + "; it was left alone"
+	}
+	a, ok := s.rt.Drivers[vm.RunningDriver].(Attacher)
+	if !ok {
+		return nil, s.killOurs(vm, identity, prefix+"cannot take over a "+vm.RunningDriver+" process")
+	}
+	spec := hypervisor.Spec{VMID: vm.ID, Name: vm.Name, Dir: filepath.Join(s.rt.vmDir(vm.ID), "run")}
+	m, err := a.Attach(ctx, spec, vm.PID, identity)
+	if err == nil {
+		return m, ""
+	}
+	return nil, s.killOurs(vm, identity, prefix+"could not take over the hypervisor process: "+err.Error())
+}
+
+// killOurs kills a hypervisor process that cannot be taken over, so it is not orphaned,
+// but only if its identity was recorded at start and still matches: a process found by
+// its command line alone is left running, and the reason says so.
+func (s *Service) killOurs(vm *app.VM, identity, reason string) string {
+	if vm.PIDIdentity == "" {
+		return fmt.Sprintf("%s; pid %d was left alone (no identity was recorded for it)", reason, vm.PID)
+	}
+	if err := hypervisor.SignalVerified(vm.PID, identity, syscall.SIGKILL); err != nil {
+		return fmt.Sprintf("%s; pid %d was not killed: %s", reason, vm.PID, err)
+	}
+	return reason + "; it was killed"
 }
 
 // Detach lets go of every running VM without stopping it, as at manager shutdown: the VMs

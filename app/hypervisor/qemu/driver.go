@@ -194,8 +194,8 @@ func (m *machine) Release() {
 
 // Attach takes over a QEMU a previous manager started: the pid must still run this VM
 // (its -name), and its QMP socket must answer.
-func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int) (hypervisor.Machine, error) {
-	proc, err := hypervisor.FindProcess(pid, "-name hearth-"+spec.VMID+" ")
+func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int, identity string) (hypervisor.Machine, error) {
+	proc, err := hypervisor.FindProcess(pid, identity, "-name hearth-"+spec.VMID+" ")
 	if err != nil {
 		return nil, err
 	}
