@@ -45,13 +45,20 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	// the jailer, the chroot and "/" with it.
 	spec.Disks = append([]hypervisor.Disk(nil), spec.Disks...)
 	for i, disk := range spec.Disks {
-		if disk.Root && !disk.ReadOnly {
-			private, err := privateCopy(ctx, spec.Dir, disk.Path)
-			if err != nil {
-				return nil, err
-			}
-			spec.Disks[i].Path = private
+		if disk.ReadOnly {
+			continue
 		}
+		private, err := privateCopy(ctx, spec.Dir, disk.ID, disk.Path)
+		if err != nil {
+			return nil, err
+		}
+		if d.Jailer != nil {
+			// The VM's own file, made for it alone: the jailed firecracker writes it.
+			if err := os.Chown(private, d.Jailer.UID, d.Jailer.GID); err != nil {
+				return nil, fmt.Errorf("firecracker: give the jail its disk: %w", err)
+			}
+		}
+		spec.Disks[i].Path = private
 	}
 	hostDir, apiDir, api := spec.Dir, spec.Dir, spec
 	var args []string
@@ -130,8 +137,8 @@ func newMachine(proc *hypervisor.Process, sock, dir string, fifo *os.File) *mach
 // Attach takes over a firecracker a previous manager started: the pid must still run this
 // VM (its --id), and its socket must answer. Counters restart from zero: the lines written
 // while no manager read the FIFO are lost with it.
-func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int) (hypervisor.Machine, error) {
-	proc, err := hypervisor.FindProcess(pid, "--id "+spec.VMID)
+func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int, identity string) (hypervisor.Machine, error) {
+	proc, err := hypervisor.FindProcess(pid, identity, "--id "+spec.VMID)
 	if err != nil {
 		return nil, err
 	}
@@ -252,14 +259,15 @@ func (m *machine) Counters(ctx context.Context) (hypervisor.Counters, error) {
 	}
 }
 
-// rootCopy is the VM's own root disk in its run directory.
+// rootCopy is the VM's own root disk in its run directory (a disk's copy is <id>.img).
 const rootCopy = "rootfs.img"
 
-// privateCopy gives the VM its own copy of the base root image, made once: Firecracker
-// writes to the file it is given, and the base must never change. cp --reflink=auto shares
-// blocks copy-on-write where the filesystem can (btrfs, xfs) and --sparse keeps holes.
-func privateCopy(ctx context.Context, dir, base string) (string, error) {
-	p := filepath.Join(dir, rootCopy)
+// privateCopy gives the VM its own copy of a writable disk's base image, made once:
+// Firecracker writes to the file it is given, and the base must never change. cp
+// --reflink=auto shares blocks copy-on-write where the filesystem can (btrfs, xfs) and
+// --sparse keeps holes.
+func privateCopy(ctx context.Context, dir, id, base string) (string, error) {
+	p := filepath.Join(dir, id+".img")
 	if _, err := os.Stat(p); err == nil {
 		return p, nil
 	}

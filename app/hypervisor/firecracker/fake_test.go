@@ -117,24 +117,22 @@ func fakeFirecracker(args []string) int {
 	}
 	if execFile != "" {
 		// As the jailer: the chroot is <base>/<exec file name>/<id>/root, and firecracker's
-		// paths (the socket too) are inside it. Files must belong to the jail's uid/gid.
+		// paths (the socket too) are inside it, open to the jail's uid/gid: the fake runs
+		// as root, so it checks the permissions the real one would meet.
 		chroot = filepath.Join(base, filepath.Base(execFile), id, "root")
-		filepath.Walk(chroot, func(p string, info os.FileInfo, err error) error {
-			if err == nil {
-				if st, ok := info.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != uid || int(st.Gid) != gid) {
-					fmt.Fprintf(violations, "jail: %s belongs to %d:%d, not %d:%d\n", p, st.Uid, st.Gid, uid, gid)
-				}
-			}
-			return nil
-		})
+		if !jailCan(filepath.Join(chroot, filepath.Dir(sock)), uid, gid, true) {
+			fmt.Fprintf(violations, "jail: %d:%d cannot create its socket in %s\n", uid, gid, filepath.Dir(sock))
+		}
 		sock = filepath.Join(chroot, sock)
 	}
-	inJail := func(p string) string {
+	inJail := func(p string, write bool) string {
 		if chroot == "" {
 			return p
 		}
 		if _, err := os.Stat(filepath.Join(chroot, p)); err != nil {
 			fmt.Fprintf(violations, "jail: %s is not inside the chroot\n", p)
+		} else if !jailCan(filepath.Join(chroot, p), uid, gid, write) {
+			fmt.Fprintf(violations, "jail: %d:%d cannot open %s (write: %v)\n", uid, gid, p, write)
 		}
 		return filepath.Join(chroot, p)
 	}
@@ -175,7 +173,8 @@ func fakeFirecracker(args []string) int {
 		json.Unmarshal(body, &b)
 		for _, k := range []string{"kernel_image_path", "initrd_path", "path_on_host", "metrics_path", "log_path"} {
 			if v, ok := b[k].(string); ok && v != "" && chroot != "" {
-				inJail(v)
+				write := k == "metrics_path" || k == "log_path" || (k == "path_on_host" && b["is_read_only"] != true)
+				inJail(v, write)
 			}
 		}
 		switch {
@@ -192,7 +191,7 @@ func fakeFirecracker(args []string) int {
 			case "InstanceStart":
 				st.started = true
 			case "FlushMetrics":
-				f, err := os.OpenFile(inJail(st.metricsPath), os.O_WRONLY, 0)
+				f, err := os.OpenFile(inJail(st.metricsPath, true), os.O_WRONLY, 0)
 				if err == nil {
 					fmt.Fprintln(f, `{"utc_timestamp_ms":1,"block":{"read_bytes":4096,"write_bytes":512,"read_count":1,"write_count":1},"net":{"rx_bytes_count":100,"tx_bytes_count":40,"rx_packets_count":2,"tx_packets_count":1}}`)
 					f.Close()
@@ -217,4 +216,29 @@ func fakeFirecracker(args []string) int {
 	code := <-exit
 	l.Close()
 	return code
+}
+
+// jailCan reports whether uid/gid may open p for reading (or writing), by its permission
+// bits, as the jailed firecracker would be allowed to.
+func jailCan(p string, uid, gid int, write bool) bool {
+	st, err := os.Stat(p)
+	if err != nil {
+		return false
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	perm := st.Mode().Perm()
+	want := os.FileMode(0o4)
+	if write {
+		want = 0o2
+	}
+	if st.IsDir() {
+		want |= 0o1
+	}
+	switch {
+	case int(sys.Uid) == uid:
+		return perm>>6&want == want
+	case int(sys.Gid) == gid:
+		return perm>>3&want == want
+	}
+	return perm&want == want
 }
