@@ -103,8 +103,17 @@ func (j *Jobs) run(vm *app.VM, job *app.InstallJob, creds install.Credentials, b
 		log = slog.New(slog.DiscardHandler)
 	}
 	save := func(e *app.AuditEntry) {
-		if err := j.DB.UpdateJob(ctx, job, e); err != nil {
+		if err := j.DB.UpdateJob(ctx, job, e); err != nil && ctx.Err() == nil {
 			log.Error("save install job", "job", job.ID, "error", err)
+		}
+	}
+	// The final state is saved with a context of its own: the run's may have ended (that
+	// is often why it finished), and a job must never stay running.
+	saveFinal := func(e *app.AuditEntry) {
+		fctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := j.DB.UpdateJob(fctx, job, e); err != nil {
+			log.Error("save install job's end", "job", job.ID, "state", job.State, "error", err)
 		}
 	}
 	current := -1
@@ -131,7 +140,9 @@ func (j *Jobs) run(vm *app.VM, job *app.InstallJob, creds install.Credentials, b
 		res, err = j.Installer.Run(ctx, req, progress)
 		if res.HostKeyNew && res.HostKey != "" {
 			// Trust on first use: from now on this key is pinned.
-			if herr := j.DB.SetHostKey(ctx, vm.ID, res.HostKey, "tofu", &app.AuditEntry{Actor: by.String(),
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+			defer cancel()
+			if herr := j.DB.SetHostKey(hctx, vm.ID, res.HostKey, "tofu", &app.AuditEntry{Actor: by.String(),
 				Action: app.AuditAgentInstall, VMID: vm.ID, Addr: by.Addr, Detail: "recorded the guest's SSH host key on first use"}); herr != nil {
 				log.Error("record host key", "vm", vm.ID, "error", herr)
 			}
@@ -160,7 +171,7 @@ func (j *Jobs) run(vm *app.VM, job *app.InstallJob, creds install.Credentials, b
 		job.State = app.JobDone
 		e.Detail = fmt.Sprintf("installed agent %s (%s, %s)", res.AgentVersion, res.Arch, res.Init)
 	}
-	save(e)
+	saveFinal(e)
 }
 
 // health asks the agent on the VM's registered IP, and nowhere else: no redirects, a

@@ -120,3 +120,73 @@ func freeTCPPort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// TestInstallJobHostileGuests: a guest that floods or hangs ends its job, failed, within the
+// job's timeout; what is stored of it is small; and the next install is not refused as
+// "already running".
+func TestInstallJobHostileGuests(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		b    installtest.Behaviour
+		want string
+	}{
+		{"flood", installtest.FloodStderr, "flood of guest output"},
+		{"hang", installtest.Hang, "did not finish in time"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			db := storetest.SQLite(t)
+			s, _ := newProvisioned(t, db, nil)
+			ctx := context.Background()
+			off := false
+			v, _, err := s.Create(ctx, app.VMSpec{Name: "hostile", Provision: &off}, operator)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := installtest.StartHostile(t, c.b, 64<<20)
+			host, portS, _ := net.SplitHostPort(h.Addr)
+			port, _ := strconv.Atoi(portS)
+			if _, err := db.SetGuestIP(ctx, v.ID, host, app.SourceManual, nil); err != nil {
+				t.Fatal(err)
+			}
+			jobs := &Jobs{DB: db, Installer: &install.Installer{Agent: func(string) ([]byte, error) { return []byte("agent"), nil }},
+				CheckIP: func(string) error { return nil },
+				RotateToken: func(ctx context.Context, id string) (string, error) {
+					return s.RotateRegistrationToken(ctx, id, operator)
+				},
+				Timeout: 2 * time.Second}
+			creds := install.Credentials{User: "root", Port: port, Password: "x"}
+			start := time.Now()
+			if _, err := jobs.Start(ctx, v.ID, creds, operator); err != nil {
+				t.Fatal(err)
+			}
+			jobs.Wait()
+			took := time.Since(start)
+			got, err := jobs.Latest(ctx, v.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != app.JobFailed || !strings.Contains(got.Error, c.want) || got.FinishedAt.IsZero() {
+				t.Errorf("job ended %s: %q", got.State, got.Error)
+			}
+			if took > 6*time.Second {
+				t.Errorf("the job took %s with a 2 s timeout", took)
+			}
+			stored := len(got.Error)
+			for _, st := range got.Steps {
+				stored += len(st.Detail)
+			}
+			log, _ := db.AuditLog(ctx, v.ID, 3)
+			for _, e := range log {
+				stored += len(e.Detail)
+			}
+			t.Logf("%s: job failed after %s; %d bytes of error, step details and audit stored", c.name, took.Round(time.Millisecond), stored)
+			if stored > 4<<10 {
+				t.Errorf("%d bytes stored about one failed install", stored)
+			}
+			if _, err := jobs.Start(ctx, v.ID, creds, operator); err != nil {
+				t.Errorf("the next install: %v", err)
+			}
+			jobs.Wait()
+		})
+	}
+}

@@ -62,7 +62,12 @@ func (db *DB) StartJob(ctx context.Context, j *app.InstallJob, e *app.AuditEntry
 }
 
 // UpdateJob writes a job's state, steps and error; a finished state stamps finished_at.
+// Texts are bounded (MaxDetail), whatever the guest made them.
 func (db *DB) UpdateJob(ctx context.Context, j *app.InstallJob, e *app.AuditEntry) error {
+	j.Error = app.Clip(j.Error, MaxDetail)
+	for i := range j.Steps {
+		j.Steps[i].Detail = app.Clip(j.Steps[i].Detail, MaxDetail)
+	}
 	steps, err := json.Marshal(j.Steps)
 	if err != nil {
 		return err

@@ -160,12 +160,18 @@ func (db *DB) inTx(ctx context.Context, fn func(tx bun.Tx) error) error {
 	return db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error { return fn(tx) })
 }
 
+// MaxDetail bounds a free text the store keeps (an audit entry's detail, a job's error):
+// parts of it come from guests and clients, and a row must stay small whatever they send.
+const MaxDetail = 4 << 10
+
+const maxActor = 256
+
 // audit inserts e (if not nil) within tx, stamping its time.
 func audit(ctx context.Context, tx bun.IDB, e *app.AuditEntry) error {
 	if e == nil {
 		return nil
 	}
-	row := auditRow{At: now(), Actor: e.Actor, Action: e.Action, Addr: e.Addr, Detail: e.Detail}
+	row := auditRow{At: now(), Actor: app.Clip(e.Actor, maxActor), Action: e.Action, Addr: app.Clip(e.Addr, maxActor), Detail: app.Clip(e.Detail, MaxDetail)}
 	if e.VMID != "" {
 		row.VMID = sql.NullString{String: e.VMID, Valid: true}
 	}

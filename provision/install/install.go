@@ -106,7 +106,12 @@ func (in *Installer) Run(ctx context.Context, req Request, progress func(step st
 			progress(name)
 		}
 	}
-	fail := func(name string, err error) (Result, error) { return res, &StepError{Step: name, Err: err} }
+	fail := func(name string, err error) (Result, error) {
+		if ctx.Err() != nil { // whatever broke, it broke because the time was up
+			err = ended(ctx.Err())
+		}
+		return res, &StepError{Step: name, Err: err}
+	}
 
 	step(StepConnect)
 	client, err := in.dial(ctx, req, &res)
@@ -114,7 +119,10 @@ func (in *Installer) Run(ctx context.Context, req Request, progress func(step st
 		return fail(StepConnect, err)
 	}
 	defer client.Close()
-	r := &remote{client: client, root: req.Root}
+	// A guest that stops answering must not hold the install past its context: closing the
+	// connection ends every session and the SFTP transfer blocked on it.
+	defer context.AfterFunc(ctx, func() { client.Close() })()
+	r := &remote{ctx: ctx, client: client, root: req.Root}
 
 	step(StepDetect)
 	if err := r.detect(&res); err != nil {
@@ -268,7 +276,9 @@ func (in *Installer) dial(ctx context.Context, req Request, res *Result) (*ssh.C
 		return nil, fmt.Errorf("cannot reach %s: %w", addr, err)
 	}
 	conn.SetDeadline(time.Now().Add(in.dialTimeout())) //nolint:errcheck // bounds the handshake
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	stop()
 	if err != nil {
 		conn.Close()
 		var mm *HostKeyMismatchError

@@ -2,10 +2,12 @@ package install
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -13,25 +15,44 @@ import (
 
 // remote runs commands on the guest.
 type remote struct {
+	ctx      context.Context // the install's: a command still running when it ends is cut off
 	client   *ssh.Client
 	root     string
 	needSudo bool // not root: privileged commands go through sudo
 }
 
-// run runs a command and returns its stdout; a failure carries its stderr.
+// The guest is untrusted: what it prints is kept only up to these sizes, so a guest that
+// floods cannot fill the manager's memory, the job row or the audit log.
+const (
+	maxStdout  = 64 << 10 // what a command may answer; more is a failure
+	maxStderr  = 64 << 10 // the newest part of stderr is kept
+	maxExcerpt = 300      // of which this much goes into an error message
+)
+
+// ErrTooMuchOutput: a command printed more than the installer reads.
+var ErrTooMuchOutput = fmt.Errorf("the guest sent more than %d KiB of output", maxStdout>>10)
+
+// run runs a command and returns its stdout; a failure carries the end of its stderr.
 func (r *remote) run(cmd string) (string, error) {
+	if err := r.ctx.Err(); err != nil {
+		return "", ended(err)
+	}
 	s, err := r.client.NewSession()
 	if err != nil {
 		return "", fmt.Errorf("open session: %w", err)
 	}
 	defer s.Close()
-	var out, errb bytes.Buffer
-	s.Stdout, s.Stderr = &out, &errb
-	if err := s.Run(cmd); err != nil {
-		msg := strings.TrimSpace(errb.String())
-		if len(msg) > 300 {
-			msg = msg[:300] + "…"
-		}
+	out := &capped{max: maxStdout, onFull: func() { s.Close() }} // no point reading on
+	errb := &capped{max: maxStderr, keepTail: true}
+	s.Stdout, s.Stderr = out, errb
+	err = s.Run(cmd)
+	switch {
+	case out.overflow:
+		return "", ErrTooMuchOutput
+	case r.ctx.Err() != nil:
+		return "", ended(r.ctx.Err())
+	case err != nil:
+		msg := excerpt(errb.String())
 		var exit *ssh.ExitError
 		if errors.As(err, &exit) && msg != "" {
 			return "", fmt.Errorf("%s (exit %d)", msg, exit.ExitStatus())
@@ -39,6 +60,74 @@ func (r *remote) run(cmd string) (string, error) {
 		return "", fmt.Errorf("%w %s", err, msg)
 	}
 	return out.String(), nil
+}
+
+// ended says why the install stopped waiting for the guest.
+func ended(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errors.New("the guest did not finish in time; the install was cut off")
+	}
+	return fmt.Errorf("the install was cancelled: %w", err)
+}
+
+// capped is a writer that keeps at most max bytes: the first ones, or with keepTail the
+// newest ones. It never refuses a write, so the SSH channel keeps draining.
+type capped struct {
+	max      int
+	keepTail bool
+	onFull   func() // called once when the first max bytes are exceeded (not with keepTail)
+	buf      []byte
+	dropped  bool
+	overflow bool
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	n := len(p)
+	if c.keepTail {
+		if len(p) >= c.max {
+			c.buf = append(c.buf[:0], p[len(p)-c.max:]...)
+			c.dropped = true
+			return n, nil
+		}
+		if over := len(c.buf) + len(p) - c.max; over > 0 {
+			c.buf = append(c.buf[:0], c.buf[over:]...)
+			c.dropped = true
+		}
+		c.buf = append(c.buf, p...)
+		return n, nil
+	}
+	if room := c.max - len(c.buf); len(p) > room {
+		c.buf = append(c.buf, p[:room]...)
+		if !c.overflow && c.onFull != nil {
+			c.onFull()
+		}
+		c.overflow = true
+		return n, nil
+	}
+	c.buf = append(c.buf, p...)
+	return n, nil
+}
+
+func (c *capped) String() string { return string(c.buf) }
+
+// excerpt is the end of a guest's message, short enough for an error, valid UTF-8 and
+// without control characters other than newlines.
+func excerpt(s string) string {
+	s = strings.TrimSpace(s)
+	cut := len(s) > maxExcerpt
+	if cut {
+		s = s[len(s)-maxExcerpt:]
+	}
+	s = strings.Map(func(r rune) rune {
+		if r == '\n' || r >= 0x20 && r != 0x7f && r != utf8.RuneError {
+			return r
+		}
+		return -1
+	}, strings.ToValidUTF8(s, ""))
+	if cut {
+		s = "…" + s
+	}
+	return s
 }
 
 // sudo runs a shell script as root: directly when logged in as root, else with sudo -n
