@@ -18,7 +18,6 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
-	"github.com/uptrace/bun/migrate"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -104,31 +103,6 @@ func (db *DB) Close() error { return db.bun.Close() }
 
 // Ping checks the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.bun.PingContext(ctx) }
-
-// Migrate applies every migration not yet applied and returns the names it applied.
-func (db *DB) Migrate(ctx context.Context) ([]string, error) {
-	ms := migrate.NewMigrations()
-	if err := ms.Discover(migrations.FS); err != nil {
-		return nil, fmt.Errorf("store: discover migrations: %w", err)
-	}
-	m := migrate.NewMigrator(db.bun, ms, migrate.WithTemplateData(db.dialect), migrate.WithMarkAppliedOnSuccess(true))
-	if err := m.Init(ctx); err != nil {
-		return nil, fmt.Errorf("store: init migrations: %w", err)
-	}
-	if err := m.Lock(ctx); err != nil {
-		return nil, fmt.Errorf("store: lock migrations: %w", err)
-	}
-	defer m.Unlock(ctx) //nolint:errcheck // best effort; the lock row is harmless
-	group, err := m.Migrate(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("store: migrate: %w", err)
-	}
-	var names []string
-	for _, mg := range group.Migrations {
-		names = append(names, mg.Name)
-	}
-	return names, nil
-}
 
 // now is the store's clock: UTC, truncated to microseconds so values survive a round trip
 // through PostgreSQL unchanged.
