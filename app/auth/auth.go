@@ -46,6 +46,9 @@ func NewService(db *store.DB, throttle *Throttle, cost int) *Service {
 	return &Service{db: db, throttle: throttle, cost: cost, dummy: dummy}
 }
 
+// Throttle is the sign-in throttle in use.
+func (s *Service) Throttle() *Throttle { return s.throttle }
+
 func checkPassword(pw string) error {
 	switch {
 	case len(pw) < MinPassword:
@@ -151,9 +154,10 @@ func (s *Service) SessionUser(ctx context.Context, token string) (*app.User, err
 	return u, err
 }
 
-// SignOut ends the session of token.
+// SignOut ends the session of token; it is audited only if there was one to end.
 func (s *Service) SignOut(ctx context.Context, token string, by app.Actor) error {
-	return s.db.DeleteSession(ctx, app.HashToken(token), &app.AuditEntry{Actor: by.String(), Action: app.AuditSignOut, Addr: by.Addr, Detail: "signed out"})
+	_, err := s.db.DeleteSession(ctx, app.HashToken(token), &app.AuditEntry{Actor: by.String(), Action: app.AuditSignOut, Addr: by.Addr, Detail: "signed out"})
+	return err
 }
 
 // CreateAPIToken makes a named bearer token for the JSON API and returns it; only its hash

@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,14 +95,71 @@ func TestThrottle(t *testing.T) {
 	if w := th.Blocked("1.1.1.1", "admin"); w != 30*time.Second {
 		t.Errorf("after 3 failures wait = %v, want 30s (until the first failure is a minute old)", w)
 	}
-	// The user name is blocked from any address, and the address for any user name.
-	if th.Blocked("2.2.2.2", "admin") == 0 || th.Blocked("1.1.1.1", "bob") == 0 {
-		t.Error("throttle must hold per address and per user name")
+	// The name from a fresh address, and another name from this address, still get a try.
+	if w := th.Blocked("2.2.2.2", "admin"); w != 0 {
+		t.Errorf("a fresh address is locked out of admin for %v", w)
+	}
+	if w := th.Blocked("1.1.1.1", "bob"); w != 0 {
+		t.Errorf("another name from the guessing address waits %v before its own limit", w)
+	}
+	// But an address that has failed itself waits while the name is under attack.
+	th.Fail("3.3.3.3", "bob")
+	if th.Blocked("3.3.3.3", "admin") == 0 {
+		t.Error("an address with failures of its own is let at a name that is under attack")
 	}
 	clock = clock.Add(31 * time.Second)
 	if w := th.Blocked("1.1.1.1", "admin"); w != 0 {
 		t.Errorf("after the window: wait %v, want 0", w)
 	}
+}
+
+// TestThrottleAddressSpray: one address guessing at many names is held by its own limit.
+func TestThrottleAddressSpray(t *testing.T) {
+	th := NewThrottle(3, time.Minute)
+	for i := 0; i < th.MaxAddr; i++ {
+		th.Fail("6.6.6.6", "user"+strconv.Itoa(i))
+	}
+	if th.Blocked("6.6.6.6", "somebody-new") == 0 {
+		t.Errorf("%d failures on different names from one address, and it may go on", th.MaxAddr)
+	}
+	if th.Blocked("7.7.7.7", "somebody-new") != 0 {
+		t.Error("another address is held by the sprayer's limit")
+	}
+}
+
+// TestThrottleBounded reproduces the memory sink: failed sign-ins with 4 MiB names, and
+// floods of distinct addresses, keep the table small; expired keys are swept.
+func TestThrottleBounded(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	th := NewThrottle(10, 15*time.Minute)
+	th.Now = func() time.Time { return clock }
+	th.MaxKeys = 1000
+	huge := strings.Repeat("x", 4<<20)
+	before := heapInUse()
+	for i := 0; i < 80; i++ {
+		th.Fail("10.9.9."+strconv.Itoa(i), huge+strconv.Itoa(i))
+	}
+	if grew := int64(heapInUse()) - int64(before); grew > 1<<20 {
+		t.Errorf("80 failures with 4 MiB names grew the heap by %d KiB", grew>>10)
+	}
+	for i := 0; i < 5000; i++ {
+		th.Fail("10.1."+strconv.Itoa(i/250)+"."+strconv.Itoa(i%250), "admin")
+	}
+	if n := th.Keys(); n > th.MaxKeys {
+		t.Errorf("%d keys held, bound %d", n, th.MaxKeys)
+	}
+	clock = clock.Add(16 * time.Minute)
+	th.Fail("10.2.2.2", "admin") // any later failure sweeps what expired
+	if n := th.Keys(); n != 3 {
+		t.Errorf("after the window %d keys remain, want the newest failure's 3", n)
+	}
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
 }
 
 func TestSignInThrottled(t *testing.T) {
@@ -115,6 +174,27 @@ func TestSignInThrottled(t *testing.T) {
 	// Even the right password is refused while throttled: guessing must not pay off.
 	if _, _, err := s.SignIn(ctx, "admin", "right-password", "10.0.0.1", ""); app.ErrorCode(err) != app.ETHROTTLED {
 		t.Errorf("right password while throttled: %v, want throttled", err)
+	}
+}
+
+// TestLockoutCannotBeForcedOnTheOperator reproduces the lockout: wrong passwords for admin
+// from many addresses must not refuse the right password from an address that has not
+// failed, however long the attacker keeps at it.
+func TestLockoutCannotBeForcedOnTheOperator(t *testing.T) {
+	db := storetest.SQLite(t)
+	s := NewService(db, NewThrottle(10, 15*time.Minute), bcrypt.MinCost)
+	ctx := context.Background()
+	if _, err := s.CreateUser(ctx, "admin", "right-password", system); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ { // three rounds of ten, from three addresses
+		s.SignIn(ctx, "admin", "guess-"+strconv.Itoa(i), "203.0.113."+strconv.Itoa(i%3), "")
+	}
+	if _, _, err := s.SignIn(ctx, "admin", "guess-again", "203.0.113.1", ""); app.ErrorCode(err) != app.ETHROTTLED {
+		t.Errorf("the attacker's address after ten failures: %v, want throttled", err)
+	}
+	if _, _, err := s.SignIn(ctx, "admin", "right-password", "198.51.100.7", ""); err != nil {
+		t.Errorf("the operator, from an address with no failures: %v", err)
 	}
 }
 

@@ -45,15 +45,22 @@ func (db *DB) SessionUser(ctx context.Context, hash string) (*app.User, error) {
 	return u.toUser(), nil
 }
 
-// DeleteSession ends the session whose hash is hash, and writes e. Ending a session that
-// does not exist is not an error: the outcome is the same.
-func (db *DB) DeleteSession(ctx context.Context, hash string, e *app.AuditEntry) error {
-	return db.inTx(ctx, func(tx bun.Tx) error {
-		if _, err := tx.NewDelete().Model((*sessionRow)(nil)).Where("id = ?", hash).Exec(ctx); err != nil {
+// DeleteSession ends the session whose hash is hash and, if there was one, writes e. Ending
+// a session that does not exist is not an error (the outcome is the same) and leaves no
+// trace: anyone can post any cookie, and the audit log must not fill with it.
+func (db *DB) DeleteSession(ctx context.Context, hash string, e *app.AuditEntry) (ended bool, err error) {
+	err = db.inTx(ctx, func(tx bun.Tx) error {
+		res, err := tx.NewDelete().Model((*sessionRow)(nil)).Where("id = ?", hash).Exec(ctx)
+		if err != nil {
 			return fmt.Errorf("store: delete session: %w", err)
 		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		ended = true
 		return audit(ctx, tx, e)
 	})
+	return ended, err
 }
 
 // DeleteExpiredSessions removes sessions past their expiry and returns how many.

@@ -59,7 +59,7 @@ func TestUsersAndSessions(t *testing.T) {
 		if err := db.CreateSession(ctx, "s2", u.ID, time.Hour, "", "", nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.DeleteSession(ctx, "s2", nil); err != nil {
+		if _, err := db.DeleteSession(ctx, "s2", nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.SessionUser(ctx, "s2"); app.ErrorCode(err) != app.ENOTFOUND {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -14,8 +15,16 @@ import (
 
 const sessionCookie = "hearth_session"
 
+// MaxForm bounds a UI form's body (the largest holds a pasted private key); MaxLoginForm
+// the sign-in form's, which holds a name and a password.
+const (
+	MaxForm      = 64 << 10
+	MaxLoginForm = 8 << 10
+)
+
 func (s *Server) uiRoutes() {
 	ui := s.echo.Group("")
+	ui.Use(limitForm)
 	ui.Use(middleware.CSRFWithConfig(middleware.CSRFConfig{
 		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
 		CookieName:     "hearth_csrf",
@@ -53,6 +62,31 @@ func (s *Server) uiRoutes() {
 	in.POST("/vms/:id/agent/install", s.startInstall)
 	in.GET("/vms/:id/guest-ip", s.guestIPValue)
 	in.POST("/vms/:id/guest-ip", s.setGuestIP)
+}
+
+// limitForm reads a state-changing UI request's form within its bound, before anything
+// else (the CSRF check) reads it: Go would otherwise accept 10 MB of url-encoded form, and
+// echo ignores the error of a form that does not parse.
+func limitForm(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || isAPI(c) {
+			return next(c)
+		}
+		limit := int64(MaxForm)
+		if r.URL.Path == "/login" {
+			limit = MaxLoginForm
+		}
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
+		if err := r.ParseForm(); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return app.Errorf(app.ETOOLARGE, "the form is larger than %d KiB", limit>>10)
+			}
+			return app.Errorf(app.EINVALID, "the form could not be read: %s", err)
+		}
+		return next(c)
+	}
 }
 
 // signedIn lets through requests with a live session and sends the rest to sign in: a

@@ -87,8 +87,15 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 	return &Main{
 		Config: cfg, Logger: logger, DB: db, VMs: vms, Jobs: jobs,
 		Metrics: metrics.New(vms, metrics.Options{Interval: cfg.MetricsInterval, Logger: logger, Store: db}),
-		Auth:    auth.NewService(db, auth.NewThrottle(10, 15*time.Minute), 0),
+		Auth:    auth.NewService(db, throttle(logger), 0),
 	}, nil
+}
+
+// throttle limits failed sign-ins: 10 per address and name in 15 minutes (see auth.Throttle).
+func throttle(logger *slog.Logger) *auth.Throttle {
+	t := auth.NewThrottle(10, 15*time.Minute)
+	t.Logger = logger
+	return t
 }
 
 // Start opens everything and starts serving; it returns once the listener is bound.

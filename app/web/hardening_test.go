@@ -1,0 +1,70 @@
+package web
+
+import (
+	"net/http"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+
+	"hearth/app/store/storetest"
+)
+
+// TestLogoutAuditsOnlyEndedSessions reproduces the audit flood: POST /logout with made-up
+// cookies (or none) writes nothing; ending a real session writes one entry.
+func TestLogoutAuditsOnlyEndedSessions(t *testing.T) {
+	e := newEnv(t, storetest.SQLite(t))
+	before := e.auditCount("")
+	for i := 0; i < 300; i++ {
+		e.client.Jar.SetCookies(mustURL(e.srv.URL), []*http.Cookie{{Name: sessionCookie, Value: "hss_made_up_" + strings.Repeat("x", i%7)}})
+		if status, _, _ := e.form("/logout", nil, nil); status != http.StatusSeeOther {
+			t.Fatalf("logout with a made-up cookie: %d", status)
+		}
+	}
+	if n := e.auditCount(""); n != before {
+		t.Errorf("300 logouts with made-up cookies wrote %d audit rows", n-before)
+	}
+	e.signIn()
+	signedIn := e.auditCount("")
+	e.form("/logout", nil, nil)
+	e.form("/logout", nil, nil) // the cookie is cleared: nothing to end
+	log, _ := e.db.AuditLog(t.Context(), "", 1)
+	if n := e.auditCount(""); n != signedIn+1 || log[0].Action != "sign_out" {
+		t.Errorf("a real logout wrote %d rows (newest %+v), want one sign_out", n-signedIn, log)
+	}
+}
+
+// TestFormBodiesAreBounded reproduces the sign-in memory sink: a 4 MiB user name is refused
+// with 413 before it is read, parsed, throttled or echoed back; other forms are bounded too.
+func TestFormBodiesAreBounded(t *testing.T) {
+	e := newEnv(t, storetest.SQLite(t))
+	huge := strings.Repeat("n", 4<<20)
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	heapBefore := m.HeapInuse
+	for i := 0; i < 20; i++ {
+		status, _, body := e.form("/login", url.Values{"name": {huge}, "password": {"x"}}, nil)
+		if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "larger than 8 KiB") {
+			t.Fatalf("4 MiB sign-in: %d %.200s", status, body)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	if grew := int64(m.HeapInuse) - int64(heapBefore); grew > 8<<20 {
+		t.Errorf("20 sign-ins with 4 MiB names left the heap %d MiB larger", grew>>20)
+	}
+	if n := e.auth.Throttle().Keys(); n != 0 {
+		t.Errorf("refused bodies reached the throttle: %d keys", n)
+	}
+	// A name just under the bound is an ordinary failed sign-in.
+	if status, _, _ := e.form("/login", url.Values{"name": {strings.Repeat("n", 7000)}, "password": {"x"}}, nil); status != http.StatusUnauthorized {
+		t.Errorf("7000-byte name: %d, want 401", status)
+	}
+	e.signIn()
+	v, _ := e.createVM("bounded")
+	status, _, _ := e.form("/vms/"+v.ID+"/guest-ip", url.Values{"guest_ip": {strings.Repeat("1", 100<<10)}}, nil)
+	if status != http.StatusRequestEntityTooLarge {
+		t.Errorf("100 KiB guest-ip form: %d, want 413", status)
+	}
+}
