@@ -2,8 +2,10 @@ package web
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -53,10 +55,24 @@ func (s *Server) logout(c echo.Context) error {
 }
 
 // safeNext keeps post-sign-in redirects on this site: a local absolute path, nothing that a
-// browser could read as another host ("//evil", "/\evil").
+// browser could read as another host. Browsers drop tabs and newlines from URLs and read a
+// backslash as a slash, so "/<TAB>/evil", "/<backslash>evil" and "//evil" all lead
+// elsewhere: any control character or backslash is refused, and what is left must parse
+// as a path with no scheme or host.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
-		return "/vms"
+	const home = "/vms"
+	if len(next) > 2048 || !utf8.ValidString(next) || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		return home
+	}
+	for _, r := range next {
+		if r < 0x20 || r == 0x7f || r == '\\' || (r >= 0x80 && r < 0xa0) {
+			return home
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		!strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
+		return home
 	}
 	return next
 }

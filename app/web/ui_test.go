@@ -267,9 +267,32 @@ func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{
 		"/vms/abc": "/vms/abc", "": "/vms", "//evil.example": "/vms", "/\\evil.example": "/vms",
 		"https://evil.example": "/vms", "vms": "/vms", "/vms?x=1": "/vms?x=1",
+		"/\t/evil.example/x": "/vms", "/\n/evil.example": "/vms", "/\r\n/evil.example": "/vms", "\t//evil.example": "/vms",
+		"/\x00/evil.example": "/vms", "/\x7f/evil.example": "/vms", "/\u0085/evil.example": "/vms", "/\xff": "/vms",
+		"/%2F%2Fevil.example": "/vms", "/vms#frag": "/vms#frag", "/vms/a%20b": "/vms/a%20b",
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzSafeNext: whatever next= holds, the redirect stays on this host, read as a browser
+// would read it (tabs and newlines dropped, backslashes as slashes).
+func FuzzSafeNext(f *testing.F) {
+	for _, s := range []string{"/vms", "//evil", "/\tevil", "/\\evil", "/%09/evil", "https://x", "/a?b=c#d", "/\u3000/evil"} {
+		f.Add(s)
+	}
+	base, _ := url.Parse("https://hearth.test/login")
+	f.Fuzz(func(t *testing.T, next string) {
+		got := safeNext(next)
+		if got != next && got != "/vms" {
+			t.Fatalf("safeNext(%q) = %q: neither the input nor home", next, got)
+		}
+		browser := strings.NewReplacer("\t", "", "\n", "", "\r", "", "\\", "/").Replace(got)
+		u, err := base.Parse(browser)
+		if err != nil || u.Host != "hearth.test" || u.Scheme != "https" {
+			t.Fatalf("safeNext(%q) = %q, which a browser takes to %v (%v)", next, got, u, err)
+		}
+	})
 }
