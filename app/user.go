@@ -9,6 +9,14 @@ type User struct {
 	CreatedAt time.Time
 }
 
+// APIToken is a named bearer token for the JSON API, as listed: the token itself is shown
+// once, at creation, and only its hash is kept.
+type APIToken struct {
+	Name       string
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero if never used
+}
+
 // Actor is who did something, for authorisation and the audit log.
 type Actor struct {
 	Kind string // "user", "token", "guest" or "system"
@@ -56,6 +64,7 @@ const (
 	AuditVMStop       = "vm.stop"
 	AuditVMState      = "vm.state"
 	AuditTokenCreate  = "token.create"
+	AuditTokenRevoke  = "token.revoke"
 	AuditUserCreate   = "user.create"
 	AuditUserPasswd   = "user.passwd"
 )

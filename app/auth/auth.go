@@ -174,6 +174,15 @@ func (s *Service) CreateAPIToken(ctx context.Context, name string, by app.Actor)
 	return token, nil
 }
 
+// APITokens lists the API tokens (names and use, never the tokens).
+func (s *Service) APITokens(ctx context.Context) ([]app.APIToken, error) { return s.db.APITokens(ctx) }
+
+// RevokeAPIToken deletes the named token: requests carrying it are refused from now on.
+func (s *Service) RevokeAPIToken(ctx context.Context, name string, by app.Actor) error {
+	return s.db.DeleteAPIToken(ctx, name, &app.AuditEntry{Actor: by.String(), Action: app.AuditTokenRevoke, Addr: by.Addr,
+		Detail: "revoked API token " + app.Clip(name, 64)})
+}
+
 // APIToken returns the name of the API token token, or EUNAUTHORIZED.
 func (s *Service) APIToken(ctx context.Context, token string) (string, error) {
 	name, err := s.db.APITokenName(ctx, app.HashToken(token))

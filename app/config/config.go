@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,9 @@ type Config struct {
 	JailerUID       int            // HEARTH_JAILER_UID
 	JailerGID       int            // HEARTH_JAILER_GID
 	JailerChroot    string         // HEARTH_JAILER_CHROOT
+	// ImageDirs (HEARTH_IMAGE_DIRS) are the directories VM kernels, initrds and root
+	// filesystems must lie in; absolute. Default: the data dir's images/.
+	ImageDirs []string
 }
 
 // Load builds a Config from getenv and then args (flags without the subcommand). Flags the
@@ -75,6 +79,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&c.JailerChroot, "jailer-chroot", env("HEARTH_JAILER_CHROOT", "/srv/jailer"), "the jailer's chroot base (HEARTH_JAILER_CHROOT)")
 	fs.DurationVar(&c.MetricsInterval, "metrics-interval", envDuration(getenv, "HEARTH_METRICS_INTERVAL", 5*time.Second), "how often running VMs are polled (HEARTH_METRICS_INTERVAL)")
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", envDuration(getenv, "HEARTH_STOP_TIMEOUT", 30*time.Second), "how long a stopping guest may take to power off after the ACPI power button (Firecracker: Ctrl+Alt+Del) before it is killed (HEARTH_STOP_TIMEOUT)")
+	var imageDirs string
+	fs.StringVar(&imageDirs, "image-dirs", env("HEARTH_IMAGE_DIRS", ""), "comma-separated directories VM kernels, initrds and root filesystems must lie in; default: the data dir's images/ (HEARTH_IMAGE_DIRS)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HEARTH_LOG_LEVEL", "info"), "debug, info, warn or error (HEARTH_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -116,6 +122,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 			return Config{}, fmt.Errorf("bridge cidr %q: want the bridge's address with its prefix, e.g. 10.77.0.1/24", bridgeCIDR)
 		}
 	}
+	if c.ImageDirs, err = parseImageDirs(imageDirs, c.DataDir); err != nil {
+		return Config{}, err
+	}
 	switch c.Hypervisor {
 	case "auto", "firecracker", "qemu":
 	default:
@@ -141,6 +150,33 @@ func envDuration(getenv func(string) string, key string, def time.Duration) time
 		return 0
 	}
 	return d
+}
+
+// parseImageDirs reads HEARTH_IMAGE_DIRS: absolute directories, or by default the data
+// dir's images/ (made absolute, so a later chdir changes nothing).
+func parseImageDirs(s, dataDir string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !filepath.IsAbs(f) {
+			return nil, fmt.Errorf("image dir %q must be an absolute path", f)
+		}
+		if filepath.Clean(f) == "/" {
+			return nil, errors.New("image dir / would let VMs read every file of the host")
+		}
+		out = append(out, filepath.Clean(f))
+	}
+	if len(out) == 0 {
+		abs, err := filepath.Abs(dataDir)
+		if err != nil {
+			return nil, fmt.Errorf("data dir %q: %w", dataDir, err)
+		}
+		out = []string{filepath.Join(abs, "images")}
+	}
+	return out, nil
 }
 
 // ParseCIDRs parses a comma-separated list of networks; it needs at least one.

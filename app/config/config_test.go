@@ -3,6 +3,8 @@ package config
 import (
 	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +24,8 @@ func TestDefaults(t *testing.T) {
 		JailerUID: 65534, JailerGID: 65534, JailerChroot: "/srv/jailer", MetricsInterval: 5 * time.Second, StopTimeout: 30 * time.Second,
 		GuestCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"),
 			netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("fd00::/8")}}
+	cwd, _ := os.Getwd()
+	want.ImageDirs = []string{filepath.Join(cwd, "data", "images")}
 	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}

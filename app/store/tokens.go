@@ -88,3 +88,34 @@ func (db *DB) APITokenName(ctx context.Context, hash string) (string, error) {
 	_, _ = db.bun.NewUpdate().Model((*apiTokenRow)(nil)).Set("last_used_at = ?", now()).Where("id = ?", r.ID).Exec(ctx)
 	return r.Name, nil
 }
+
+// APITokens lists the API tokens by name.
+func (db *DB) APITokens(ctx context.Context) ([]app.APIToken, error) {
+	var rows []apiTokenRow
+	if err := db.bun.NewSelect().Model(&rows).Order("name").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("store: list api tokens: %w", err)
+	}
+	out := make([]app.APIToken, len(rows))
+	for i, r := range rows {
+		out[i] = app.APIToken{Name: r.Name, CreatedAt: r.CreatedAt.UTC()}
+		if r.LastUsedAt.Valid {
+			out[i].LastUsedAt = r.LastUsedAt.Time.UTC()
+		}
+	}
+	return out, nil
+}
+
+// DeleteAPIToken revokes the named API token, and writes e, at once; an unknown name is
+// ENOTFOUND.
+func (db *DB) DeleteAPIToken(ctx context.Context, name string, e *app.AuditEntry) error {
+	return db.inTx(ctx, func(tx bun.Tx) error {
+		res, err := tx.NewDelete().Model((*apiTokenRow)(nil)).Where("name = ?", name).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("store: delete api token: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return app.Errorf(app.ENOTFOUND, "no API token is named %q", name)
+		}
+		return audit(ctx, tx, e)
+	})
+}

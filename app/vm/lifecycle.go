@@ -22,9 +22,11 @@ import (
 
 // Runtime configures running VMs: the drivers at hand and where VMs' files live.
 type Runtime struct {
-	Drivers     map[string]hypervisor.Driver // by name: "firecracker", "qemu"
-	Default     string                       // driver for VMs that name none
-	DataDir     string
+	Drivers map[string]hypervisor.Driver // by name: "firecracker", "qemu"
+	Default string                       // driver for VMs that name none
+	DataDir string
+	// ImageDirs are where VM inputs may come from (default: the data dir's images/).
+	ImageDirs   ImageDirs
 	StopTimeout time.Duration // graceful shutdown before the kill (default 30 s)
 	Logger      *slog.Logger
 	// Network gives each VM a tap on the host bridge; nil starts VMs without a NIC.
@@ -62,8 +64,19 @@ func (s *Service) WithRuntime(rt Runtime) *Service {
 	if rt.Logger == nil {
 		rt.Logger = slog.New(slog.DiscardHandler)
 	}
+	if len(rt.ImageDirs) == 0 {
+		rt.ImageDirs = ImageDirs{DefaultImageDir(rt.DataDir)}
+	}
 	s.rt = &runtime{Runtime: rt, running: map[string]*run{}}
 	return s
+}
+
+// DefaultImageDir is where VM inputs live unless HEARTH_IMAGE_DIRS says otherwise.
+func DefaultImageDir(dataDir string) string {
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	return filepath.Join(dataDir, "images")
 }
 
 func (rt *runtime) vmDir(id string) string { return filepath.Join(rt.DataDir, "vms", id) }
@@ -92,35 +105,23 @@ func (s *Service) Machine(id string) hypervisor.Machine {
 	return nil
 }
 
-// checkImages reports, per field, the image paths that are not readable files here. The
-// kernel is required to start (kernelRequired), not to define a VM.
-func checkImages(kernel, initrd, rootfs string, kernelRequired bool) error {
-	fields := map[string]string{}
-	need := func(field, p string, required bool) {
-		if p == "" {
-			if required {
-				fields[field] = "is required to start the VM"
-			}
-			return
-		}
-		if st, err := os.Stat(p); err != nil || st.IsDir() {
-			fields[field] = fmt.Sprintf("%s is not a readable file on this host", p)
-		}
-	}
-	need("kernel", kernel, kernelRequired)
-	need("initrd", initrd, false)
-	need("rootfs", rootfs, false)
-	return app.Invalid(fields)
+// checkImages reports, per field, the inputs that are not regular files under the image
+// directories. The kernel is required to start (kernelRequired), not to define a VM.
+func (rt *runtime) checkImages(kernel, initrd, rootfs string, kernelRequired bool) error {
+	return rt.ImageDirs.resolveImages(&kernel, &initrd, &rootfs, kernelRequired)
 }
 
 func (s *Service) spec(vm *app.VM) (hypervisor.Spec, error) {
-	if err := checkImages(vm.Kernel, vm.Initrd, vm.Rootfs, true); err != nil {
+	// The hypervisor gets the paths with their links resolved, checked now: the files may
+	// have changed since the VM was defined.
+	kernel, initrd, rootfs := vm.Kernel, vm.Initrd, vm.Rootfs
+	if err := s.rt.ImageDirs.resolveImages(&kernel, &initrd, &rootfs, true); err != nil {
 		return hypervisor.Spec{}, app.Errorf(app.EINVALID, "cannot start %s: %s", vm.Name, app.ErrorMessage(err))
 	}
-	spec := hypervisor.Spec{VMID: vm.ID, Name: vm.Name, VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel,
-		Initrd: vm.Initrd, BootArgs: vm.BootArgs, MAC: vm.MAC, Dir: filepath.Join(s.rt.vmDir(vm.ID), "run")}
-	if vm.Rootfs != "" {
-		spec.Disks = append(spec.Disks, hypervisor.Disk{ID: "rootfs", Path: vm.Rootfs, Root: true})
+	spec := hypervisor.Spec{VMID: vm.ID, Name: vm.Name, VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, Kernel: kernel,
+		Initrd: initrd, BootArgs: vm.BootArgs, MAC: vm.MAC, Dir: filepath.Join(s.rt.vmDir(vm.ID), "run")}
+	if rootfs != "" {
+		spec.Disks = append(spec.Disks, hypervisor.Disk{ID: "rootfs", Path: rootfs, Root: true})
 	}
 	if vm.Provisioned && s.seeder != nil {
 		seed := s.seeder.SeedPath(vm.ID)

@@ -31,7 +31,7 @@ func realGuest(t *testing.T, db *store.DB, dataDir string, stopTimeout time.Dura
 	kernel, mods := qemutest.Kernel(t)
 	initrd := qemutest.Initramfs(t, mods)
 	s := NewService(db, testRules(t)).WithRuntime(Runtime{Drivers: map[string]hypervisor.Driver{"qemu": &qemu.Driver{Binary: bin}},
-		Default: "qemu", DataDir: dataDir, StopTimeout: stopTimeout})
+		Default: "qemu", DataDir: dataDir, ImageDirs: qemutest.ImageDirs(), StopTimeout: stopTimeout})
 	return s, app.VMSpec{VCPUs: 1, MemoryMiB: 256, Kernel: kernel, Initrd: initrd, BootArgs: "console=ttyS0 panic=-1 rdinit=/init"}
 }
 

@@ -36,7 +36,7 @@ func (s *Service) Create(ctx context.Context, spec app.VMSpec, by app.Actor) (*a
 		return nil, "", err
 	}
 	if s.rt != nil { // a manager that runs VMs checks their images exist here and now
-		if err := checkImages(spec.Kernel, spec.Initrd, spec.Rootfs, false); err != nil {
+		if err := s.rt.checkImages(spec.Kernel, spec.Initrd, spec.Rootfs, false); err != nil {
 			return nil, "", err
 		}
 	}
@@ -100,7 +100,7 @@ func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.
 		return nil, err
 	}
 	if s.rt != nil {
-		if err := checkImages(spec.Kernel, spec.Initrd, spec.Rootfs, false); err != nil {
+		if err := s.rt.checkImages(spec.Kernel, spec.Initrd, spec.Rootfs, false); err != nil {
 			return nil, err
 		}
 	}

@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"net/url"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -66,5 +67,52 @@ func TestFormBodiesAreBounded(t *testing.T) {
 	status, _, _ := e.form("/vms/"+v.ID+"/guest-ip", url.Values{"guest_ip": {strings.Repeat("1", 100<<10)}}, nil)
 	if status != http.StatusRequestEntityTooLarge {
 		t.Errorf("100 KiB guest-ip form: %d, want 413", status)
+	}
+}
+
+// TestTokensPage: signed-in operators list, create and revoke API tokens; a revoked token
+// is refused at once; the page never shows a token except the one just created.
+func TestTokensPage(t *testing.T) {
+	e := newEnv(t, storetest.SQLite(t))
+	e.signIn()
+	status, _, body := e.form("/tokens", url.Values{"name": {"grafana"}}, nil)
+	m := regexp.MustCompile(`data-testid="new-token-value">(hth_[a-z0-9]+)<`).FindStringSubmatch(body)
+	if status != http.StatusCreated || m == nil {
+		t.Fatalf("create a token: %d, token shown: %v", status, m)
+	}
+	token := m[1]
+	if status, _ := e.api("GET", "/v1/vms", "", token); status != 200 {
+		t.Fatalf("the new token: %d", status)
+	}
+	status, _, body = e.do("GET", "/tokens", "", nil)
+	if status != 200 || !strings.Contains(body, `data-token="grafana"`) || strings.Contains(body, "hth_") {
+		t.Errorf("tokens page: %d, lists grafana %v, shows a token %v", status, strings.Contains(body, `data-token="grafana"`), strings.Contains(body, "hth_"))
+	}
+	if status, _, body := e.form("/tokens", url.Values{"name": {"grafana"}}, nil); status != http.StatusConflict || !strings.Contains(body, "already exists") {
+		t.Errorf("a second grafana: %d", status)
+	}
+	if status, _, body := e.form("/tokens", url.Values{"name": {"Bad Name"}}, nil); status != http.StatusBadRequest || !strings.Contains(body, "lowercase letter") {
+		t.Errorf("a bad name: %d", status)
+	}
+	// Revoking needs the CSRF check like every state change: a cross-site post is refused.
+	if status, _, _ := e.form("/tokens/grafana/revoke", nil, map[string]string{"Sec-Fetch-Site": "cross-site"}); status != http.StatusForbidden {
+		t.Errorf("cross-site revoke: %d", status)
+	}
+	status, hdr, _ := e.form("/tokens/grafana/revoke", nil, nil)
+	if status != http.StatusSeeOther || hdr.Get("Location") != "/tokens?revoked=grafana" {
+		t.Errorf("revoke: %d %s", status, hdr.Get("Location"))
+	}
+	if status, _ := e.api("GET", "/v1/vms", "", token); status != http.StatusUnauthorized {
+		t.Errorf("the revoked token: %d, want 401", status)
+	}
+	if _, _, body := e.do("GET", "/tokens?revoked=grafana", "", nil); !strings.Contains(body, "Token grafana revoked") || strings.Contains(body, `data-token="grafana"`) {
+		t.Error("after revoke the page does not say so, or still lists it")
+	}
+	if status, _, _ := e.form("/tokens/grafana/revoke", nil, nil); status != http.StatusNotFound {
+		t.Errorf("revoking it again: %d", status)
+	}
+	log, _ := e.db.AuditLog(t.Context(), "", 3)
+	if len(log) == 0 || log[0].Action != "token.revoke" || !strings.Contains(log[0].Detail, "grafana") {
+		t.Errorf("audit after revoke: %+v", log)
 	}
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"encoding/json"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func lifecycleEnv(t *testing.T) (*env, string) {
 
 func vmRuntime(t *testing.T, bin string) vm.Runtime {
 	return vm.Runtime{Drivers: map[string]hypervisor.Driver{"qemu": &qemu.Driver{Binary: bin}}, Default: "qemu",
-		DataDir: t.TempDir(), StopTimeout: 20 * time.Second}
+		DataDir: t.TempDir(), ImageDirs: qemutest.ImageDirs(), StopTimeout: 20 * time.Second}
 }
 
 func (e *env) vmState(t *testing.T, id string) vmJSON {
@@ -92,9 +93,15 @@ func TestAPILifecycle(t *testing.T) {
 	if status, _ := e.api("DELETE", "/v1/vms/"+v.ID, "", ""); status != 204 {
 		t.Errorf("delete after stop: %d", status)
 	}
-	// A kernel that is not on this host is refused at create, naming the field and path.
+	// A kernel that is not in the image directories is refused at create, naming the field
+	// and path.
 	status, out = e.api("POST", "/v1/vms", `{"name":"nokernel","kernel":"/nonexistent/vmlinuz","provision":false}`, "")
-	if status != 400 || !strings.Contains(out, `"kernel":"/nonexistent/vmlinuz is not a readable file on this host"`) {
+	if status != 400 || !strings.Contains(out, `"kernel":"/nonexistent/vmlinuz is outside the image directories`) {
+		t.Errorf("create with a kernel outside the image dirs: %d %s", status, out)
+	}
+	missing := filepath.Join(qemutest.ImageDirs()[1], "hearth-no-such-kernel")
+	status, out = e.api("POST", "/v1/vms", `{"name":"nokernel","kernel":"`+missing+`","provision":false}`, "")
+	if status != 400 || !strings.Contains(out, `"kernel":"`+missing+` does not exist"`) {
 		t.Errorf("create with a missing kernel: %d %s", status, out)
 	}
 }

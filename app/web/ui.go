@@ -62,6 +62,9 @@ func (s *Server) uiRoutes() {
 	in.POST("/vms/:id/agent/install", s.startInstall)
 	in.GET("/vms/:id/guest-ip", s.guestIPValue)
 	in.POST("/vms/:id/guest-ip", s.setGuestIP)
+	in.GET("/tokens", s.tokensPage)
+	in.POST("/tokens", s.createToken)
+	in.POST("/tokens/:name/revoke", s.revokeToken)
 }
 
 // limitForm reads a state-changing UI request's form within its bound, before anything

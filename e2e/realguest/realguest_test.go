@@ -133,7 +133,8 @@ func runVariant(t *testing.T, variant string) {
 	env := append(os.Environ(), "HEARTH_DATA_DIR="+data, fmt.Sprintf("HEARTH_LISTEN=0.0.0.0:%d", port),
 		fmt.Sprintf("HEARTH_PUBLIC_URL=http://10.77.0.1:%d", port), "HEARTH_HYPERVISOR=qemu",
 		"HEARTH_BRIDGE_CIDR=10.77.0.1/24", "HEARTH_ALLOCATE_IPS=1", "HEARTH_METRICS_INTERVAL="+interval.String(),
-		"HEARTH_STOP_TIMEOUT=150s", // shutting down under software emulation takes its time
+		"HEARTH_STOP_TIMEOUT=150s",             // shutting down under software emulation takes its time
+		"HEARTH_IMAGE_DIRS="+filepath.Dir(img), // the cached images are where VMs may boot from
 		"HEARTH_ADMIN_PASSWORD=e2e-admin-password")
 	tokenOut, err := exec.Command(bin, "token", "create", "e2e", "--data-dir", data).CombinedOutput()
 	if err != nil {

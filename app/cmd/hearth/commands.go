@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"hearth/app/config"
 )
@@ -71,17 +73,53 @@ func readPassword(stdin io.Reader) (string, error) {
 	return line, nil
 }
 
+const tokenUsage = "usage: hearth token create NAME | hearth token list | hearth token revoke NAME"
+
 func tokenCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) < 2 || args[0] != "create" {
-		return errors.New("usage: hearth token create NAME")
+	if len(args) == 0 {
+		return errors.New(tokenUsage)
 	}
-	name := args[1]
-	return withServices(ctx, args[2:], getenv, stderr, func(m *Main) error {
-		token, err := m.Auth.CreateAPIToken(ctx, name, cliActor)
-		if err != nil {
-			return err
+	verb, rest := args[0], args[1:]
+	name := ""
+	switch verb {
+	case "create", "revoke":
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+			return errors.New(tokenUsage)
 		}
-		fmt.Fprintln(stdout, token)
+		name, rest = rest[0], rest[1:]
+	case "list":
+	default:
+		return errors.New(tokenUsage)
+	}
+	return withServices(ctx, rest, getenv, stderr, func(m *Main) error {
+		switch verb {
+		case "create":
+			token, err := m.Auth.CreateAPIToken(ctx, name, cliActor)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, token)
+		case "revoke":
+			if err := m.Auth.RevokeAPIToken(ctx, name, cliActor); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "revoked API token %s\n", name)
+		case "list":
+			tokens, err := m.Auth.APITokens(ctx)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tCREATED\tLAST USED")
+			for _, t := range tokens {
+				used := "never"
+				if !t.LastUsedAt.IsZero() {
+					used = t.LastUsedAt.Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\n", t.Name, t.CreatedAt.Format(time.RFC3339), used)
+			}
+			w.Flush()
+		}
 		return nil
 	})
 }

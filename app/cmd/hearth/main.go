@@ -40,6 +40,8 @@ Usage:
   hearth user create NAME        add an operator; password read from stdin
   hearth user passwd NAME        set an operator's password from stdin; ends their sessions
   hearth token create NAME       create an API token and print it (shown once)
+  hearth token list              list API tokens: name, created, last used
+  hearth token revoke NAME       revoke an API token: requests carrying it are refused
   hearth version                 print the version
 
 Flags (each also read from the environment variable in brackets):

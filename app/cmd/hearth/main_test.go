@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"hearth/app/config"
+	"hearth/app/hypervisor/qemu/qemutest"
 	"hearth/app/store/storetest"
 )
 
@@ -27,7 +29,8 @@ func startMain(tb testing.TB, env map[string]string) (*Main, string) {
 		if v, ok := env[k]; ok {
 			return v
 		}
-		return map[string]string{"HEARTH_DATA_DIR": dataDir, "HEARTH_LISTEN": "127.0.0.1:0"}[k]
+		return map[string]string{"HEARTH_DATA_DIR": dataDir, "HEARTH_LISTEN": "127.0.0.1:0",
+			"HEARTH_IMAGE_DIRS": strings.Join(qemutest.ImageDirs(), ",")}[k]
 	}
 	cfg, err := config.Load(nil, getenv, io.Discard)
 	if err != nil {
@@ -121,6 +124,33 @@ func TestCommands(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&body)
 	if resp.StatusCode != 201 || body["name"] != "from-cli" {
 		t.Errorf("create with CLI token: %d %v", resp.StatusCode, body)
+	}
+
+	// Listed with its last use; revoked, it stops working at once.
+	if out, err := runCmd("", "token", "list"); err != nil || !regexp.MustCompile(`(?m)^ci\s+\S+\s+20\d\d-`).MatchString(out) || strings.Contains(out, "hth_") {
+		t.Errorf("token list: %v\n%s", err, out)
+	}
+	if out, err := runCmd("", "token", "revoke", "ci"); err != nil || !strings.Contains(out, "revoked API token ci") {
+		t.Errorf("token revoke: %v %s", err, out)
+	}
+	if _, err := runCmd("", "token", "revoke", "ci"); err == nil || !strings.Contains(err.Error(), `no API token is named "ci"`) {
+		t.Errorf("revoking it again: %v", err)
+	}
+	req, _ = http.NewRequest("GET", m.URL()+"/v1/vms", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(token))
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a revoked token: %d, want 401", resp2.StatusCode)
+	}
+	if out, err := runCmd("", "token", "list"); err != nil || strings.Contains(out, "ci ") {
+		t.Errorf("token list after revoke: %v\n%s", err, out)
+	}
+	if _, err := runCmd("", "token", "revoke"); err == nil || !strings.Contains(err.Error(), "usage") {
+		t.Errorf("revoke without a name: %v", err)
 	}
 }
 

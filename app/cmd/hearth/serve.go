@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"time"
 
@@ -223,7 +224,12 @@ var cliActor = app.Actor{Kind: app.ActorSystem, Name: "cli"}
 // runtimeFor finds the hypervisors on this host. "auto" prefers Firecracker where it and
 // KVM are usable, and QEMU (which also runs without KVM) otherwise.
 func runtimeFor(cfg config.Config, logger *slog.Logger) (vm.Runtime, error) {
-	rt := vm.Runtime{Drivers: map[string]hypervisor.Driver{}, DataDir: cfg.DataDir, Logger: logger, StopTimeout: cfg.StopTimeout}
+	rt := vm.Runtime{Drivers: map[string]hypervisor.Driver{}, DataDir: cfg.DataDir, ImageDirs: cfg.ImageDirs, Logger: logger, StopTimeout: cfg.StopTimeout}
+	if def := vm.DefaultImageDir(cfg.DataDir); len(cfg.ImageDirs) == 1 && cfg.ImageDirs[0] == def {
+		if err := os.MkdirAll(def, 0o750); err != nil {
+			return rt, fmt.Errorf("create the image directory: %w", err)
+		}
+	}
 	if p, err := exec.LookPath(cfg.QEMU); err == nil {
 		rt.Drivers["qemu"] = &qemu.Driver{Binary: p}
 	}

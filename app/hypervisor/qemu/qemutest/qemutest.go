@@ -36,6 +36,12 @@ func Kernel(t testing.TB) (vmlinuz, modules string) {
 	return ks[0], mods[0]
 }
 
+// ImageDirs are the image directories a manager under test must allow for the guests of
+// this package: the kernel's cache and the temp dir the initramfs is built in.
+func ImageDirs() []string {
+	return []string{filepath.Join(CacheDir(), "kernel"), os.TempDir()}
+}
+
 // QEMU returns qemu-system-x86_64's path.
 func QEMU(t testing.TB) string {
 	t.Helper()
