@@ -10,7 +10,11 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+
+	"hearth/app"
 )
 
 // agentReply is what the collector takes from the agent's JSON: the seed document's two
@@ -97,8 +101,22 @@ func parseAgent(body []byte) (agentReply, error) {
 	if r.Mem == nil {
 		return agentReply{}, errors.New("agent answer has no memory_usage_percent")
 	}
-	if len(r.Version) > 64 {
-		r.Version = r.Version[:64]
-	}
+	r.Version = labelValue(r.Version)
 	return r, nil
+}
+
+// maxLabel bounds a label value a guest chose (its agent version).
+const maxLabel = 64
+
+// labelValue makes a text from a guest fit to be a Prometheus label value and a line of the
+// page: valid UTF-8 (a cut never splits a character, or the series would vanish from
+// /metrics), no control characters, at most maxLabel bytes.
+func labelValue(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	return app.Clip(s, maxLabel)
 }

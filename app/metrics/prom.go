@@ -41,9 +41,17 @@ func (p promVMs) Describe(ch chan<- *prometheus.Desc) {
 
 func (p promVMs) Collect(ch chan<- prometheus.Metric) {
 	c := p.c
+	// Every label value is made safe, so no series is ever dropped for its labels; a
+	// metric that still fails is counted, not silently lost.
+	failed := 0
 	emit := func(d *prometheus.Desc, t prometheus.ValueType, v float64, lv ...string) {
+		for i := range lv {
+			lv[i] = labelValue(lv[i])
+		}
 		if m, err := prometheus.NewConstMetric(d, t, v, lv...); err == nil {
 			ch <- m
+		} else {
+			failed++
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -86,6 +94,9 @@ func (p promVMs) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
+	if failed > 0 {
+		c.pollErrors["export"] += uint64(failed)
+	}
 	emit(pRounds, prometheus.CounterValue, float64(c.rounds))
 	emit(pRoundLast, prometheus.GaugeValue, c.lastRound.Seconds())
 	kinds := make([]string, 0, len(c.pollErrors))
