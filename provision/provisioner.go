@@ -64,11 +64,15 @@ func (p *Provisioner) Prepare(vm *app.VM) (hostKeyPrivate string, err error) {
 
 // WriteSeed renders the VM's cloud-init documents and writes its seed with the agent.
 func (p *Provisioner) WriteSeed(vm *app.VM, registrationToken, hostKeyPrivate string) error {
+	return p.writeSeed(p.SeedPath(vm.ID), vm, "", registrationToken, hostKeyPrivate)
+}
+
+func (p *Provisioner) writeSeed(path string, vm *app.VM, instanceID, registrationToken, hostKeyPrivate string) error {
 	agent, err := p.agent()
 	if err != nil {
 		return err
 	}
-	docs, err := cloudinit.Render(cloudinit.Params{VMID: vm.ID, Hostname: vm.Name, MAC: vm.MAC,
+	docs, err := cloudinit.Render(cloudinit.Params{VMID: vm.ID, InstanceID: instanceID, Hostname: vm.Name, MAC: vm.MAC,
 		ManagerURL: p.PublicURL, AgentToken: vm.AgentToken, RegistrationToken: registrationToken,
 		ManagerSSHKey: AuthorizedKey(p.ManagerKey.PublicKey()), HostKeyPrivate: hostKeyPrivate, HostKeyPublic: vm.HostKey,
 		Static: p.static(vm)})
@@ -79,7 +83,7 @@ func (p *Provisioner) WriteSeed(vm *app.VM, registrationToken, hostKeyPrivate st
 	if docs.NetworkConfig != nil {
 		files["network-config"] = docs.NetworkConfig
 	}
-	if err := seed.Write(p.SeedPath(vm.ID), files); err != nil {
+	if err := seed.Write(path, files); err != nil {
 		return fmt.Errorf("provision: %w", err)
 	}
 	return nil

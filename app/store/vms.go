@@ -126,6 +126,13 @@ func (db *DB) VMs(ctx context.Context) ([]*app.VM, error) {
 // VM's updated_at still equals vm.UpdatedAt: a concurrent change in between is ECONFLICT
 // rather than silently overwritten.
 func (db *DB) UpdateVM(ctx context.Context, vm *app.VM, e *app.AuditEntry) error {
+	return db.UpdateVMWithToken(ctx, vm, "", e)
+}
+
+// UpdateVMWithToken is UpdateVM that also replaces the VM's registration token hash (when
+// tokenHash is not ""), in the same transaction: a provisioned VM's rename goes with the
+// new token baked into its re-rendered seed.
+func (db *DB) UpdateVMWithToken(ctx context.Context, vm *app.VM, tokenHash string, e *app.AuditEntry) error {
 	seen := vm.UpdatedAt
 	return db.inTx(ctx, func(tx bun.Tx) error {
 		t := now()
@@ -142,6 +149,12 @@ func (db *DB) UpdateVM(ctx context.Context, vm *app.VM, e *app.AuditEntry) error
 		}
 		if err := oneRow(ctx, tx, res, vm.ID); err != nil {
 			return err
+		}
+		if tokenHash != "" {
+			if _, err := tx.NewUpdate().Model((*registrationTokenRow)(nil)).Set("hash = ?", tokenHash).
+				Set("created_at = ?", t).Where("vm_id = ?", vm.ID).Exec(ctx); err != nil {
+				return fmt.Errorf("store: replace registration token: %w", err)
+			}
 		}
 		vm.UpdatedAt = t
 		return audit(ctx, tx, e)

@@ -21,6 +21,9 @@ type Seeder interface {
 	// which only the seed ever holds.
 	Prepare(vm *app.VM) (hostKeyPrivate string, err error)
 	WriteSeed(vm *app.VM, registrationToken, hostKeyPrivate string) error
+	// Restage renders the seed again for vm's new name with a new registration token, so the
+	// guest takes the name at its next boot; commit puts it in place, abort discards it.
+	Restage(vm *app.VM, registrationToken string) (commit func() error, abort func(), err error)
 	RemoveSeed(vmID string) error
 	SeedPath(vmID string) string
 }

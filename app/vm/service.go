@@ -107,10 +107,31 @@ func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.
 	if vm.Busy() {
 		return nil, app.Errorf(app.ECONFLICT, "VM %s is %s; stop it before changing it", vm.Name, vm.State)
 	}
+	oldName := vm.Name
 	vm.Name, vm.VCPUs, vm.MemoryMiB, vm.Hypervisor = spec.Name, spec.VCPUs, spec.MemoryMiB, spec.Hypervisor
 	vm.Kernel, vm.Initrd, vm.Rootfs, vm.BootArgs = spec.Kernel, spec.Initrd, spec.Rootfs, spec.BootArgs
-	if err := s.db.UpdateVM(ctx, vm, entry(by, app.AuditVMUpdate, id, "updated "+vm.Name)); err != nil {
+	detail := "updated " + vm.Name
+	if vm.Name == oldName || !vm.Provisioned || s.seeder == nil {
+		if err := s.db.UpdateVM(ctx, vm, entry(by, app.AuditVMUpdate, id, detail)); err != nil {
+			return nil, err
+		}
+		return vm, nil
+	}
+	// A provisioned guest learns its name from its seed: the seed is rendered again (with a
+	// new registration token, since the old one's plaintext is not kept), the record and
+	// the token change together, and only then does the new seed replace the old.
+	token, hash := app.NewToken(app.PrefixRegistrationToken)
+	commit, abort, err := s.seeder.Restage(vm, token)
+	if err != nil {
+		return nil, app.Errorf(app.ECONFLICT, "cannot rename %s: its cloud-init seed cannot be rendered again (%s)", oldName, err)
+	}
+	detail = fmt.Sprintf("renamed %s to %s; the guest takes the new name at its next boot", oldName, vm.Name)
+	if err := s.db.UpdateVMWithToken(ctx, vm, hash, entry(by, app.AuditVMUpdate, id, detail)); err != nil {
+		abort()
 		return nil, err
+	}
+	if err := commit(); err != nil {
+		return nil, fmt.Errorf("VM renamed, but its seed could not be replaced: %w", err)
 	}
 	return vm, nil
 }

@@ -411,6 +411,46 @@ func runVariant(t *testing.T, variant string) {
 	if r, _ := vm["state_reason"].(string); r != "" {
 		t.Errorf("the stop was not graceful: %s", r)
 	}
+
+	// Rename the stopped VM in its edit form and boot it again: its seed was rendered again
+	// as a new cloud-init instance, so the guest takes the new name, and its agent comes
+	// back with the seed's new registration token.
+	renamed := "e2e-" + variant + "-renamed"
+	step("rename",
+		chromedp.Click(`a[href$="/edit"]`),
+		chromedp.WaitVisible(`#f-name`),
+		chromedp.SetValue(`#f-name`, renamed),
+		chromedp.Click(`[data-testid=vm-submit]`),
+		chromedp.WaitVisible(`[data-testid=vm-start]`),
+	)
+	if got := pg.Text("name after the rename", `[data-testid=vm-name]`); got != renamed {
+		t.Errorf("the page names the VM %q after the rename", got)
+	}
+	restart := time.Now()
+	step("start again", chromedp.Click(`[data-testid=vm-start]`), chromedp.WaitVisible(`#vm-status[data-state=running]`))
+	for {
+		_, v := c.do("GET", "/v1/vms/"+id, "")
+		at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(v["guest_ip_updated_at"]))
+		_, m := c.do("GET", "/v1/vms/"+id+"/metrics", "")
+		if at.After(restart) && m["status"] == "live" && m["source"] == "agent" {
+			t.Logf("timing: %s start after the rename → registered again and agent live: %.0f s (source %v)", variant, time.Since(restart).Seconds(), v["guest_ip_source"])
+			break
+		}
+		if time.Since(restart) > bootBudget {
+			pg.Fail(fmt.Sprintf("after the rename the guest did not register again with a live agent: %v %v", v, m), nil)
+		}
+		time.Sleep(time.Second)
+	}
+	if got := strings.TrimSpace(guest.run("hostname; getent hosts $(hostname) >/dev/null || echo unresolved")); got != renamed {
+		t.Errorf("guest hostname after the rename: %q, want %s resolving", got, renamed)
+	}
+	if got := strings.TrimSpace(guest.run("sudo cat /var/lib/cloud/data/instance-id")); got != id+"-r1" {
+		t.Errorf("cloud-init instance id after the rename %q, want %s-r1", got, id)
+	}
+	pg.WaitText("the page shows live · agent after the rename", `[data-testid=metrics-badge]`, "live · agent", 30*time.Second)
+	step("stop again", chromedp.Click(`[data-testid=vm-stop]`))
+	took = pg.WaitText("stopped again", `#vm-status [data-state]`, "stopped", 3*time.Minute)
+	t.Logf("timing: %s graceful stop after the rename: %.0f s", variant, took.Seconds())
 	// Deleting removes the console log with the VM's files: keep it first.
 	if b, err := os.ReadFile(console); err == nil {
 		os.WriteFile(filepath.Join(art, "console.log"), b, 0o644)

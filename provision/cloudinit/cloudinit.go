@@ -51,14 +51,17 @@ type Static struct {
 // Params is everything that differs between VMs.
 type Params struct {
 	VMID, Hostname, MAC string
-	ManagerURL          string // HEARTH_PUBLIC_URL, as guests reach it
-	AgentToken          string // what the manager presents to the agent
-	RegistrationToken   string // what the guest presents to the manager
-	ManagerSSHKey       string // authorized_keys line of the manager's key, for user hearth
-	HostKeyPrivate      string // the guest's SSH host key (OpenSSH PEM), so the installer can pin it
-	HostKeyPublic       string
-	Static              *Static // nil: DHCP, no network-config
-	Listen              string  // the agent's listen address; "" means :8080
+	// InstanceID is cloud-init's instance id; "" means the VM id. A new one makes the guest
+	// apply the seed again at its next boot (after a rename).
+	InstanceID        string
+	ManagerURL        string // HEARTH_PUBLIC_URL, as guests reach it
+	AgentToken        string // what the manager presents to the agent
+	RegistrationToken string // what the guest presents to the manager
+	ManagerSSHKey     string // authorized_keys line of the manager's key, for user hearth
+	HostKeyPrivate    string // the guest's SSH host key (OpenSSH PEM), so the installer can pin it
+	HostKeyPublic     string
+	Static            *Static // nil: DHCP, no network-config
+	Listen            string  // the agent's listen address; "" means :8080
 }
 
 // Docs are the rendered documents.
@@ -78,6 +81,8 @@ func (p Params) check() error {
 	switch {
 	case !idRE.MatchString(p.VMID):
 		return fmt.Errorf("cloudinit: VM id %q is not a safe identifier", p.VMID)
+	case p.InstanceID != "" && !idRE.MatchString(p.InstanceID):
+		return fmt.Errorf("cloudinit: instance id %q is not a safe identifier", p.InstanceID)
 	case !idRE.MatchString(p.Hostname):
 		return fmt.Errorf("cloudinit: hostname %q is not a DNS label", p.Hostname)
 	case !tokenRE.MatchString(p.AgentToken) || !tokenRE.MatchString(p.RegistrationToken):
@@ -122,6 +127,9 @@ var callbackScript string
 func Render(p Params) (Docs, error) {
 	if err := p.check(); err != nil {
 		return Docs{}, err
+	}
+	if p.InstanceID == "" {
+		p.InstanceID = p.VMID
 	}
 	data := struct {
 		Params

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"hearth/app/testenv"
+	"hearth/provision/cloudinit/cloudinittest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -47,22 +48,6 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 }
 
-// schema runs Debian's cloud-init schema check on a rendered user-data.
-func schema(t *testing.T, userData []byte) {
-	t.Helper()
-	ci, err := exec.LookPath("cloud-init")
-	if err != nil {
-		testenv.Missing(t, "cloud-init", err)
-	}
-	p := filepath.Join(t.TempDir(), "user-data")
-	os.WriteFile(p, userData, 0o600)
-	out, err := exec.Command(ci, "schema", "--config-file", p).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "Valid cloud-config") {
-		t.Fatalf("cloud-init schema: %v\n%s", err, out)
-	}
-	t.Logf("cloud-init schema: %s", strings.TrimSpace(string(out)))
-}
-
 func TestRenderDHCP(t *testing.T) {
 	d, err := Render(testParams(t))
 	if err != nil {
@@ -73,7 +58,7 @@ func TestRenderDHCP(t *testing.T) {
 	if d.NetworkConfig != nil {
 		t.Error("network-config rendered without a static address")
 	}
-	schema(t, d.UserData)
+	cloudinittest.Schema(t, d.UserData)
 	for _, want := range []string{"#cloud-config\n", "HEARTH_AGENT_TOKEN=hag_agenttoken0123456789", "HEARTH_VM_ID=k3j2h4g5f6d7s8a9",
 		`permissions: "0600"`, "BEGIN OPENSSH PRIVATE KEY", "[sh, /usr/local/lib/hearth/install.sh]"} {
 		if !bytes.Contains(d.UserData, []byte(want)) {
@@ -90,7 +75,7 @@ func TestRenderStatic(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "network-config", d.NetworkConfig)
-	schema(t, d.UserData)
+	cloudinittest.Schema(t, d.UserData)
 }
 
 // TestSchemaCatchesErrors proves the schema check can fail: a broken document is refused.

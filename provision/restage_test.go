@@ -1,0 +1,93 @@
+package provision
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"hearth/app"
+	"hearth/app/store"
+	"hearth/app/store/storetest"
+	"hearth/provision/cloudinit/cloudinittest"
+	"hearth/provision/seed"
+)
+
+var regTokenRE = regexp.MustCompile(`HEARTH_REGISTRATION_TOKEN=(\S+)`)
+
+// TestRenameRestagesSeed reproduces the stale hostname: renaming a provisioned VM renders
+// its seed again with the new name, as a new cloud-init instance (so a guest that booted
+// before applies it), with the same host key and agent token and a new registration token
+// that works where the old one no longer does.
+func TestRenameRestagesSeed(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s, p := newProvisioned(t, db, []byte("\x7fELF pretend agent"))
+		v, oldToken, err := s.Create(ctx, app.VMSpec{Name: "web-1"}, operator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, name := range []string{"web-2", "web-3"} {
+			n := name
+			if _, err := s.Update(ctx, v.ID, app.VMUpdate{Name: &n}, operator); err != nil {
+				t.Fatalf("rename to %s: %v", name, err)
+			}
+			files, err := seed.Read(p.SeedPath(v.ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			md, ud := string(files["meta-data"]), string(files["user-data"])
+			iid := v.ID + "-r" + string(rune('1'+i))
+			if !strings.Contains(md, `instance-id: "`+iid+`"`) || !strings.Contains(md, `local-hostname: "`+name+`"`) {
+				t.Errorf("meta-data after rename to %s:\n%s", name, md)
+			}
+			for _, want := range []string{`hostname: "` + name + `"`, `ed25519_public: "` + v.HostKey + `"`, "HEARTH_AGENT_TOKEN=" + v.AgentToken, "HEARTH_VM_ID=" + v.ID} {
+				if !strings.Contains(ud, want) {
+					t.Errorf("user-data after rename to %s lacks %q", name, want)
+				}
+			}
+			m := regTokenRE.FindStringSubmatch(ud)
+			if m == nil || m[1] == oldToken {
+				t.Fatalf("registration token in the new seed: %v", m)
+			}
+			if err := s.AuthenticateGuest(ctx, v.ID, m[1]); err != nil {
+				t.Errorf("the new seed's token: %v", err)
+			}
+			if err := s.AuthenticateGuest(ctx, v.ID, oldToken); app.ErrorCode(err) != app.EUNAUTHORIZED {
+				t.Errorf("the token of the seed before: %v", err)
+			}
+			oldToken = m[1]
+			if _, err := os.Stat(p.SeedPath(v.ID) + ".new"); !os.IsNotExist(err) {
+				t.Error("the staged seed was left beside the seed")
+			}
+			cloudinittest.Schema(t, files["user-data"])
+		}
+		got, _ := s.Get(ctx, v.ID)
+		if got.Name != "web-3" || got.HostKey != v.HostKey {
+			t.Errorf("VM after renames: %s %q", got.Name, got.HostKey)
+		}
+		log, _ := s.AuditLog(ctx, v.ID, 1)
+		if !strings.Contains(log[0].Detail, "renamed web-2 to web-3; the guest takes the new name at its next boot") {
+			t.Errorf("audit: %q", log[0].Detail)
+		}
+
+		// A seed that cannot be rendered again refuses the rename, and nothing changes.
+		os.WriteFile(p.SeedPath(v.ID), []byte("not an iso"), 0o640)
+		n := "web-4"
+		if _, err := s.Update(ctx, v.ID, app.VMUpdate{Name: &n}, operator); app.ErrorCode(err) != app.ECONFLICT || !strings.Contains(err.Error(), "cannot rename web-3") {
+			t.Errorf("rename with a broken seed: %v", err)
+		}
+		if got, _ := s.Get(ctx, v.ID); got.Name != "web-3" {
+			t.Errorf("name after a refused rename: %s", got.Name)
+		}
+		if err := s.AuthenticateGuest(ctx, v.ID, oldToken); err != nil {
+			t.Errorf("a refused rename changed the token: %v", err)
+		}
+		// Other edits of a provisioned VM leave its seed alone.
+		four := 4
+		if _, err := s.Update(ctx, v.ID, app.VMUpdate{VCPUs: &four}, operator); err != nil {
+			t.Errorf("resize with a broken seed: %v", err)
+		}
+	})
+}
