@@ -97,6 +97,11 @@ func (p *Provisioner) static(vm *app.VM) *cloudinit.Static {
 	return &cloudinit.Static{Address: vm.Address, Gateway: p.Gateway}
 }
 
+// RemoveTemp removes what a crash left of seeds being written for the VM.
+func (p *Provisioner) RemoveTemp(vmID string) ([]string, error) {
+	return seed.RemoveTemp(filepath.Dir(p.SeedPath(vmID)))
+}
+
 // RemoveSeed deletes the VM's files. A VM without any is fine.
 func (p *Provisioner) RemoveSeed(vmID string) error {
 	if err := os.RemoveAll(filepath.Dir(p.SeedPath(vmID))); err != nil {

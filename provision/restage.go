@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -47,7 +48,7 @@ func (p *Provisioner) Restage(vm *app.VM, registrationToken string) (commit func
 	if err != nil {
 		return nil, nil, err
 	}
-	next := path + ".new"
+	next := filepath.Join(filepath.Dir(path), seed.TempPrefix+"next.iso")
 	if err := p.writeSeed(next, vm, iid, registrationToken, ud.SSHKeys.Private); err != nil {
 		return nil, nil, err
 	}

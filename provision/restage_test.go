@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -58,8 +59,8 @@ func TestRenameRestagesSeed(t *testing.T) {
 				t.Errorf("the token of the seed before: %v", err)
 			}
 			oldToken = m[1]
-			if _, err := os.Stat(p.SeedPath(v.ID) + ".new"); !os.IsNotExist(err) {
-				t.Error("the staged seed was left beside the seed")
+			if left, _ := filepath.Glob(filepath.Join(filepath.Dir(p.SeedPath(v.ID)), seed.TempPrefix+"*")); len(left) > 0 {
+				t.Errorf("staged files left beside the seed: %v", left)
 			}
 			cloudinittest.Schema(t, files["user-data"])
 		}

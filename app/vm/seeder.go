@@ -25,6 +25,8 @@ type Seeder interface {
 	// guest takes the name at its next boot; commit puts it in place, abort discards it.
 	Restage(vm *app.VM, registrationToken string) (commit func() error, abort func(), err error)
 	RemoveSeed(vmID string) error
+	// RemoveTemp removes what a crash left of seeds being written, and says what.
+	RemoveTemp(vmID string) ([]string, error)
 	SeedPath(vmID string) string
 }
 

@@ -25,6 +25,26 @@ const AgentFile = "hearth-agent"
 // _ only, at most 30 characters).
 var nameRE = regexp.MustCompile(`^[a-z0-9_-]{1,30}$`)
 
+// TempPrefix starts the name of every file a seed is staged in before it takes its place:
+// what a crash leaves with this prefix is litter (holding tokens and keys), never a seed.
+const TempPrefix = ".seed-"
+
+// RemoveTemp removes the staging files a crash left in dir and returns their names.
+func RemoveTemp(dir string) ([]string, error) {
+	left, err := filepath.Glob(filepath.Join(dir, TempPrefix+"*"))
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, p := range left {
+		if err := os.RemoveAll(p); err != nil {
+			return removed, fmt.Errorf("seed: remove %s: %w", p, err)
+		}
+		removed = append(removed, p)
+	}
+	return removed, nil
+}
+
 // Write writes an image holding files (name → contents) to path, atomically: it is built
 // under a temporary name in the same directory and renamed into place, so a crash never
 // leaves a half-written seed where a VM would boot from it.
@@ -56,7 +76,7 @@ func Write(path string, files map[string][]byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".seed-*.iso")
+	tmp, err := os.CreateTemp(filepath.Dir(path), TempPrefix+"*.iso")
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}

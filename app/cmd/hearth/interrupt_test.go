@@ -29,10 +29,10 @@ func TestStartUpInterrupted(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			started := make(chan error, 1)
 			begin := time.Now()
-			go func() { started <- run(ctx, []string{"serve"}, getenv, strings.NewReader(""), io.Discard, io.Discard) }()
+			go func() { started <- run(ctx, []string{"serve"}, getenv, noSetenv, strings.NewReader(""), io.Discard, io.Discard) }()
 			var full time.Duration
 			for full == 0 {
-				if err := run(context.Background(), []string{"token", "create", "probe"}, getenv, nil, io.Discard, io.Discard); err == nil {
+				if err := run(context.Background(), []string{"token", "create", "probe"}, getenv, noSetenv, nil, io.Discard, io.Discard); err == nil {
 					full = time.Since(begin)
 				}
 				time.Sleep(time.Millisecond)
@@ -44,10 +44,10 @@ func TestStartUpInterrupted(t *testing.T) {
 				getenv := fresh()
 				at := full * time.Duration(i) / time.Duration(tries)
 				ctx, cancel := context.WithTimeout(context.Background(), at)
-				serr := run(ctx, []string{"serve"}, getenv, strings.NewReader(""), io.Discard, io.Discard)
+				serr := run(ctx, []string{"serve"}, getenv, noSetenv, strings.NewReader(""), io.Discard, io.Discard)
 				cancel()
 				tctx, tcancel := context.WithTimeout(context.Background(), 20*time.Second)
-				if err := run(tctx, []string{"token", "create", "after"}, getenv, nil, io.Discard, io.Discard); err != nil {
+				if err := run(tctx, []string{"token", "create", "after"}, getenv, noSetenv, nil, io.Discard, io.Discard); err != nil {
 					t.Errorf("serve interrupted after %s (%v); then token create: %v", at, serr, err)
 				}
 				tcancel()

@@ -20,7 +20,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Setenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		msg := err.Error()
@@ -54,8 +54,10 @@ Flags (each also read from the environment variable in brackets):
   --log-level LEVEL     debug, info, warn, error [HEARTH_LOG_LEVEL]
 `
 
-// run is main without the process: testable, with its environment passed in.
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+// run is main without the process: testable, with its environment passed in. setenv
+// changes the process's own environment (serve points TMPDIR into the data dir); tests
+// pass one that changes nothing.
+func run(ctx context.Context, args []string, getenv func(string) string, setenv func(key, value string) error, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("no command given")
@@ -63,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "serve":
-		return serve(ctx, rest, getenv, stdout, stderr)
+		return serve(ctx, rest, getenv, setenv, stdout, stderr)
 	case "migrate":
 		return migrateCmd(ctx, rest, getenv, stdout, stderr)
 	case "user":

@@ -18,7 +18,15 @@ import (
 	"hearth/app/store/storetest"
 )
 
-func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(seedWriterEnv); dir != "" {
+		seedWriter(dir) // a child process of TestCrashLeftoversAreSwept; never returns
+	}
+	os.Exit(storetest.Main(m))
+}
+
+// noSetenv is setenv for in-process runs: the test binary's environment stays as it is.
+func noSetenv(string, string) error { return nil }
 
 // startMain runs the real manager on a free loopback port over a fresh data dir, as `hearth
 // serve` would, and stops it at cleanup.
@@ -71,7 +79,7 @@ func TestCommands(t *testing.T) {
 	ctx := context.Background()
 	runCmd := func(stdin string, args ...string) (string, error) {
 		var out, errOut bytes.Buffer
-		err := run(ctx, args, getenv, strings.NewReader(stdin), &out, &errOut)
+		err := run(ctx, args, getenv, noSetenv, strings.NewReader(stdin), &out, &errOut)
 		return out.String() + errOut.String(), err
 	}
 	if out, err := runCmd("", "migrate"); err != nil || !strings.Contains(out, "up to date") {
