@@ -7,21 +7,23 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // Error codes. Each maps to one HTTP status at the edge (see web) and tells callers what
 // kind of failure happened without their parsing messages.
 const (
-	EINVALID      = "invalid"      // input failed validation
-	ENOTFOUND     = "not_found"    // the thing does not exist
-	ECONFLICT     = "conflict"     // the request clashes with current state (duplicate name, …)
-	EUNAUTHORIZED = "unauthorized" // no or unknown credentials
-	EFORBIDDEN    = "forbidden"    // credentials known but not allowed to do this
-	ETOOLARGE     = "too_large"    // request body over its limit
-	EUNSUPPORTED  = "unsupported"  // unsupported media type
-	ETHROTTLED    = "too_many"     // too many attempts; try later
-	EUNAVAILABLE  = "unavailable"  // this manager cannot do it as built or configured
-	EINTERNAL     = "internal"     // anything else; details go to the log, not the user
+	EINVALID      = "invalid"              // input failed validation
+	ENOTFOUND     = "not_found"            // the thing does not exist
+	ECONFLICT     = "conflict"             // the request clashes with current state (duplicate name, …)
+	EUNAUTHORIZED = "unauthorized"         // no or unknown credentials
+	EFORBIDDEN    = "forbidden"            // credentials known but not allowed to do this
+	ETOOLARGE     = "too_large"            // request body over its limit
+	EUNSUPPORTED  = "unsupported"          // unsupported media type
+	ETHROTTLED    = "too_many"             // too many attempts; try later
+	EUNAVAILABLE  = "unavailable"          // this manager cannot do it as built or configured
+	EFULL         = "insufficient_storage" // the disk under the data dir or the database is full
+	EINTERNAL     = "internal"             // anything else; details go to the log, not the user
 )
 
 // Error is an error a user may see: its Message is written for operators, its Code for programs.
@@ -92,4 +94,14 @@ func ErrorFields(err error) map[string]string {
 		return e.Fields
 	}
 	return nil
+}
+
+// NoSpace reports whether err says a disk is full (ENOSPC) or a quota is used up (EDQUOT).
+func NoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// FullDataDir is the error a write into a full data dir becomes.
+func FullDataDir() *Error {
+	return Errorf(EFULL, "the data directory is full: free space on its filesystem and try again (nothing was written)")
 }

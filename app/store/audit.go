@@ -25,7 +25,7 @@ type auditRow struct {
 
 // Audit writes one entry on its own, for actions that change nothing else (a failed sign-in).
 func (db *DB) Audit(ctx context.Context, e app.AuditEntry) error {
-	return audit(ctx, db.bun, &e)
+	return db.full(audit(ctx, db.bun, &e))
 }
 
 // AuditLog returns the newest entries, at most limit, about the VM vmID, or about anything

@@ -104,7 +104,7 @@ func (db *DB) FailRunningJobs(ctx context.Context, reason string) (int64, error)
 	res, err := db.bun.NewUpdate().Model((*jobRow)(nil)).Set("state = ?", app.JobFailed).Set("error = ?", reason).
 		Set("finished_at = ?", now()).Set("updated_at = ?", now()).Where("state = ?", app.JobRunning).Exec(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("store: fail running jobs: %w", err)
+		return 0, db.full(fmt.Errorf("store: fail running jobs: %w", err))
 	}
 	return res.RowsAffected()
 }
@@ -114,7 +114,7 @@ func (db *DB) SetAgentToken(ctx context.Context, id, token string) error {
 	res, err := db.bun.NewUpdate().Model((*vmRow)(nil)).Set("agent_token = ?", token).Set("updated_at = ?", now()).
 		Where("id = ?", id).Exec(ctx)
 	if err != nil {
-		return fmt.Errorf("store: set agent token: %w", err)
+		return db.full(fmt.Errorf("store: set agent token: %w", err))
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
 		return app.Errorf(app.ENOTFOUND, "VM not found")

@@ -48,7 +48,7 @@ func (db *DB) InsertSamples(ctx context.Context, rows []SampleRow) error {
 		rows[i].At = rows[i].At.UTC().Truncate(time.Microsecond)
 	}
 	if _, err := db.bun.NewInsert().Model(&rows).Exec(ctx); err != nil {
-		return fmt.Errorf("store: insert samples: %w", err)
+		return db.full(fmt.Errorf("store: insert samples: %w", err))
 	}
 	return nil
 }

@@ -67,7 +67,7 @@ func (db *DB) DeleteSession(ctx context.Context, hash string, e *app.AuditEntry)
 func (db *DB) DeleteExpiredSessions(ctx context.Context) (int64, error) {
 	res, err := db.bun.NewDelete().Model((*sessionRow)(nil)).Where("expires_at <= ?", now()).Exec(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("store: delete expired sessions: %w", err)
+		return 0, db.full(fmt.Errorf("store: delete expired sessions: %w", err))
 	}
 	return res.RowsAffected()
 }

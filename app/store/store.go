@@ -131,7 +131,28 @@ func notFound(err error, what string) error {
 
 // inTx runs fn in a transaction: all of its writes land, or none.
 func (db *DB) inTx(ctx context.Context, fn func(tx bun.Tx) error) error {
-	return db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error { return fn(tx) })
+	return db.full(db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error { return fn(tx) }))
+}
+
+// full turns a write that failed for lack of disk space into an EFULL error that says so,
+// and leaves any other error as it is. SQLite reports SQLITE_FULL (its write was rolled
+// back, the file stays consistent); PostgreSQL reports SQLSTATE 53100 disk_full.
+func (db *DB) full(err error) error {
+	if err == nil {
+		return nil
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) && sqErr.Code()&0xff == sqlite3.SQLITE_FULL || app.NoSpace(err) {
+		if db.dialect.Name == migrations.Postgres.Name {
+			return app.Errorf(app.EFULL, "the database server's disk is full: free space there and try again (nothing was written)")
+		}
+		return app.FullDataDir()
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "53100" {
+		return app.Errorf(app.EFULL, "the database server's disk is full: free space there and try again (nothing was written)")
+	}
+	return err
 }
 
 // MaxDetail bounds a free text the store keeps (an audit entry's detail, a job's error):
@@ -153,4 +174,33 @@ func audit(ctx context.Context, tx bun.IDB, e *app.AuditEntry) error {
 		return fmt.Errorf("store: insert audit entry: %w", err)
 	}
 	return nil
+}
+
+type writeProbeRow struct {
+	bun.BaseModel `bun:"table:write_probe"`
+
+	ID int64     `bun:"id,pk"`
+	At time.Time `bun:"at"`
+}
+
+// ProbeWrite writes one small row, to tell whether the database takes writes (a full disk
+// still answers reads).
+func (db *DB) ProbeWrite(ctx context.Context) error {
+	return db.inTx(ctx, func(tx bun.Tx) error {
+		_, err := tx.NewInsert().Model(&writeProbeRow{ID: 1, At: now()}).On("CONFLICT (id) DO UPDATE").Set("at = EXCLUDED.at").Exec(ctx)
+		return err
+	})
+}
+
+// IntegrityCheck runs SQLite's integrity_check and returns its verdict, "ok" when the file
+// is sound. PostgreSQL checks itself; there it returns "ok" after a ping.
+func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
+	if db.dialect.Name != migrations.SQLite.Name {
+		return "ok", db.Ping(ctx)
+	}
+	var verdict string
+	if err := db.bun.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&verdict); err != nil {
+		return "", fmt.Errorf("store: integrity check: %w", err)
+	}
+	return verdict, nil
 }

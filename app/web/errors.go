@@ -23,6 +23,7 @@ var codeStatus = map[string]int{
 	app.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
 	app.ETHROTTLED:    http.StatusTooManyRequests,
 	app.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	app.EFULL:         http.StatusInsufficientStorage,
 	app.EINTERNAL:     http.StatusInternalServerError,
 }
 
@@ -53,6 +54,10 @@ func classify(err error) (status int, code, msg string) {
 		return he.Code, code, strings.ToLower(msg[:1]) + msg[1:]
 	}
 	code = app.ErrorCode(err)
+	if code == app.EINTERNAL && app.NoSpace(err) { // a file write into the full data dir
+		full := app.FullDataDir()
+		return codeStatus[full.Code], full.Code, full.Message
+	}
 	return codeStatus[code], code, app.ErrorMessage(err)
 }
 

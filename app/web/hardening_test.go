@@ -1,13 +1,18 @@
 package web
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
+	"hearth/app"
 	"hearth/app/store/storetest"
 )
 
@@ -114,5 +119,17 @@ func TestTokensPage(t *testing.T) {
 	log, _ := e.db.AuditLog(t.Context(), "", 3)
 	if len(log) == 0 || log[0].Action != "token.revoke" || !strings.Contains(log[0].Detail, "grafana") {
 		t.Errorf("audit after revoke: %+v", log)
+	}
+}
+
+// TestClassifyFullDisk: a file write into a full data dir (a seed, a disk copy) is a 507
+// that says so, however deep the ENOSPC is wrapped; other internal errors stay 500.
+func TestClassifyFullDisk(t *testing.T) {
+	full := fmt.Errorf("provision: seed: write image: %w", &os.PathError{Op: "write", Path: "/data/vms/x/.seed-1.iso", Err: syscall.ENOSPC})
+	if status, code, msg := classify(full); status != http.StatusInsufficientStorage || code != app.EFULL || !strings.Contains(msg, "the data directory is full") {
+		t.Errorf("classify(ENOSPC) = %d %s %q", status, code, msg)
+	}
+	if status, code, msg := classify(errors.New("boom")); status != 500 || code != app.EINTERNAL || msg != "internal error" {
+		t.Errorf("classify(other) = %d %s %q", status, code, msg)
 	}
 }

@@ -27,7 +27,10 @@ type Deps struct {
 	// Metrics is the collector; nil hides metrics.
 	Metrics *metrics.Collector
 	Ping    func(ctx context.Context) error // database health, for /healthz
-	Logger  *slog.Logger
+	// WriteProbe says whether the manager can still write (database and data dir); nil
+	// skips that part of /healthz.
+	WriteProbe func(ctx context.Context) error
+	Logger     *slog.Logger
 	// SecureCookies marks cookies Secure: set when the manager is reached over https.
 	SecureCookies bool
 	Version       string
@@ -80,6 +83,13 @@ func (s *Server) healthz(c echo.Context) error {
 		if err := s.Ping(c.Request().Context()); err != nil {
 			s.Logger.Error("health check: database", "error", err)
 			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "database": "unreachable"})
+		}
+	}
+	if s.WriteProbe != nil {
+		if err := s.WriteProbe(c.Request().Context()); err != nil {
+			s.Logger.Error("health check: writes", "error", err)
+			_, _, msg := classify(err)
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "database": "reachable", "writes": msg})
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "version": s.Version})

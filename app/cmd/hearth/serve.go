@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"hearth/app"
@@ -41,6 +43,9 @@ type Main struct {
 	ln     net.Listener
 	server *http.Server
 	done   chan error
+	lock   *os.File // the data dir's lock, held while serving
+	closed sync.Once
+	err    error // Close's outcome
 }
 
 // openServices opens and migrates the store and builds the use-case services.
@@ -102,32 +107,49 @@ func throttle(logger *slog.Logger) *auth.Throttle {
 // Start opens everything and starts serving; it returns once the listener is bound.
 // stdout gets what the operator must see: the URL, and a generated admin password.
 func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout io.Writer) (*Main, error) {
-	m, err := openServices(ctx, cfg, logger)
+	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.VMs.Reattach(ctx); err != nil {
+	if _, err := tempDir(cfg.DataDir); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	m, err := openServices(ctx, cfg, logger)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	m.lock = lock
+	fail := func(err error) (*Main, error) {
 		m.DB.Close()
-		return nil, fmt.Errorf("re-attach running VMs: %w", err)
+		lock.Close()
+		return nil, err
+	}
+	if err := m.VMs.Reattach(ctx); err != nil {
+		return fail(fmt.Errorf("re-attach running VMs: %w", err))
+	}
+	if removed, err := m.VMs.SweepOrphans(ctx, cfg.DataDir); err != nil {
+		return fail(fmt.Errorf("remove what a crash left in the data dir: %w", err))
+	} else if len(removed) > 0 {
+		logger.Warn("removed files a crash left in the data dir", "count", len(removed), "files", removed)
 	}
 	if n, err := m.DB.FailRunningJobs(ctx, "the manager restarted while this install ran; run it again"); err != nil {
-		m.DB.Close()
-		return nil, err
+		return fail(err)
 	} else if n > 0 {
 		logger.Warn("marked interrupted agent installs as failed", "count", n)
 	}
 	generated, created, err := m.Auth.EnsureAdmin(ctx, cfg.AdminPassword)
 	if err != nil {
-		m.DB.Close()
-		return nil, err
+		return fail(err)
 	}
 	m.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		m.DB.Close()
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		return fail(fmt.Errorf("listen on %s: %w", cfg.Listen, err))
 	}
 	go m.Metrics.Run(ctx)
-	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Metrics: m.Metrics, Ping: m.DB.Ping, Logger: logger,
+	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Metrics: m.Metrics, Ping: m.DB.Ping,
+		WriteProbe: (&writeProbe{db: m.DB, dataDir: cfg.DataDir}).check, Logger: logger,
 		SecureCookies: cfg.SecureCookies(), Version: version})
 	m.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
@@ -164,14 +186,20 @@ func (m *Main) Wait(ctx context.Context) error {
 	select {
 	case err := <-m.done:
 		m.DB.Close()
+		m.lock.Close()
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
 	return m.Close()
 }
 
-// Close stops serving and closes the database.
+// Close stops serving and closes the database; calling it again returns the first outcome.
 func (m *Main) Close() error {
+	m.closed.Do(func() { m.err = m.close() })
+	return m.err
+}
+
+func (m *Main) close() error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := m.server.Shutdown(sctx)
@@ -179,7 +207,9 @@ func (m *Main) Close() error {
 	if e := <-m.done; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
 		err = e
 	}
-	return errors.Join(err, m.DB.Close())
+	err = errors.Join(err, m.DB.Close())
+	m.lock.Close() // last: the next manager may start now
+	return err
 }
 
 // sweepSessions deletes expired sessions hourly so the table does not grow forever.
@@ -206,9 +236,19 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, getenv func(string) string, setenv func(key, value string) error, stdout, stderr io.Writer) error {
 	cfg, err := config.Load(args, getenv, stderr)
 	if err != nil {
+		return err
+	}
+	// The process's temporary files (the ISO writer stages seeds in os.TempDir) go to the
+	// data dir's tmp/, which Start clears and creates before anything uses it. Only serve
+	// does this: it is the process that writes seeds, and it holds the data dir.
+	tmp, err := filepath.Abs(filepath.Join(cfg.DataDir, "tmp"))
+	if err != nil {
+		return err
+	}
+	if err := setenv("TMPDIR", tmp); err != nil {
 		return err
 	}
 	m, err := Start(ctx, cfg, newLogger(cfg.LogLevel, stderr), stdout)
