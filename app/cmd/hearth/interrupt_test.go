@@ -29,7 +29,9 @@ func TestStartUpInterrupted(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			started := make(chan error, 1)
 			begin := time.Now()
-			go func() { started <- run(ctx, []string{"serve"}, getenv, noSetenv, strings.NewReader(""), io.Discard, io.Discard) }()
+			go func() {
+				started <- run(ctx, []string{"serve"}, getenv, noSetenv, strings.NewReader(""), io.Discard, io.Discard)
+			}()
 			var full time.Duration
 			for full == 0 {
 				if err := run(context.Background(), []string{"token", "create", "probe"}, getenv, noSetenv, nil, io.Discard, io.Discard); err == nil {
