@@ -51,6 +51,7 @@ Flags (each also read from the environment variable in brackets):
   --admin-password PW   password of user admin, created on a first start [HEARTH_ADMIN_PASSWORD]
   --public-url URL      URL guests use to reach the manager [HEARTH_PUBLIC_URL]
   --guest-cidrs LIST    networks a guest IP may lie in [HEARTH_GUEST_CIDRS]
+  --image-dirs LIST     where VM kernels, initrds, rootfs must lie [HEARTH_IMAGE_DIRS] (DATA/images)
   --log-level LEVEL     debug, info, warn, error [HEARTH_LOG_LEVEL]
 `
 
