@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -57,22 +55,7 @@ func TestAgentLiveThenHostFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := func(method, path, body string) (int, map[string]any) {
-		req, _ := http.NewRequest(method, m.URL()+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		var out map[string]any
-		json.Unmarshal(b, &out)
-		return resp.StatusCode, out
-	}
+	api := func(method, path, body string) (int, map[string]any) { return call(t, m.URL(), token, method, path, body) }
 	body, _ := json.Marshal(map[string]any{"name": "agent-guest", "kernel": kernel, "initrd": initrd, "provision": false,
 		"boot_args": "console=ttyS0 panic=-1 rdinit=/init", "memory_mib": 256})
 	status, vm := api("POST", "/v1/vms", string(body))
