@@ -89,6 +89,14 @@ func (s *Service) delTap(id string) {
 	}
 }
 
+// ImageDirs are where VM inputs may come from; nil for a manager that runs no VMs.
+func (s *Service) ImageDirs() []string {
+	if s.rt == nil {
+		return nil
+	}
+	return s.rt.ImageDirs
+}
+
 // CanRun reports whether this manager can start VMs at all.
 func (s *Service) CanRun() bool { return s.rt != nil && len(s.rt.Drivers) > 0 }
 

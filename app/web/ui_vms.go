@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
 	"hearth/app"
@@ -54,7 +55,7 @@ func (s *Server) newVMPage(c echo.Context) error {
 	f := pages.VMForm{Title: "New virtual machine", Action: "/vms", Submit: "Create VM", Cancel: "/vms",
 		VCPUs: "1", MemoryMiB: "256", BootArgs: "console=ttyS0 reboot=k panic=1", CSRF: csrfToken(c), New: true}
 	s.provisionChoice(&f, true)
-	return renderOK(c, pages.VMFormPage(s.layout(c, "New VM"), f))
+	return renderOK(c, s.vmFormPage(c, "New VM", f))
 }
 
 // formSpec reads the VM form. Numbers that do not parse are reported as field errors with
@@ -115,7 +116,7 @@ func (s *Server) createVM(c echo.Context) error {
 			return err
 		}
 		formErrors(&f, parseErrs, err)
-		return render(c, status, pages.VMFormPage(s.layout(c, "New VM"), f))
+		return render(c, status, s.vmFormPage(c, "New VM", f))
 	}
 	return redirect(c, "/vms/"+created.ID)
 }
@@ -138,7 +139,7 @@ func (s *Server) editVMPage(c echo.Context) error {
 	f := pages.VMForm{Title: "Edit " + vm.Name, Action: "/vms/" + vm.ID, Submit: "Save changes", Cancel: "/vms/" + vm.ID,
 		Name: vm.Name, VCPUs: strconv.Itoa(vm.VCPUs), MemoryMiB: strconv.Itoa(vm.MemoryMiB), Kernel: vm.Kernel,
 		Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, CSRF: csrfToken(c)}
-	return renderOK(c, pages.VMFormPage(s.layout(c, "Edit "+vm.Name), f))
+	return renderOK(c, s.vmFormPage(c, "Edit "+vm.Name, f))
 }
 
 func (s *Server) updateVM(c echo.Context) error {
@@ -161,7 +162,7 @@ func (s *Server) updateVM(c echo.Context) error {
 			return err
 		}
 		formErrors(&f, parseErrs, err)
-		return render(c, status, pages.VMFormPage(s.layout(c, f.Title), f))
+		return render(c, status, s.vmFormPage(c, f.Title, f))
 	}
 	return redirect(c, "/vms/"+id)
 }
@@ -258,4 +259,10 @@ func ago(now, t time.Time) string {
 		return fmt.Sprintf("%d h ago", int(d.Hours()))
 	}
 	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+// vmFormPage is the VM form as a page, telling where images may come from.
+func (s *Server) vmFormPage(c echo.Context, title string, f pages.VMForm) templ.Component {
+	f.ImageDirs = strings.Join(s.VMs.ImageDirs(), ", ")
+	return pages.VMFormPage(s.layout(c, title), f)
 }

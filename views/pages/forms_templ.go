@@ -104,7 +104,7 @@ func VMFormPage(p layouts.Page, f VMForm) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = components.Input(components.Field{Name: "kernel", Label: "Kernel", Value: f.Kernel, Mono: true, Placeholder: "/var/lib/hearth/images/vmlinux", Hint: "Absolute path on this host; checked when the VM starts.", Error: f.Errors["kernel"]}).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = components.Input(components.Field{Name: "kernel", Label: "Kernel", Value: f.Kernel, Mono: true, Placeholder: "/var/lib/hearth/images/vmlinux", Hint: kernelHint(f.ImageDirs), Error: f.Errors["kernel"]}).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

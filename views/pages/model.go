@@ -121,6 +121,7 @@ type VMForm struct {
 	New                           bool   // the create form, which offers provisioning
 	Provision                     bool   // the provisioning box is ticked
 	ProvisionUnavailable          string // why provisioning cannot be offered, if it cannot
+	ImageDirs                     string // where kernels and disks may come from, for the hints
 }
 
 // Login is the sign-in page.
@@ -133,3 +134,11 @@ const (
 	FlashError   = "error"
 	FlashSuccess = "success"
 )
+
+// kernelHint says where a VM's files may come from.
+func kernelHint(dirs string) string {
+	if dirs == "" {
+		return "Absolute path on this host; checked when the VM starts."
+	}
+	return "A file under " + dirs + " (the image directories); checked again when the VM starts."
+}
