@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"hearth/app"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/installtest"
+	"hearth/internal/testkit/storetest"
 	"hearth/provision/install"
-	"hearth/provision/install/installtest"
 )
 
 // TestInstallJob runs a whole install job against a real sshd on loopback: the steps are

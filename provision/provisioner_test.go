@@ -14,8 +14,8 @@ import (
 	"hearth/app/config"
 	"hearth/app/hypervisor/hostnet"
 	"hearth/app/store"
-	"hearth/app/store/storetest"
 	"hearth/app/vm"
+	"hearth/internal/testkit/storetest"
 	"hearth/provision/seed"
 )
 

@@ -10,8 +10,8 @@ import (
 
 	"hearth/app"
 	"hearth/app/store"
-	"hearth/app/store/storetest"
-	"hearth/provision/cloudinit/cloudinittest"
+	"hearth/internal/testkit/cloudinittest"
+	"hearth/internal/testkit/storetest"
 	"hearth/provision/seed"
 )
 

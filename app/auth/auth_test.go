@@ -13,7 +13,7 @@ import (
 
 	"hearth/app"
 	"hearth/app/store"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }

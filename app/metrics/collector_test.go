@@ -15,10 +15,10 @@ import (
 	"hearth/app"
 	"hearth/app/hypervisor"
 	"hearth/app/store"
-	"hearth/app/store/storetest"
 	"hearth/app/vm"
 	"hearth/guest/collect"
 	"hearth/guest/server"
+	"hearth/internal/testkit/storetest"
 )
 
 // fleet is a VMs source of the test's making: the "guests" are listeners on loopback

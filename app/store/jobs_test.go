@@ -6,7 +6,7 @@ import (
 
 	"hearth/app"
 	"hearth/app/store"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 )
 
 func TestInstallJobs(t *testing.T) {

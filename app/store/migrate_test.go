@@ -17,7 +17,7 @@ import (
 	"github.com/uptrace/bun/migrate"
 
 	"hearth/app/store"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 	"hearth/migrations"
 )
 

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"hearth/app/store"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 )
 
 func f(v float64) *float64 { return &v }

@@ -7,7 +7,7 @@ import (
 
 	"hearth/app"
 	"hearth/app/store"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 )
 
 func TestUsersAndSessions(t *testing.T) {

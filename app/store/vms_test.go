@@ -10,7 +10,7 @@ import (
 
 	"hearth/app"
 	"hearth/app/store"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 )
 
 func newVM(id, name string) *app.VM {

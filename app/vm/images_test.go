@@ -11,7 +11,7 @@ import (
 	"hearth/app"
 	"hearth/app/hypervisor"
 	"hearth/app/hypervisor/qemu"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 )
 
 // TestImageInputsConfined reproduces the host-file read: a VM's kernel, initrd and rootfs

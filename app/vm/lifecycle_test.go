@@ -18,10 +18,10 @@ import (
 	"hearth/app/hypervisor"
 	"hearth/app/hypervisor/hostnet"
 	"hearth/app/hypervisor/qemu"
-	"hearth/app/hypervisor/qemu/qemutest"
 	"hearth/app/store"
-	"hearth/app/store/storetest"
-	"hearth/app/testenv"
+	"hearth/internal/testkit/qemutest"
+	"hearth/internal/testkit/storetest"
+	"hearth/internal/testkit/testenv"
 )
 
 // realGuest gives a service that runs VMs under QEMU, and a spec of the busybox guest.

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }

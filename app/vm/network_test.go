@@ -11,8 +11,8 @@ import (
 
 	"hearth/app"
 	"hearth/app/hypervisor/hostnet"
-	"hearth/app/store/storetest"
-	"hearth/app/testenv"
+	"hearth/internal/testkit/storetest"
+	"hearth/internal/testkit/testenv"
 )
 
 // TestNetworkedLifecycle starts a real guest with a NIC on the host bridge. The test runs

@@ -14,7 +14,7 @@ import (
 	"hearth/app/hypervisor"
 	"hearth/app/hypervisor/qemu"
 	"hearth/app/store"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 )
 
 // stranger starts a process that is not ours, in its own session as the attack did

@@ -8,7 +8,7 @@ import (
 
 	"hearth/app"
 	"hearth/app/store"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 )
 
 var operator = app.Actor{Kind: app.ActorUser, Name: "admin", Addr: "127.0.0.1"}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 )
 
 // FuzzGuestIPCallback throws arbitrary bodies at the guest's callback, through the whole

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"hearth/app"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 )
 
 // TestLogoutAuditsOnlyEndedSessions reproduces the audit flood: POST /logout with made-up

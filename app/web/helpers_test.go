@@ -19,8 +19,8 @@ import (
 	"hearth/app/auth"
 	"hearth/app/config"
 	"hearth/app/store"
-	"hearth/app/store/storetest"
 	"hearth/app/vm"
+	"hearth/internal/testkit/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }

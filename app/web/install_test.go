@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"hearth/app"
+	"hearth/internal/testkit/installtest"
 	"hearth/provision"
 	"hearth/provision/install"
-	"hearth/provision/install/installtest"
 )
 
 // installEnv is an env with real install jobs, aimed at a real sshd on loopback standing

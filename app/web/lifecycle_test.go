@@ -11,8 +11,8 @@ import (
 	"hearth/app"
 	"hearth/app/hypervisor"
 	"hearth/app/hypervisor/qemu"
-	"hearth/app/hypervisor/qemu/qemutest"
 	"hearth/app/vm"
+	"hearth/internal/testkit/qemutest"
 )
 
 // lifecycleEnv runs VMs under real QEMU; guestJSON is a create body for the busybox guest.

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"hearth/app"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 	"hearth/provision"
 	"hearth/provision/seed"
 )

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"hearth/app"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 	"hearth/static"
 )
 

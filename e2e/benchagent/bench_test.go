@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"hearth/app/testenv"
+	"hearth/internal/testkit/testenv"
 )
 
 // scrapeAccept is what a Prometheus server sends: both targets answer in text format.

@@ -26,9 +26,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"hearth/app/hypervisor/hostnet"
-	"hearth/app/hypervisor/qemu/qemutest"
-	"hearth/app/testenv"
-	"hearth/app/testenv/browsertest"
+	"hearth/internal/testkit/browsertest"
+	"hearth/internal/testkit/qemutest"
+	"hearth/internal/testkit/testenv"
 )
 
 const (

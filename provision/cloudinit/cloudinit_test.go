@@ -12,8 +12,8 @@ import (
 	"sync"
 	"testing"
 
-	"hearth/app/testenv"
-	"hearth/provision/cloudinit/cloudinittest"
+	"hearth/internal/testkit/cloudinittest"
+	"hearth/internal/testkit/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")

@@ -11,7 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"hearth/provision/install/installtest"
+	"hearth/internal/testkit/installtest"
 )
 
 func hostileRequest(t *testing.T, h *installtest.Hostile) Request {

@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"hearth/provision/install/installtest"
+	"hearth/internal/testkit/installtest"
 )
 
 func freePort(t *testing.T) int {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"hearth/app/testenv"
+	"hearth/internal/testkit/testenv"
 )
 
 func tool(t *testing.T, name string) string {

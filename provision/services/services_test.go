@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"hearth/app/testenv"
+	"hearth/internal/testkit/testenv"
 )
 
 func TestOpenRCScript(t *testing.T) {

@@ -9,9 +9,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"hearth/app/hypervisor/qemu/qemutest"
-	"hearth/app/testenv"
-	"hearth/provision/install/installtest"
+	"hearth/internal/testkit/installtest"
+	"hearth/internal/testkit/qemutest"
+	"hearth/internal/testkit/testenv"
 )
 
 // guestWithAgent is the /init of a guest that brings eth0 up at 10.77.0.2, runs the real

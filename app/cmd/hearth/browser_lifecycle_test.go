@@ -7,8 +7,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"hearth/app/hypervisor/qemu/qemutest"
-	"hearth/app/testenv/browsertest"
+	"hearth/internal/testkit/browsertest"
+	"hearth/internal/testkit/qemutest"
 )
 
 // TestBrowserLifecycle: a VM created in the UI starts, shows running with the guest's

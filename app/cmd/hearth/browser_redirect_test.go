@@ -7,7 +7,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"hearth/app/testenv/browsertest"
+	"hearth/internal/testkit/browsertest"
 )
 
 // TestBrowserSignInRedirectStaysHome reproduces the open redirect in Chromium: a sign-in

@@ -7,7 +7,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"hearth/app/testenv/browsertest"
+	"hearth/internal/testkit/browsertest"
 )
 
 // TestBrowserGuestIPOverride is the operator's path through the UI in a real browser: sign

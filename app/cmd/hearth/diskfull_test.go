@@ -19,7 +19,7 @@ import (
 
 	"hearth/app"
 	"hearth/app/store"
-	"hearth/app/testenv"
+	"hearth/internal/testkit/testenv"
 	"hearth/provision"
 )
 

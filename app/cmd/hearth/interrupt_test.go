@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/storetest"
 )
 
 // TestStartUpInterrupted sends the equivalent of SIGTERM (the signal context's cancel) to

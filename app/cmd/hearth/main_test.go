@@ -14,8 +14,8 @@ import (
 	"testing"
 
 	"hearth/app/config"
-	"hearth/app/hypervisor/qemu/qemutest"
-	"hearth/app/store/storetest"
+	"hearth/internal/testkit/qemutest"
+	"hearth/internal/testkit/storetest"
 )
 
 func TestMain(m *testing.M) {

@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"hearth/app/testenv"
+	"hearth/internal/testkit/testenv"
 )
 
 // inNetns runs f on a thread moved into a fresh network namespace, and moves it back. What

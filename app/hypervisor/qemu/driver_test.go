@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"hearth/app/hypervisor"
-	"hearth/app/hypervisor/qemu/qemutest"
+	"hearth/internal/testkit/qemutest"
 )
 
 // waitConsole waits until the console file contains want, or the machine exits, or the

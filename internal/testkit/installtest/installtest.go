@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"hearth/app/testenv"
+	"hearth/internal/testkit/testenv"
 )
 
 // Server is a running sshd that accepts Client for root (the tests run as root, as CI does).

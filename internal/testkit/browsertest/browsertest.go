@@ -13,7 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"hearth/app/testenv"
+	"hearth/internal/testkit/testenv"
 )
 
 // Chromium finds Debian's chromium (or another Chrome) to drive.

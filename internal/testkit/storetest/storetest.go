@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"hearth/app/store"
-	"hearth/app/testenv"
+	"hearth/internal/testkit/testenv"
 )
 
 // Main runs a package's tests and then stops the PostgreSQL cluster if one was started.

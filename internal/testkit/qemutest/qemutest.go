@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"hearth/app/testenv"
+	"hearth/internal/testkit/testenv"
 )
 
 // CacheDir is where `make test-kernel` unpacks the kernel package.

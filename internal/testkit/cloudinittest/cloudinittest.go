@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"hearth/app/testenv"
+	"hearth/internal/testkit/testenv"
 )
 
 // Schema runs `cloud-init schema` on a rendered user-data and fails the test unless it is
