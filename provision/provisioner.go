@@ -2,8 +2,6 @@ package provision
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 
 	"golang.org/x/crypto/ssh"
@@ -16,7 +14,6 @@ import (
 
 // Provisioner builds and removes VMs' seeds. It implements vm.Seeder.
 type Provisioner struct {
-	DataDir    string
 	PublicURL  string     // the manager as guests reach it
 	ManagerKey ssh.Signer // authorised for user hearth in guests
 	Arch       string     // GOARCH of the guests' agent; "" means the host's
@@ -45,11 +42,6 @@ func (p *Provisioner) Check() error {
 	return err
 }
 
-// SeedPath is where a VM's seed lives.
-func (p *Provisioner) SeedPath(vmID string) string {
-	return filepath.Join(p.DataDir, "vms", vmID, "seed.iso")
-}
-
 // Prepare gives a new VM its agent token and its SSH host key pair. The private key goes
 // only into the seed; the public one is what the installer will pin.
 func (p *Provisioner) Prepare(vm *app.VM) (hostKeyPrivate string, err error) {
@@ -62,9 +54,10 @@ func (p *Provisioner) Prepare(vm *app.VM) (hostKeyPrivate string, err error) {
 	return priv, nil
 }
 
-// WriteSeed renders the VM's cloud-init documents and writes its seed with the agent.
-func (p *Provisioner) WriteSeed(vm *app.VM, registrationToken, hostKeyPrivate string) error {
-	return p.writeSeed(p.SeedPath(vm.ID), vm, "", registrationToken, hostKeyPrivate)
+// WriteSeed renders the VM's cloud-init documents and writes its seed, with the agent, to
+// f.Seed().
+func (p *Provisioner) WriteSeed(f app.VMFiles, vm *app.VM, registrationToken, hostKeyPrivate string) error {
+	return p.writeSeed(f.Seed(), vm, "", registrationToken, hostKeyPrivate)
 }
 
 func (p *Provisioner) writeSeed(path string, vm *app.VM, instanceID, registrationToken, hostKeyPrivate string) error {
@@ -97,15 +90,7 @@ func (p *Provisioner) static(vm *app.VM) *cloudinit.Static {
 	return &cloudinit.Static{Address: vm.Address, Gateway: p.Gateway}
 }
 
-// RemoveTemp removes what a crash left of seeds being written for the VM.
-func (p *Provisioner) RemoveTemp(vmID string) ([]string, error) {
-	return seed.RemoveTemp(filepath.Dir(p.SeedPath(vmID)))
-}
-
-// RemoveSeed deletes the VM's files. A VM without any is fine.
-func (p *Provisioner) RemoveSeed(vmID string) error {
-	if err := os.RemoveAll(filepath.Dir(p.SeedPath(vmID))); err != nil {
-		return fmt.Errorf("provision: remove files of %s: %w", vmID, err)
-	}
-	return nil
+// RemoveTemp removes what a crash left of seeds being written in the VM's directory.
+func (p *Provisioner) RemoveTemp(f app.VMFiles) ([]string, error) {
+	return seed.RemoveTemp(f.Dir)
 }

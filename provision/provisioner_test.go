@@ -23,14 +23,23 @@ func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
 
 var operator = app.Actor{Kind: app.ActorUser, Name: "admin"}
 
-func newProvisioned(t *testing.T, db *store.DB, agent []byte) (*vm.Service, *Provisioner) {
+// provisioned is the test's provisioner with the data dir its service keeps VMs in.
+type provisioned struct {
+	*Provisioner
+	DataDir string
+}
+
+// SeedPath is where the VM's seed is.
+func (p provisioned) SeedPath(id string) string { return app.FilesOf(p.DataDir, id).Seed() }
+
+func newProvisioned(t *testing.T, db *store.DB, agent []byte) (*vm.Service, provisioned) {
 	t.Helper()
 	dir := t.TempDir()
 	key, err := LoadOrCreateManagerKey(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Provisioner{DataDir: dir, PublicURL: "http://192.168.50.1:8080", ManagerKey: key,
+	p := &Provisioner{PublicURL: "http://192.168.50.1:8080", ManagerKey: key,
 		Agent: func(arch string) ([]byte, error) {
 			if agent == nil {
 				return nil, app.Errorf(app.EUNAVAILABLE, "no agent for %s", arch)
@@ -38,7 +47,7 @@ func newProvisioned(t *testing.T, db *store.DB, agent []byte) (*vm.Service, *Pro
 			return agent, nil
 		}}
 	cidrs, _ := config.ParseCIDRs(config.DefaultGuestCIDRs)
-	return vm.NewService(db, vm.Rules{CIDRs: cidrs}).WithSeeder(p), p
+	return vm.NewService(db, vm.Rules{CIDRs: cidrs}, dir).WithSeeder(p), provisioned{p, dir}
 }
 
 func TestCreateBuildsSeed(t *testing.T) {

@@ -20,8 +20,8 @@ import (
 // new seed carries a new instance id, "<vm id>-r<n>", as Incus does on rename: at its next
 // boot the guest applies the seed again (hostname, agent config, callback). The seed is
 // written beside the current one; commit puts it in place, abort removes it.
-func (p *Provisioner) Restage(vm *app.VM, registrationToken string) (commit func() error, abort func(), err error) {
-	path := p.SeedPath(vm.ID)
+func (p *Provisioner) Restage(f app.VMFiles, vm *app.VM, registrationToken string) (commit func() error, abort func(), err error) {
+	path := f.Seed()
 	old, err := seed.Read(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read the current seed: %w", err)
@@ -48,7 +48,7 @@ func (p *Provisioner) Restage(vm *app.VM, registrationToken string) (commit func
 	if err != nil {
 		return nil, nil, err
 	}
-	next := filepath.Join(filepath.Dir(path), seed.TempPrefix+"next.iso")
+	next := filepath.Join(f.Dir, seed.TempPrefix+"next.iso")
 	if err := p.writeSeed(next, vm, iid, registrationToken, ud.SSHKeys.Private); err != nil {
 		return nil, nil, err
 	}

@@ -28,8 +28,10 @@ type Spec struct {
 	Disks     []Disk
 	Tap       string // host tap device; "" for no network
 	MAC       string
-	// Dir is the VM's run directory: sockets, logs, console, FIFOs live here.
+	// Dir is the VM's run directory: sockets, logs, FIFOs, disk copies live here.
 	Dir string
+	// Console is the file the guest's serial console is written to (app.VMFiles.Console).
+	Console string
 }
 
 // Counters are the hypervisor's cumulative I/O counters for the VM since its start.

@@ -65,8 +65,8 @@ func TestImageInputsConfined(t *testing.T) {
 	// Through the service: create and edit refuse, and so does start when a file was
 	// swapped for a link out after the VM was defined.
 	db := storetest.SQLite(t)
-	s := NewService(db, testRules(t)).WithRuntime(Runtime{Drivers: map[string]hypervisor.Driver{"qemu": &qemu.Driver{}},
-		Default: "qemu", DataDir: t.TempDir(), ImageDirs: dirs})
+	s := NewService(db, testRules(t), t.TempDir()).WithRuntime(Runtime{Drivers: map[string]hypervisor.Driver{"qemu": &qemu.Driver{}},
+		Default: "qemu", ImageDirs: dirs})
 	ctx := context.Background()
 	for _, f := range []struct{ field, path string }{{"kernel", "/etc/shadow"}, {"initrd", "/proc/self/environ"}, {"rootfs", "/dev/vda"}} {
 		spec := app.VMSpec{Name: "reader", Kernel: kernel}

@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"hearth/app"
+
+	"github.com/vishvananda/netlink"
 
 	"hearth/app/hypervisor"
 	"hearth/app/hypervisor/hostnet"
@@ -30,8 +31,8 @@ func realGuest(t *testing.T, db *store.DB, dataDir string, stopTimeout time.Dura
 	bin := qemutest.QEMU(t)
 	kernel, mods := qemutest.Kernel(t)
 	initrd := qemutest.Initramfs(t, mods)
-	s := NewService(db, testRules(t)).WithRuntime(Runtime{Drivers: map[string]hypervisor.Driver{"qemu": &qemu.Driver{Binary: bin}},
-		Default: "qemu", DataDir: dataDir, ImageDirs: qemutest.ImageDirs(), StopTimeout: stopTimeout})
+	s := NewService(db, testRules(t), dataDir).WithRuntime(Runtime{Drivers: map[string]hypervisor.Driver{"qemu": &qemu.Driver{Binary: bin}},
+		Default: "qemu", ImageDirs: qemutest.ImageDirs(), StopTimeout: stopTimeout})
 	return s, app.VMSpec{VCPUs: 1, MemoryMiB: 256, Kernel: kernel, Initrd: initrd, BootArgs: "console=ttyS0 panic=-1 rdinit=/init"}
 }
 

@@ -59,8 +59,8 @@ func alive(pid int) bool {
 func TestReattachLeavesStrangersAlone(t *testing.T) {
 	db := storetest.SQLite(t)
 	ctx := context.Background()
-	s := NewService(db, testRules(t)).WithRuntime(Runtime{Drivers: map[string]hypervisor.Driver{"qemu": &qemu.Driver{}},
-		Default: "qemu", DataDir: t.TempDir()})
+	s := NewService(db, testRules(t), t.TempDir()).WithRuntime(Runtime{Drivers: map[string]hypervisor.Driver{"qemu": &qemu.Driver{}},
+		Default: "qemu"})
 	create := func(name string) *app.VM {
 		vm, _, err := s.Create(ctx, app.VMSpec{Name: name}, operator)
 		if err != nil {

@@ -5,8 +5,9 @@ import (
 	"net/netip"
 
 	"errors"
-	"hearth/app/hypervisor/hostnet"
 	"os"
+
+	"hearth/app/hypervisor/hostnet"
 
 	"hearth/app"
 )
@@ -20,14 +21,12 @@ type Seeder interface {
 	// Prepare fills the VM's agent token and host key, returning the host's private key,
 	// which only the seed ever holds.
 	Prepare(vm *app.VM) (hostKeyPrivate string, err error)
-	WriteSeed(vm *app.VM, registrationToken, hostKeyPrivate string) error
+	WriteSeed(f app.VMFiles, vm *app.VM, registrationToken, hostKeyPrivate string) error
 	// Restage renders the seed again for vm's new name with a new registration token, so the
 	// guest takes the name at its next boot; commit puts it in place, abort discards it.
-	Restage(vm *app.VM, registrationToken string) (commit func() error, abort func(), err error)
-	RemoveSeed(vmID string) error
+	Restage(f app.VMFiles, vm *app.VM, registrationToken string) (commit func() error, abort func(), err error)
 	// RemoveTemp removes what a crash left of seeds being written, and says what.
-	RemoveTemp(vmID string) ([]string, error)
-	SeedPath(vmID string) string
+	RemoveTemp(f app.VMFiles) ([]string, error)
 }
 
 // Allocator hands out static addresses from the bridge network (hostnet.Net).
@@ -85,7 +84,7 @@ func (s *Service) SeedPath(ctx context.Context, id string) (string, error) {
 	if !vm.Provisioned || s.seeder == nil {
 		return "", app.Errorf(app.ENOTFOUND, "VM %s was created without a cloud-init seed", vm.Name)
 	}
-	p := s.seeder.SeedPath(id)
+	p := s.files(id).Seed()
 	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 		return "", app.Errorf(app.ENOTFOUND, "the seed of VM %s is missing from the data dir", vm.Name)
 	}

@@ -18,12 +18,16 @@ type Service struct {
 	rules  Rules
 	seeder Seeder    // nil: VMs are not provisioned
 	alloc  Allocator // nil: no static addresses
-	rt     *runtime  // nil: VMs are records only
+	rt     *runner   // nil: VMs are records only
+	// dataDir holds the VMs' directories (app.VMFiles); "" for a service that keeps only
+	// records.
+	dataDir string
 }
 
-// NewService returns a Service over db that checks guest IPs with rules.
-func NewService(db *store.DB, rules Rules) *Service {
-	return &Service{db: db, rules: rules}
+// NewService returns a Service over db that checks guest IPs with rules and keeps VMs'
+// files in dataDir.
+func NewService(db *store.DB, rules Rules, dataDir string) *Service {
+	return &Service{db: db, rules: rules, dataDir: dataDir}
 }
 
 // Rules returns the guest-IP rules in force.
@@ -67,15 +71,15 @@ func (s *Service) Create(ctx context.Context, spec app.VMSpec, by app.Actor) (*a
 		if err != nil {
 			return nil, "", err
 		}
-		if err := s.seeder.WriteSeed(vm, token, hostKey); err != nil {
-			s.seeder.RemoveSeed(vm.ID) //nolint:errcheck // best effort; the error below is the story
+		if err := s.seeder.WriteSeed(s.files(vm.ID), vm, token, hostKey); err != nil {
+			s.removeFiles(vm.ID) //nolint:errcheck // best effort; the error below is the story
 			return nil, "", err
 		}
 		detail += " with a cloud-init seed"
 	}
 	if err := s.db.CreateVM(ctx, vm, hash, entry(by, app.AuditVMCreate, vm.ID, detail)); err != nil {
 		if provision {
-			s.seeder.RemoveSeed(vm.ID) //nolint:errcheck // as above
+			s.removeFiles(vm.ID) //nolint:errcheck // as above
 		}
 		return nil, "", err
 	}
@@ -121,7 +125,7 @@ func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.
 	// new registration token, since the old one's plaintext is not kept), the record and
 	// the token change together, and only then does the new seed replace the old.
 	token, hash := app.NewToken(app.PrefixRegistrationToken)
-	commit, abort, err := s.seeder.Restage(vm, token)
+	commit, abort, err := s.seeder.Restage(s.files(id), vm, token)
 	if err != nil {
 		return nil, app.Errorf(app.ECONFLICT, "cannot rename %s: its cloud-init seed cannot be rendered again (%s)", oldName, err)
 	}
@@ -148,18 +152,24 @@ func (s *Service) Delete(ctx context.Context, id string, by app.Actor) error {
 	if err := s.db.DeleteVM(ctx, id, entry(by, app.AuditVMDelete, id, "deleted "+vm.Name)); err != nil {
 		return err
 	}
-	if s.seeder != nil {
-		if err := s.seeder.RemoveSeed(id); err != nil {
-			return fmt.Errorf("VM deleted, but its files remain: %w", err)
-		}
-	}
 	if s.rt != nil {
 		s.delTap(id)
-		if err := os.RemoveAll(s.rt.vmDir(id)); err != nil {
-			return fmt.Errorf("VM deleted, but its files remain: %w", err)
-		}
+	}
+	if err := s.removeFiles(id); err != nil {
+		return fmt.Errorf("VM deleted, but its files remain: %w", err)
 	}
 	return nil
+}
+
+// files names the VM's paths in the data dir.
+func (s *Service) files(id string) app.VMFiles { return app.FilesOf(s.dataDir, id) }
+
+// removeFiles deletes the VM's directory: seed, console, disk copies, all of it.
+func (s *Service) removeFiles(id string) error {
+	if s.dataDir == "" {
+		return nil
+	}
+	return os.RemoveAll(s.files(id).Dir)
 }
 
 // SetGuestIP sets the VM's guest IP from raw, or clears it when raw is "". Guests (callback

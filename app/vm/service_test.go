@@ -16,7 +16,7 @@ var operator = app.Actor{Kind: app.ActorUser, Name: "admin", Addr: "127.0.0.1"}
 func TestCreateDefaultsAndValidation(t *testing.T) {
 	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		s := NewService(db, testRules(t))
+		s := NewService(db, testRules(t), t.TempDir())
 		vm, token, err := s.Create(ctx, app.VMSpec{Name: "web-1"}, operator)
 		if err != nil {
 			t.Fatal(err)
@@ -51,7 +51,7 @@ func TestCreateDefaultsAndValidation(t *testing.T) {
 func TestGuestTokenIsolation(t *testing.T) {
 	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		s := NewService(db, testRules(t))
+		s := NewService(db, testRules(t), t.TempDir())
 		a, tokA, _ := s.Create(ctx, app.VMSpec{Name: "a"}, operator)
 		b, tokB, _ := s.Create(ctx, app.VMSpec{Name: "b"}, operator)
 		if err := s.AuthenticateGuest(ctx, b.ID, tokA); app.ErrorCode(err) != app.EFORBIDDEN {
@@ -76,7 +76,7 @@ func TestGuestTokenIsolation(t *testing.T) {
 func TestSetGuestIPAudited(t *testing.T) {
 	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		s := NewService(db, testRules(t))
+		s := NewService(db, testRules(t), t.TempDir())
 		vm, _, _ := s.Create(ctx, app.VMSpec{Name: "a"}, operator)
 		guest := app.Actor{Kind: app.ActorGuest, Name: vm.ID, Addr: "10.0.0.5"}
 		got, err := s.SetGuestIP(ctx, vm.ID, "10.0.0.5", app.SourceCallback, guest)
@@ -115,7 +115,7 @@ func TestSetGuestIPAudited(t *testing.T) {
 func TestUpdateAndDeleteRefuseBusyVM(t *testing.T) {
 	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		s := NewService(db, testRules(t))
+		s := NewService(db, testRules(t), t.TempDir())
 		vm, _, _ := s.Create(ctx, app.VMSpec{Name: "a"}, operator)
 		four := 4
 		got, err := s.Update(ctx, vm.ID, app.VMUpdate{VCPUs: &four}, operator)

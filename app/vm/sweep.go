@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"hearth/app"
 )
 
 // SweepOrphans runs at manager start, before anything is created: it removes what a crash
@@ -12,7 +14,10 @@ import (
 // a create cut short leaves a directory no record owns, holding tokens and a private host
 // key; a seed or disk copy cut short leaves its staging file. It returns what it removed.
 // The data dir must not be in use by another manager (the caller holds its lock).
-func (s *Service) SweepOrphans(ctx context.Context, dataDir string) ([]string, error) {
+func (s *Service) SweepOrphans(ctx context.Context) ([]string, error) {
+	if s.dataDir == "" {
+		return nil, nil
+	}
 	vms, err := s.db.VMs(ctx)
 	if err != nil {
 		return nil, err
@@ -21,7 +26,7 @@ func (s *Service) SweepOrphans(ctx context.Context, dataDir string) ([]string, e
 	for _, v := range vms {
 		known[v.ID] = true
 	}
-	root := filepath.Join(dataDir, "vms")
+	root := app.VMsDir(s.dataDir)
 	entries, err := os.ReadDir(root)
 	if os.IsNotExist(err) {
 		return nil, nil
@@ -40,14 +45,14 @@ func (s *Service) SweepOrphans(ctx context.Context, dataDir string) ([]string, e
 			continue
 		}
 		if s.seeder != nil {
-			left, err := s.seeder.RemoveTemp(e.Name())
+			left, err := s.seeder.RemoveTemp(s.files(e.Name()))
 			removed = append(removed, left...)
 			if err != nil {
 				return removed, err
 			}
 		}
 		// Disk copies and overlays are made under <name>.tmp and renamed into place.
-		tmps, _ := filepath.Glob(filepath.Join(p, "run", "*.tmp"))
+		tmps, _ := filepath.Glob(filepath.Join(s.files(e.Name()).Run(), "*.tmp"))
 		for _, t := range tmps {
 			if err := os.Remove(t); err != nil {
 				return removed, fmt.Errorf("remove %s: %w", t, err)

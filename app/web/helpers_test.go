@@ -28,13 +28,14 @@ func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
 // env is a running web server over a real database, with an operator API token and a
 // signed-in browser-like client.
 type env struct {
-	t      testing.TB
-	db     *store.DB
-	srv    *httptest.Server
-	vms    *vm.Service
-	auth   *auth.Service
-	token  string       // operator API token
-	client *http.Client // no redirects followed, keeps cookies
+	t       testing.TB
+	db      *store.DB
+	srv     *httptest.Server
+	vms     *vm.Service
+	dataDir string // where the VM service keeps VMs' files
+	auth    *auth.Service
+	token   string       // operator API token
+	client  *http.Client // no redirects followed, keeps cookies
 }
 
 func newEnv(t testing.TB, db *store.DB) *env {
@@ -44,7 +45,8 @@ func newEnv(t testing.TB, db *store.DB) *env {
 	}
 	cidrs, _ := config.ParseCIDRs(config.DefaultGuestCIDRs)
 	rules := vm.Rules{CIDRs: cidrs, HostAddrs: func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("10.9.9.1")} }}
-	e := &env{t: t, db: db, vms: vm.NewService(db, rules), auth: auth.NewService(db, auth.NewThrottle(5, time.Minute), bcrypt.MinCost)}
+	e := &env{t: t, db: db, dataDir: t.TempDir(), auth: auth.NewService(db, auth.NewThrottle(5, time.Minute), bcrypt.MinCost)}
+	e.vms = vm.NewService(db, rules, e.dataDir)
 	e.srv = httptest.NewServer(New(Deps{VMs: e.vms, Auth: e.auth, Ping: db.Ping, Version: "test"}))
 	t.Cleanup(e.srv.Close)
 	ctx := context.Background()

@@ -31,7 +31,7 @@ func lifecycleEnv(t *testing.T) (*env, string) {
 
 func vmRuntime(t *testing.T, bin string) vm.Runtime {
 	return vm.Runtime{Drivers: map[string]hypervisor.Driver{"qemu": &qemu.Driver{Binary: bin}}, Default: "qemu",
-		DataDir: t.TempDir(), ImageDirs: qemutest.ImageDirs(), StopTimeout: 20 * time.Second}
+		ImageDirs: qemutest.ImageDirs(), StopTimeout: 20 * time.Second}
 }
 
 func (e *env) vmState(t *testing.T, id string) vmJSON {

@@ -25,7 +25,7 @@ func metricsEnv(t *testing.T) (*env, *app.VM, *metrics.Collector) {
 	t.Helper()
 	e := newEnv(t, nil)
 	cidrs, _ := config.ParseCIDRs("127.0.0.0/8")
-	e.vms = vm.NewService(e.db, vm.Rules{CIDRs: cidrs, AllowLoopback: true, HostAddrs: func() []netip.Addr { return nil }})
+	e.vms = vm.NewService(e.db, vm.Rules{CIDRs: cidrs, AllowLoopback: true, HostAddrs: func() []netip.Addr { return nil }}, e.dataDir)
 	l, err := net.Listen("tcp", "127.0.0.9:0")
 	if err != nil {
 		t.Fatal(err)

@@ -18,12 +18,11 @@ import (
 func provisionedEnv(t *testing.T, agent []byte) *env {
 	t.Helper()
 	e := newEnv(t, storetest.SQLite(t))
-	dir := t.TempDir()
-	key, err := provision.LoadOrCreateManagerKey(dir)
+	key, err := provision.LoadOrCreateManagerKey(e.dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.vms.WithSeeder(&provision.Provisioner{DataDir: dir, PublicURL: "http://10.0.0.1:8080", ManagerKey: key,
+	e.vms.WithSeeder(&provision.Provisioner{PublicURL: "http://10.0.0.1:8080", ManagerKey: key,
 		Agent: func(arch string) ([]byte, error) {
 			if agent == nil {
 				return nil, app.Errorf(app.EUNAVAILABLE, "this manager was built without a hearth-agent for linux/%s", arch)

@@ -133,7 +133,7 @@ func BenchmarkCollector1000(b *testing.B) {
 		b.Fatal(err)
 	}
 	rules := vm.Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, AllowLoopback: true, HostAddrs: func() []netip.Addr { return nil }}
-	vms := vm.NewService(db, rules)
+	vms := vm.NewService(db, rules, "")
 	for i := 0; i < n; i++ {
 		v := &app.VM{ID: fmt.Sprintf("vm%05d", i), Name: fmt.Sprintf("bench-%04d", i), State: app.VMRunning, VCPUs: 1, MemoryMiB: 256,
 			MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i/256, i%256), GuestIP: addr(i), GuestIPSource: app.SourceAgent,

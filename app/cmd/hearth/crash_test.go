@@ -37,10 +37,10 @@ func seedWriter(dataDir string) {
 		os.Exit(2)
 	}
 	agent := bytes.Repeat([]byte("pretend agent "), 600_000) // ~8 MB, like the real one
-	prov := &provision.Provisioner{DataDir: dataDir, PublicURL: "http://10.0.0.1:8080", ManagerKey: key,
+	prov := &provision.Provisioner{PublicURL: "http://10.0.0.1:8080", ManagerKey: key,
 		Agent: func(string) ([]byte, error) { return agent, nil }}
 	cidrs, _ := config.ParseCIDRs(config.DefaultGuestCIDRs)
-	s := vm.NewService(db, vm.Rules{CIDRs: cidrs}).WithSeeder(prov)
+	s := vm.NewService(db, vm.Rules{CIDRs: cidrs}, dataDir).WithSeeder(prov)
 	for i := 0; ; i++ {
 		if _, _, err := s.Create(ctx, app.VMSpec{Name: fmt.Sprintf("load-%d", i)}, cliActor); err != nil {
 			fmt.Println("create:", err)

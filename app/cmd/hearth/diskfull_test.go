@@ -147,11 +147,11 @@ func TestDiskFull(t *testing.T) {
 	}
 	// A seed written into the full data dir fails as a full disk too, not as an internal error.
 	key, _ := provision.LoadOrCreateManagerKey(dataDir)
-	prov := &provision.Provisioner{DataDir: dataDir, PublicURL: "http://10.0.0.1:8080", ManagerKey: key,
+	prov := &provision.Provisioner{PublicURL: "http://10.0.0.1:8080", ManagerKey: key,
 		Agent: func(string) ([]byte, error) { return bytes.Repeat([]byte("a"), 4<<20), nil }}
 	v := &app.VM{ID: "fullseedvm000001", Name: "full-seed"}
 	priv, _ := prov.Prepare(v)
-	if err := prov.WriteSeed(v, "hrg_0123456789abcdef0123", priv); !app.NoSpace(err) {
+	if err := prov.WriteSeed(app.FilesOf(dataDir, v.ID), v, "hrg_0123456789abcdef0123", priv); !app.NoSpace(err) {
 		t.Errorf("a seed written on a full disk: %v", err)
 	}
 	t.Logf("on the full disk: %d creates fitted, then refused with 507", created)

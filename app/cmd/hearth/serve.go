@@ -67,14 +67,14 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 		db.Close()
 		return nil, err
 	}
-	prov := &provision.Provisioner{DataDir: cfg.DataDir, PublicURL: cfg.PublicURL, ManagerKey: key}
+	prov := &provision.Provisioner{PublicURL: cfg.PublicURL, ManagerKey: key}
 	rules := vm.Rules{CIDRs: cfg.GuestCIDRs}
 	rt, err := runtimeFor(cfg, logger)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	vms := vm.NewService(db, rules).WithSeeder(prov).WithRuntime(rt)
+	vms := vm.NewService(db, rules, cfg.DataDir).WithSeeder(prov).WithRuntime(rt)
 	if rt.Network != nil && cfg.AllocateIPs {
 		vms.WithAllocator(rt.Network)
 		prov.Gateway = rt.Network.Gateway().String()
@@ -129,7 +129,7 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	if err := m.VMs.Reattach(ctx); err != nil {
 		return fail(fmt.Errorf("re-attach running VMs: %w", err))
 	}
-	if removed, err := m.VMs.SweepOrphans(ctx, cfg.DataDir); err != nil {
+	if removed, err := m.VMs.SweepOrphans(ctx); err != nil {
 		return fail(fmt.Errorf("remove what a crash left in the data dir: %w", err))
 	} else if len(removed) > 0 {
 		logger.Warn("removed files a crash left in the data dir", "count", len(removed), "files", removed)
@@ -264,7 +264,7 @@ var cliActor = app.Actor{Kind: app.ActorSystem, Name: "cli"}
 // runtimeFor finds the hypervisors on this host. "auto" prefers Firecracker where it and
 // KVM are usable, and QEMU (which also runs without KVM) otherwise.
 func runtimeFor(cfg config.Config, logger *slog.Logger) (vm.Runtime, error) {
-	rt := vm.Runtime{Drivers: map[string]hypervisor.Driver{}, DataDir: cfg.DataDir, ImageDirs: cfg.ImageDirs, Logger: logger, StopTimeout: cfg.StopTimeout}
+	rt := vm.Runtime{Drivers: map[string]hypervisor.Driver{}, ImageDirs: cfg.ImageDirs, Logger: logger, StopTimeout: cfg.StopTimeout}
 	if def := vm.DefaultImageDir(cfg.DataDir); len(cfg.ImageDirs) == 1 && cfg.ImageDirs[0] == def {
 		if err := os.MkdirAll(def, 0o750); err != nil {
 			return rt, fmt.Errorf("create the image directory: %w", err)

@@ -30,7 +30,6 @@ const (
 	socketFile  = "firecracker.sock"
 	metricsFIFO = "metrics.fifo"
 	logFile     = "firecracker.log"
-	consoleFile = "console.log"
 )
 
 // Start launches firecracker for spec, configures the VM over the API socket and starts it.
@@ -95,7 +94,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 			os.Lchown(p, d.Jailer.UID, d.Jailer.GID) //nolint:errcheck // firecracker reports what it cannot open
 		}
 	}
-	console, err := os.OpenFile(filepath.Join(spec.Dir, consoleFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	console, err := os.OpenFile(spec.Console, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +112,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 		fifoFile.Close()
 		return nil, fmt.Errorf("firecracker: start %s: %w", bin, err)
 	}
-	m := newMachine(proc, sock, spec.Dir, fifoFile)
+	m := newMachine(proc, sock, spec.Console, fifoFile)
 	if d.Jailer != nil {
 		jail := d.Jailer.dir(or(d.Binary, "firecracker"), spec.VMID)
 		go func() { <-proc.Done(); os.RemoveAll(jail) }() // the jail goes with its process
@@ -127,8 +126,8 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	return m, nil
 }
 
-func newMachine(proc *hypervisor.Process, sock, dir string, fifo *os.File) *machine {
-	m := &machine{Process: proc, client: NewClient(sock), dir: dir, totals: newTotals(), fifo: fifo}
+func newMachine(proc *hypervisor.Process, sock, console string, fifo *os.File) *machine {
+	m := &machine{Process: proc, client: NewClient(sock), console: console, totals: newTotals(), fifo: fifo}
 	go m.totals.readFrom(fifo)                  // the one reader of this boot's FIFO
 	go func() { <-proc.Done(); fifo.Close() }() // ends the reader
 	return m
@@ -151,7 +150,7 @@ func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int, iden
 	if err != nil {
 		return nil, fmt.Errorf("firecracker: reopen metrics fifo: %w", err)
 	}
-	m := newMachine(proc, sock, spec.Dir, fifo)
+	m := newMachine(proc, sock, spec.Console, fifo)
 	if _, err := m.client.Describe(ctx); err != nil {
 		return nil, err
 	}
@@ -160,10 +159,10 @@ func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int, iden
 
 type machine struct {
 	*hypervisor.Process
-	client *Client
-	dir    string
-	totals *totals
-	fifo   *os.File
+	client  *Client
+	console string
+	totals  *totals
+	fifo    *os.File
 }
 
 // Release closes this manager's end of the metrics FIFO (there must be one reader) and
@@ -181,7 +180,7 @@ func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, sock, fif
 		}
 		select {
 		case <-m.Done():
-			return fmt.Errorf("firecracker exited before opening its API socket (exit %d); see %s", m.Exit().Code, filepath.Join(spec.Dir, consoleFile))
+			return fmt.Errorf("firecracker exited before opening its API socket (exit %d); see %s", m.Exit().Code, m.console)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -219,7 +218,7 @@ func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, sock, fif
 	return nil
 }
 
-func (m *machine) ConsolePath() string { return filepath.Join(m.dir, consoleFile) }
+func (m *machine) ConsolePath() string { return m.console }
 
 // Stop sends Ctrl+Alt+Del (the guest shuts down cleanly and Firecracker exits), then kills
 // the process if it has not exited within timeout.

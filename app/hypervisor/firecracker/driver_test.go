@@ -27,12 +27,13 @@ func fakeDriver(t *testing.T) (*Driver, string) {
 }
 
 func testSpec(t *testing.T) hypervisor.Spec {
+	dir := t.TempDir()
 	base := filepath.Join(t.TempDir(), "rootfs.ext4")
 	os.WriteFile(base, []byte("base image"), 0o644)
 	return hypervisor.Spec{VMID: "vm1", Name: "web-1", VCPUs: 2, MemoryMiB: 512, Kernel: "/img/vmlinux",
 		Initrd: "/img/initrd", BootArgs: "console=ttyS0 reboot=k panic=1",
 		Disks: []hypervisor.Disk{{ID: "rootfs", Path: base, Root: true}, {ID: "seed", Path: "/vms/vm1/seed.iso", ReadOnly: true}},
-		Tap:   "hearth-tap0", MAC: "02:12:34:56:78:9a", Dir: t.TempDir()}
+		Tap:   "hearth-tap0", MAC: "02:12:34:56:78:9a", Dir: dir, Console: filepath.Join(dir, "console.log")}
 }
 
 // TestDriverLifecycle boots, reads counters and stops against the spec-checking fake.

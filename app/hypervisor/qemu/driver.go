@@ -33,7 +33,6 @@ func (d *Driver) Name() string { return "qemu" }
 // Files in a VM's run directory.
 const (
 	qmpSocket   = "qmp.sock"
-	consoleFile = "console.log"
 	overlayFile = "rootfs.qcow2"
 )
 
@@ -113,7 +112,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	}
 	sock := filepath.Join(spec.Dir, qmpSocket)
 	os.Remove(sock)
-	console := filepath.Join(spec.Dir, consoleFile)
+	console := spec.Console
 	os.WriteFile(console, nil, 0o640) //nolint:errcheck // truncate the last boot's console
 	args := []string{"-name", "hearth-" + spec.VMID, "-nodefaults", "-no-user-config", "-display", "none",
 		"-machine", "pc,accel=" + d.accel(), "-smp", strconv.Itoa(spec.VCPUs), "-m", strconv.Itoa(spec.MemoryMiB),
@@ -153,7 +152,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	if err != nil {
 		return nil, fmt.Errorf("qemu: start: %w", err)
 	}
-	m := &machine{Process: proc, dir: spec.Dir, tap: spec.Tap}
+	m := &machine{Process: proc, dir: spec.Dir, console: spec.Console, tap: spec.Tap}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		q, err := dialQMP(ctx, sock)
@@ -177,12 +176,13 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 
 type machine struct {
 	*hypervisor.Process
-	dir string
-	tap string
-	qmp *qmp
+	dir     string
+	console string
+	tap     string
+	qmp     *qmp
 }
 
-func (m *machine) ConsolePath() string { return filepath.Join(m.dir, consoleFile) }
+func (m *machine) ConsolePath() string { return m.console }
 
 // Release closes the QMP connection (QEMU serves one client at a time) and leaves the VM
 // running for the next manager.
@@ -203,7 +203,7 @@ func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int, iden
 	if err != nil {
 		return nil, fmt.Errorf("qemu: QMP of pid %d: %w", pid, err)
 	}
-	return &machine{Process: proc, dir: spec.Dir, tap: spec.Tap, qmp: q}, nil
+	return &machine{Process: proc, dir: spec.Dir, console: spec.Console, tap: spec.Tap, qmp: q}, nil
 }
 
 // Stop presses the ACPI power button (system_powerdown) and waits; then asks QEMU to quit;

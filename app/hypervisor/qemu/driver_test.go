@@ -62,7 +62,7 @@ func TestBootRealGuest(t *testing.T) {
 	d := &Driver{Binary: bin}
 	spec := hypervisor.Spec{VMID: "t1", Name: "boot-test", VCPUs: 1, MemoryMiB: 256, Kernel: kernel, Initrd: initrd,
 		BootArgs: "console=ttyS0 panic=-1 rdinit=/init",
-		Disks:    []hypervisor.Disk{{ID: "rootfs", Path: base, Root: true}, {ID: "seed", Path: seed, ReadOnly: true}}, Dir: dir}
+		Disks:    []hypervisor.Disk{{ID: "rootfs", Path: base, Root: true}, {ID: "seed", Path: seed, ReadOnly: true}}, Dir: dir, Console: filepath.Join(dir, "console.log")}
 	ctx := context.Background()
 	start := time.Now()
 	m, err := d.Start(ctx, spec)
@@ -118,7 +118,8 @@ func tail(b []byte) string {
 func TestStartFailsClearly(t *testing.T) {
 	bin := qemutest.QEMU(t)
 	d := &Driver{Binary: bin}
-	_, err := d.Start(context.Background(), hypervisor.Spec{VMID: "x", VCPUs: 1, MemoryMiB: 64, Kernel: "/nonexistent/vmlinuz", Dir: t.TempDir()})
+	dir := t.TempDir()
+	_, err := d.Start(context.Background(), hypervisor.Spec{VMID: "x", VCPUs: 1, MemoryMiB: 64, Kernel: "/nonexistent/vmlinuz", Dir: dir, Console: filepath.Join(dir, "console.log")})
 	if err == nil || !strings.Contains(err.Error(), "vmlinuz") {
 		t.Errorf("err = %v", err)
 	}

@@ -1,0 +1,100 @@
+package vm
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"hearth/app"
+	"hearth/app/hypervisor"
+	"hearth/app/store"
+)
+
+func (s *Service) spec(vm *app.VM) (hypervisor.Spec, error) {
+	// The hypervisor gets the paths with their links resolved, checked now: the files may
+	// have changed since the VM was defined.
+	kernel, initrd, rootfs := vm.Kernel, vm.Initrd, vm.Rootfs
+	if err := s.rt.ImageDirs.resolveImages(&kernel, &initrd, &rootfs, true); err != nil {
+		return hypervisor.Spec{}, app.Errorf(app.EINVALID, "cannot start %s: %s", vm.Name, app.ErrorMessage(err))
+	}
+	files := s.files(vm.ID)
+	spec := hypervisor.Spec{VMID: vm.ID, Name: vm.Name, VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, Kernel: kernel,
+		Initrd: initrd, BootArgs: vm.BootArgs, MAC: vm.MAC, Dir: files.Run(), Console: files.Console()}
+	if rootfs != "" {
+		spec.Disks = append(spec.Disks, hypervisor.Disk{ID: "rootfs", Path: rootfs, Root: true})
+	}
+	if vm.Provisioned && s.seeder != nil {
+		seed := files.Seed()
+		if _, err := os.Stat(seed); err != nil {
+			return hypervisor.Spec{}, app.Errorf(app.EINVALID, "cannot start %s: its seed %s is missing", vm.Name, seed)
+		}
+		spec.Disks = append(spec.Disks, hypervisor.Disk{ID: "seed", Path: seed, ReadOnly: true})
+	}
+	return spec, nil
+}
+
+func (s *Service) driver(vm *app.VM) (string, hypervisor.Driver, error) {
+	name := vm.Hypervisor
+	if name == "" {
+		name = s.rt.Default
+	}
+	d := s.rt.Drivers[name]
+	if d == nil {
+		return "", nil, app.Errorf(app.EUNAVAILABLE, "the %s hypervisor is not available on this host", name)
+	}
+	return name, d, nil
+}
+
+// Start boots a defined, stopped or failed VM. It returns once the hypervisor runs the VM,
+// or with the reason it could not (the VM is then failed with that reason).
+func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, error) {
+	if s.rt == nil {
+		return nil, app.Errorf(app.EUNAVAILABLE, "this manager runs no hypervisor")
+	}
+	vm, err := s.db.VM(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch vm.State {
+	case app.VMDefined, app.VMStopped, app.VMFailed:
+	default:
+		return nil, app.Errorf(app.ECONFLICT, "VM %s is %s", vm.Name, vm.State)
+	}
+	name, d, err := s.driver(vm)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := s.spec(vm)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.db.SetRun(ctx, id, store.Run{State: app.VMStarting, Driver: name, From: []app.VMState{app.VMDefined, app.VMStopped, app.VMFailed}},
+		entry(by, app.AuditVMStart, id, "starting "+vm.Name+" with "+name)); err != nil {
+		return nil, err
+	}
+	if s.rt.Network != nil {
+		if err := s.rt.Network.EnsureBridge(); err == nil {
+			spec.Tap, err = s.rt.Network.AddTap(id)
+		}
+		if err != nil {
+			s.db.SetRun(context.Background(), id, store.Run{State: app.VMFailed, Driver: name, Reason: err.Error()}, nil) //nolint:errcheck
+			return nil, app.Errorf(app.EUNAVAILABLE, "%s cannot be networked: %s", vm.Name, err)
+		}
+	}
+	bootCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := d.Start(bootCtx, spec)
+	if err != nil {
+		s.delTap(id)
+		reason := err.Error()
+		s.db.SetRun(context.Background(), id, store.Run{State: app.VMFailed, Driver: name, Reason: reason}, //nolint:errcheck // the start error is the story
+			entry(by, app.AuditVMState, id, vm.Name+" failed to start: "+reason))
+		return nil, app.Errorf(app.EINVALID, "%s failed to start: %s", vm.Name, reason)
+	}
+	if err := s.db.SetRun(context.Background(), id, store.Run{State: app.VMRunning, PID: m.PID(), Identity: m.Identity(), Driver: name}, nil); err != nil {
+		m.Stop(context.Background(), time.Second) //nolint:errcheck // cannot record it: do not leave it running
+		return nil, err
+	}
+	s.supervise(id, name, m, by)
+	return s.db.VM(ctx, id)
+}

@@ -1,0 +1,33 @@
+package app
+
+import "path/filepath"
+
+// VMFiles names every path of a VM's directory in the data dir, so that no other code
+// spells them (lima's store/filenames is the model):
+//
+//	<data dir>/vms/<id>/          Dir
+//	    seed.iso                  Seed: the cloud-init NoCloud seed, when provisioned
+//	    .seed-*                   seeds being written (litter after a crash)
+//	    run/                      Run: what the hypervisor makes while the VM runs
+//	        console.log           Console: the serial console
+//	        <driver's own files>  sockets, FIFOs, disk copies (<name>.tmp while made)
+type VMFiles struct {
+	Dir string
+}
+
+// VMsDir holds every VM's directory.
+func VMsDir(dataDir string) string { return filepath.Join(dataDir, "vms") }
+
+// FilesOf is the VM's directory in dataDir.
+func FilesOf(dataDir, vmID string) VMFiles {
+	return VMFiles{Dir: filepath.Join(VMsDir(dataDir), vmID)}
+}
+
+// Seed is the VM's cloud-init seed image.
+func (f VMFiles) Seed() string { return filepath.Join(f.Dir, "seed.iso") }
+
+// Run is the hypervisor's directory for the VM: sockets, logs, FIFOs, disk copies.
+func (f VMFiles) Run() string { return filepath.Join(f.Dir, "run") }
+
+// Console is the guest's serial console log.
+func (f VMFiles) Console() string { return filepath.Join(f.Run(), "console.log") }
