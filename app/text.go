@@ -1,6 +1,10 @@
 package app
 
-import "unicode/utf8"
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
 
 // Clip bounds a text that came from outside (a guest, a client) to at most n bytes of valid
 // UTF-8: it is cut on a character boundary, never inside one, and invalid bytes become
@@ -35,4 +39,17 @@ func toValid(s string) string {
 		s = s[size:]
 	}
 	return string(b)
+}
+
+// CleanLine makes a text from outside fit for one line of a page or a Prometheus label
+// value: valid UTF-8 (a cut never splits a character, or a label would be refused and its
+// series vanish), no control characters, at most n bytes.
+func CleanLine(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	return Clip(s, n)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/procfs"
 
 	"hearth/app"
+	"hearth/app/agent"
 	"hearth/app/hypervisor"
 	"hearth/app/store"
 	"hearth/app/vm"
@@ -27,7 +28,7 @@ type Options struct {
 	Timeout     time.Duration // per agent request, default 2 s
 	Concurrency int           // polls at once, default 64
 	BodyCap     int64         // agent answer cap, default 1 MiB
-	AgentPort   int           // default 8080
+	AgentPort   int           // default api.DefaultPort (8080)
 	History     time.Duration // kept in memory, default 1 h
 	ProcRoot    string        // default /proc
 	Logger      *slog.Logger
@@ -49,7 +50,7 @@ type Store interface {
 type Collector struct {
 	vms   VMs
 	opts  Options
-	agent *agentClient
+	agent *agent.Client
 	proc  procfs.FS
 
 	mu    sync.Mutex
@@ -90,9 +91,6 @@ func New(vms VMs, opts Options) *Collector {
 	if opts.BodyCap <= 0 {
 		opts.BodyCap = 1 << 20
 	}
-	if opts.AgentPort == 0 {
-		opts.AgentPort = 8080
-	}
 	if opts.History <= 0 {
 		opts.History = time.Hour
 	}
@@ -109,7 +107,7 @@ func New(vms VMs, opts Options) *Collector {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	fs, _ := procfs.NewFS(opts.ProcRoot)
-	return &Collector{vms: vms, opts: opts, agent: newAgentClient(opts.AgentPort, opts.Timeout, opts.BodyCap), proc: fs,
+	return &Collector{vms: vms, opts: opts, agent: agent.New(agent.Options{Port: opts.AgentPort, Timeout: opts.Timeout, BodyCap: opts.BodyCap}), proc: fs,
 		state: map[string]*vmState{}, pollErrors: map[string]uint64{}}
 }
 
@@ -232,12 +230,12 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 		rules := c.vms.Rules()
 		if ip, err := rules.Check(v.GuestIP); err != nil {
 			agentErr = "guest IP refused by the rules: " + err.Error()
-		} else if r, err := c.agent.fetch(ctx, ip, v.AgentToken); err != nil {
+		} else if r, err := c.agent.Metrics(ctx, ip, v.AgentToken); err != nil {
 			agentErr = err.Error()
 			c.countError("agent")
 		} else {
-			s.Source, s.CPUPercent, s.MemPercent, s.AgentVersion = SourceAgent, r.CPU, r.Mem, r.Version
-			st.agentVersion, st.agentSeen, agentErr = r.Version, now, ""
+			s.Source, s.CPUPercent, s.MemPercent, s.AgentVersion = SourceAgent, r.CPUUsagePercent, r.MemUsagePercent, r.AgentVersion
+			st.agentVersion, st.agentSeen, agentErr = r.AgentVersion, now, ""
 		}
 	}
 	// Host side: CPU of the hypervisor process, and its RSS ("host RSS": not guest memory).

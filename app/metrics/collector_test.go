@@ -192,26 +192,6 @@ func TestRingKeepsTheNewest(t *testing.T) {
 	}
 }
 
-func FuzzParseAgent(f *testing.F) {
-	f.Add([]byte(`{"cpu_usage_percent": 12.5, "memory_usage_percent": 40, "agent_version": "1"}`))
-	f.Add([]byte(`{"cpu_usage_percent": -1}`))
-	f.Add([]byte(`{"memory_usage_percent": 1e308}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := parseAgent(b)
-		if err != nil {
-			return
-		}
-		for _, p := range []*float64{r.CPU, r.Mem} {
-			if p != nil && (*p < 0 || *p > 100 || *p != *p) {
-				t.Fatalf("accepted %v", *p)
-			}
-		}
-		if r.Mem == nil || len(r.Version) > 64 {
-			t.Fatalf("accepted %+v", r)
-		}
-	})
-}
-
 // TestPersistence: each round's samples land in the database, on both dialects.
 func TestPersistence(t *testing.T) {
 	storetest.EachDB(t, func(t *testing.T, db *store.DB) {

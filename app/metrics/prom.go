@@ -5,6 +5,9 @@ import (
 	"sort"
 	"time"
 
+	"hearth/app"
+	"hearth/app/agent"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -46,7 +49,7 @@ func (p promVMs) Collect(ch chan<- prometheus.Metric) {
 	failed := 0
 	emit := func(d *prometheus.Desc, t prometheus.ValueType, v float64, lv ...string) {
 		for i := range lv {
-			lv[i] = labelValue(lv[i])
+			lv[i] = app.CleanLine(lv[i], agent.MaxVersion)
 		}
 		if m, err := prometheus.NewConstMetric(d, t, v, lv...); err == nil {
 			ch <- m

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"hearth/app"
+	"hearth/app/agent"
 )
 
 // TestHostileAgentVersions reproduces a guest hiding its own hearth_vm_agent_up: an agent
@@ -78,7 +79,7 @@ func TestHostileAgentVersions(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("%s: hearth_vm_agent_up is missing from /metrics (last error %q)", name, c.LastError(name))
-		case !utf8.ValidString(v) || len(v) > maxLabel || strings.ContainsAny(v, "\n\x00\x1b") || !utf8.ValidString(v):
+		case !utf8.ValidString(v) || len(v) > agent.MaxVersion || strings.ContainsAny(v, "\n\x00\x1b") || !utf8.ValidString(v):
 			t.Errorf("%s: label %q", name, v)
 		}
 	}

@@ -1,36 +1,13 @@
 package web
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
 	"hearth/app"
+	"hearth/guest/api"
 )
-
-// guestIPBody is the seed document's contract: {"guest_ip": "192.168.1.100"}; null or ""
-// clears. Guests may add "source": "agent" so the page can tell the agent's registration
-// from cloud-init's first-boot callback.
-type guestIPBody struct {
-	GuestIP json.RawMessage `json:"guest_ip"`
-	Source  string          `json:"source"`
-}
-
-// parse returns the raw address ("" to clear).
-func (b guestIPBody) parse() (string, error) {
-	if len(b.GuestIP) == 0 {
-		return "", app.Errorf(app.EINVALID, `guest_ip is required (a string; null or "" clears it)`)
-	}
-	if string(b.GuestIP) == "null" {
-		return "", nil
-	}
-	var ip string
-	if err := json.Unmarshal(b.GuestIP, &ip); err != nil {
-		return "", app.Errorf(app.EINVALID, `guest_ip must be a string or null`)
-	}
-	return ip, nil
-}
 
 // apiSetGuestIP serves POST /v1/vms/{id}/guest-ip for operators (source manual) and for
 // the VM's own guest, authenticated by its registration token (source callback or agent).
@@ -47,7 +24,7 @@ func (s *Server) apiSetGuestIP(c echo.Context) error {
 		by.Name = id
 		source = app.SourceCallback
 	}
-	var body guestIPBody
+	var body api.GuestIP // the seed document's contract, as the guest's side writes it
 	if err := decodeJSON(c, &body); err != nil {
 		return err
 	}
@@ -55,14 +32,14 @@ func (s *Server) apiSetGuestIP(c echo.Context) error {
 	case body.Source == "":
 	case by.Kind != app.ActorGuest:
 		return app.Errorf(app.EINVALID, "source is only for guests; an operator's change is always manual")
-	case body.Source == string(app.SourceCallback) || body.Source == string(app.SourceAgent):
+	case body.Source == api.SourceCallback || body.Source == api.SourceAgent:
 		source = app.GuestIPSource(body.Source)
 	default:
 		return app.Errorf(app.EINVALID, `source must be "callback" or "agent"`)
 	}
-	raw, err := body.parse()
+	raw, err := body.IP()
 	if err != nil {
-		return err
+		return app.Errorf(app.EINVALID, "%s", err)
 	}
 	vm, err := s.VMs.SetGuestIP(ctx, id, raw, source, by)
 	if err != nil {

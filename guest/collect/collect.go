@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"hearth/guest/api"
+
 	"github.com/prometheus/procfs"
 	"github.com/prometheus/procfs/blockdevice"
 )
@@ -20,7 +22,7 @@ type Reader struct {
 	ProcRoot string // "/proc" in production
 	SysRoot  string // "/sys" in production
 	// Interfaces lists network interfaces; nil means the host's, through net.Interfaces.
-	Interfaces func() ([]Interface, error)
+	Interfaces func() ([]api.Interface, error)
 	// Statfs measures a mounted filesystem; nil means syscall.Statfs.
 	Statfs func(path string) (size, used, avail uint64, err error)
 	Now    func() time.Time
@@ -28,8 +30,8 @@ type Reader struct {
 
 // reading is one pass over /proc: everything but the shares, which need two readings.
 type reading struct {
-	snap    Snapshot
-	cpu     CPUTimes
+	snap    api.Snapshot
+	cpu     api.CPUTimes
 	haveCPU bool
 }
 
@@ -79,13 +81,13 @@ func (r *Reader) read() reading {
 		fail("meminfo", err)
 	} else {
 		s.Memory, s.Swap = mem, swap
-		p := mem.usagePercent()
+		p := usagePercent(mem)
 		s.MemUsagePercent = &p
 	}
 	if la, err := fs.LoadAvg(); err != nil {
 		fail("loadavg", err)
 	} else {
-		s.Load = Load{Load1: la.Load1, Load5: la.Load5, Load15: la.Load15}
+		s.Load = api.Load{Load1: la.Load1, Load5: la.Load5, Load15: la.Load15}
 	}
 	s.Processes.Total = r.countProcs()
 	if nd, err := fs.NetDev(); err != nil {
@@ -134,13 +136,13 @@ func (r *Reader) countProcs() uint64 {
 	return n
 }
 
-func netIfaces(nd procfs.NetDev) []NetIface {
-	out := make([]NetIface, 0, len(nd))
+func netIfaces(nd procfs.NetDev) []api.NetIface {
+	out := make([]api.NetIface, 0, len(nd))
 	for name, l := range nd {
 		if name == "lo" {
 			continue
 		}
-		out = append(out, NetIface{Interface: name, RxBytes: l.RxBytes, TxBytes: l.TxBytes, RxPackets: l.RxPackets,
+		out = append(out, api.NetIface{Interface: name, RxBytes: l.RxBytes, TxBytes: l.TxBytes, RxPackets: l.RxPackets,
 			TxPackets: l.TxPackets, RxErrors: l.RxErrors, TxErrors: l.TxErrors, RxDropped: l.RxDropped, TxDropped: l.TxDropped})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Interface < out[j].Interface })
@@ -154,7 +156,7 @@ var ignoredDisks = regexp.MustCompile(`^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n
 // sectorBytes: /proc/diskstats counts 512-byte sectors whatever the device's block size.
 const sectorBytes = 512
 
-func (r *Reader) disks() ([]Disk, error) {
+func (r *Reader) disks() ([]api.Disk, error) {
 	bfs, err := blockdevice.NewFS(r.ProcRoot, r.SysRoot)
 	if err != nil {
 		return nil, err
@@ -163,12 +165,12 @@ func (r *Reader) disks() ([]Disk, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := []Disk{}
+	out := []api.Disk{}
 	for _, d := range stats {
 		if ignoredDisks.MatchString(d.DeviceName) || strings.HasPrefix(d.DeviceName, "loop") || strings.HasPrefix(d.DeviceName, "ram") {
 			continue
 		}
-		out = append(out, Disk{Device: d.DeviceName, ReadBytes: d.ReadSectors * sectorBytes,
+		out = append(out, api.Disk{Device: d.DeviceName, ReadBytes: d.ReadSectors * sectorBytes,
 			WrittenBytes: d.WriteSectors * sectorBytes, Reads: d.ReadIOs, Writes: d.WriteIOs})
 	}
 	return out, nil
@@ -187,13 +189,13 @@ var pseudoFS = map[string]bool{
 
 var pseudoMount = regexp.MustCompile(`^/(dev|proc|sys|run/credentials/.+|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)`)
 
-func (r *Reader) filesystems(mounts []*procfs.MountInfo, fail func(string, error)) []Filesystem {
+func (r *Reader) filesystems(mounts []*procfs.MountInfo, fail func(string, error)) []api.Filesystem {
 	statfs := r.Statfs
 	if statfs == nil {
 		statfs = realStatfs
 	}
 	seen := map[string]bool{}
-	out := []Filesystem{}
+	out := []api.Filesystem{}
 	for _, m := range mounts {
 		if pseudoFS[m.FSType] || pseudoMount.MatchString(m.MountPoint) || seen[m.MajorMinorVer] {
 			continue
@@ -204,7 +206,7 @@ func (r *Reader) filesystems(mounts []*procfs.MountInfo, fail func(string, error
 			fail("statfs "+m.MountPoint, err)
 			continue
 		}
-		out = append(out, Filesystem{Mountpoint: m.MountPoint, Device: m.Source, FSType: m.FSType,
+		out = append(out, api.Filesystem{Mountpoint: m.MountPoint, Device: m.Source, FSType: m.FSType,
 			SizeBytes: size, UsedBytes: used, AvailBytes: avail})
 		if len(out) >= 256 { // bounded: a guest with thousands of mounts must not flood the answer
 			break
@@ -227,7 +229,7 @@ func realStatfs(path string) (size, used, avail uint64, err error) {
 	return size, used, st.Bavail * bs, nil
 }
 
-func (r *Reader) interfaces() ([]Interface, error) {
+func (r *Reader) interfaces() ([]api.Interface, error) {
 	if r.Interfaces != nil {
 		return r.Interfaces()
 	}
@@ -235,17 +237,17 @@ func (r *Reader) interfaces() ([]Interface, error) {
 }
 
 // HostInterfaces lists the host's interfaces except loopback, with their addresses.
-func HostInterfaces() ([]Interface, error) {
+func HostInterfaces() ([]api.Interface, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil, err
 	}
-	out := []Interface{}
+	out := []api.Interface{}
 	for _, i := range ifs {
 		if i.Flags&net.FlagLoopback != 0 {
 			continue
 		}
-		it := Interface{Name: i.Name, MAC: i.HardwareAddr.String(), Up: i.Flags&net.FlagUp != 0, Addresses: []string{}}
+		it := api.Interface{Name: i.Name, MAC: i.HardwareAddr.String(), Up: i.Flags&net.FlagUp != 0, Addresses: []string{}}
 		if addrs, err := i.Addrs(); err == nil {
 			for _, a := range addrs {
 				it.Addresses = append(it.Addresses, a.String())

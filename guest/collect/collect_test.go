@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hearth/guest/api"
 )
 
 // fixture copies testdata/name to a temp dir (so a test can swap files, as the kernel does
@@ -36,8 +38,8 @@ func fixture(t *testing.T, name string) (*Reader, string) {
 		t.Fatal(err)
 	}
 	r := &Reader{ProcRoot: filepath.Join(dst, "proc"), SysRoot: filepath.Join(dst, "sys"),
-		Interfaces: func() ([]Interface, error) {
-			return []Interface{{Name: "eth0", MAC: "02:00:00:00:00:01", Up: true, Addresses: []string{"10.0.0.5/24"}}}, nil
+		Interfaces: func() ([]api.Interface, error) {
+			return []api.Interface{{Name: "eth0", MAC: "02:00:00:00:00:01", Up: true, Addresses: []string{"10.0.0.5/24"}}}, nil
 		},
 		Statfs: func(string) (uint64, uint64, uint64, error) { return 1000, 400, 500, nil },
 		Now:    func() time.Time { return time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC) },
@@ -123,7 +125,7 @@ func TestMemoryUsesMemAvailable(t *testing.T) {
 	if len(got.Errors) != 0 {
 		t.Errorf("errors on a complete /proc: %v", got.Errors)
 	}
-	if got.Hostname != "fixture-vm" || got.Processes.Running != 1 || got.Load != (Load{0.76, 1.64, 1.14}) {
+	if got.Hostname != "fixture-vm" || got.Processes.Running != 1 || got.Load != (api.Load{Load1: 0.76, Load5: 1.64, Load15: 1.14}) {
 		t.Errorf("hostname %q running %d load %v", got.Hostname, got.Processes.Running, got.Load)
 	}
 }
@@ -144,15 +146,15 @@ func TestOldKernel(t *testing.T) {
 	if got.CPU.Count != 2 || got.CPUSeconds.User != 22.55 {
 		t.Errorf("cpu count %d, user seconds %v", got.CPU.Count, got.CPUSeconds.User)
 	}
-	if len(got.Network) != 1 || got.Network[0] != (NetIface{Interface: "eth0", RxBytes: 9876543, TxBytes: 1234567,
+	if len(got.Network) != 1 || got.Network[0] != (api.NetIface{Interface: "eth0", RxBytes: 9876543, TxBytes: 1234567,
 		RxPackets: 12345, TxPackets: 6789, RxErrors: 1, TxErrors: 3, RxDropped: 2, TxDropped: 4}) {
 		t.Errorf("network (lo must be left out) = %+v", got.Network)
 	}
 	// The whole disk only: its partition and loop devices would double-count.
-	if len(got.Disks) != 1 || got.Disks[0] != (Disk{Device: "sda", ReadBytes: 400000 * 512, WrittenBytes: 240000 * 512, Reads: 5000, Writes: 3000}) {
+	if len(got.Disks) != 1 || got.Disks[0] != (api.Disk{Device: "sda", ReadBytes: 400000 * 512, WrittenBytes: 240000 * 512, Reads: 5000, Writes: 3000}) {
 		t.Errorf("disks = %+v", got.Disks)
 	}
-	if got.Load != (Load{0.20, 0.18, 0.12}) {
+	if got.Load != (api.Load{Load1: 0.20, Load5: 0.18, Load15: 0.12}) {
 		t.Errorf("load = %+v", got.Load)
 	}
 }
@@ -175,7 +177,7 @@ func TestContainerMissingFiles(t *testing.T) {
 }
 
 func TestEmptyProc(t *testing.T) {
-	r := &Reader{ProcRoot: t.TempDir(), SysRoot: t.TempDir(), Interfaces: func() ([]Interface, error) { return nil, nil }}
+	r := &Reader{ProcRoot: t.TempDir(), SysRoot: t.TempDir(), Interfaces: func() ([]api.Interface, error) { return nil, nil }}
 	got := NewSampler(r, time.Second, "test").Sample()
 	if got.CPUUsagePercent != nil || got.MemUsagePercent != nil || len(got.Errors) < 4 {
 		t.Errorf("empty /proc: %+v", got)
@@ -234,19 +236,19 @@ func TestFilesystemsAreRealOnes(t *testing.T) {
 }
 
 func TestCPUSharesTable(t *testing.T) {
-	base := CPUTimes{User: 10, System: 5, Idle: 100}
+	base := api.CPUTimes{User: 10, System: 5, Idle: 100}
 	for _, tt := range []struct {
 		name string
-		cur  CPUTimes
+		cur  api.CPUTimes
 		ok   bool
 		want float64
 	}{
 		{"no time passed", base, false, 0},
-		{"all idle", CPUTimes{User: 10, System: 5, Idle: 110}, true, 0},
-		{"all busy", CPUTimes{User: 20, System: 5, Idle: 100}, true, 100},
-		{"iowait counts as idle", CPUTimes{User: 15, System: 5, Idle: 100, Iowait: 5}, true, 50},
-		{"steal counts as busy", CPUTimes{User: 10, System: 5, Idle: 105, Steal: 5}, true, 50},
-		{"idle went backwards", CPUTimes{User: 20, System: 5, Idle: 99}, false, 0},
+		{"all idle", api.CPUTimes{User: 10, System: 5, Idle: 110}, true, 0},
+		{"all busy", api.CPUTimes{User: 20, System: 5, Idle: 100}, true, 100},
+		{"iowait counts as idle", api.CPUTimes{User: 15, System: 5, Idle: 100, Iowait: 5}, true, 50},
+		{"steal counts as busy", api.CPUTimes{User: 10, System: 5, Idle: 105, Steal: 5}, true, 50},
+		{"idle went backwards", api.CPUTimes{User: 20, System: 5, Idle: 99}, false, 0},
 	} {
 		got, ok := cpuShares(base, tt.cur)
 		if ok != tt.ok || ok && !near(*got.UsagePercent, tt.want) {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"hearth/guest/api"
 )
 
 // FuzzProcFiles writes arbitrary contents into /proc/stat, meminfo, loadavg, net/dev and
@@ -27,7 +29,7 @@ func FuzzProcFiles(f *testing.F) {
 			os.WriteFile(filepath.Join(proc, name), []byte(body), 0o644)
 		}
 		r := &Reader{ProcRoot: proc, SysRoot: filepath.Join(root, "sys"),
-			Interfaces: func() ([]Interface, error) { return nil, nil }, Now: func() time.Time { return time.Unix(1e9, 0) }}
+			Interfaces: func() ([]api.Interface, error) { return nil, nil }, Now: func() time.Time { return time.Unix(1e9, 0) }}
 		s := NewSampler(r, time.Second, "fuzz")
 		s.Sample()
 		snap := s.Sample()

@@ -3,11 +3,13 @@ package collect
 import (
 	"errors"
 
+	"hearth/guest/api"
+
 	"github.com/prometheus/procfs"
 )
 
 // memory reads MemTotal, MemAvailable (or MemFree where the kernel lacks it) and swap.
-func memory(m procfs.Meminfo) (Memory, Swap, error) {
+func memory(m procfs.Meminfo) (api.Memory, api.Swap, error) {
 	v := func(p *uint64) uint64 {
 		if p == nil {
 			return 0
@@ -15,9 +17,9 @@ func memory(m procfs.Meminfo) (Memory, Swap, error) {
 		return *p
 	}
 	if m.MemTotalBytes == nil || *m.MemTotalBytes == 0 {
-		return Memory{}, Swap{}, errors.New("meminfo: no MemTotal")
+		return api.Memory{}, api.Swap{}, errors.New("meminfo: no MemTotal")
 	}
-	mem := Memory{TotalBytes: v(m.MemTotalBytes), FreeBytes: v(m.MemFreeBytes),
+	mem := api.Memory{TotalBytes: v(m.MemTotalBytes), FreeBytes: v(m.MemFreeBytes),
 		BuffersBytes: v(m.BuffersBytes), CachedBytes: v(m.CachedBytes)}
 	if m.MemAvailableBytes != nil {
 		mem.AvailableBytes = *m.MemAvailableBytes
@@ -29,7 +31,7 @@ func memory(m procfs.Meminfo) (Memory, Swap, error) {
 		mem.AvailableBytes = mem.TotalBytes
 	}
 	mem.UsedBytes = mem.TotalBytes - mem.AvailableBytes
-	swap := Swap{TotalBytes: v(m.SwapTotalBytes), FreeBytes: v(m.SwapFreeBytes)}
+	swap := api.Swap{TotalBytes: v(m.SwapTotalBytes), FreeBytes: v(m.SwapFreeBytes)}
 	if swap.FreeBytes <= swap.TotalBytes {
 		swap.UsedBytes = swap.TotalBytes - swap.FreeBytes
 	}
@@ -37,6 +39,6 @@ func memory(m procfs.Meminfo) (Memory, Swap, error) {
 }
 
 // usagePercent is 100 × used / total.
-func (m Memory) usagePercent() float64 {
+func usagePercent(m api.Memory) float64 {
 	return clamp(100 * float64(m.UsedBytes) / float64(m.TotalBytes))
 }

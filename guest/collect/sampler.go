@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"hearth/guest/api"
 )
 
 // Sampler reads the guest on an interval in the background and keeps the latest Snapshot,
@@ -16,8 +18,8 @@ type Sampler struct {
 	version  string
 
 	mu     sync.RWMutex
-	latest *Snapshot
-	prev   CPUTimes
+	latest *api.Snapshot
+	prev   api.CPUTimes
 	have   bool // prev holds a usable baseline
 }
 
@@ -29,7 +31,7 @@ func NewSampler(r *Reader, interval time.Duration, version string) *Sampler {
 // Sample takes one reading now and, with the previous one, makes the latest snapshot. A
 // CPU counter that went backwards makes this reading the new baseline: the snapshot then
 // has no CPU shares until the next one.
-func (s *Sampler) Sample() *Snapshot {
+func (s *Sampler) Sample() *api.Snapshot {
 	rd := s.reader.read()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -51,7 +53,7 @@ func (s *Sampler) Sample() *Snapshot {
 }
 
 // Latest returns the newest snapshot with CPU shares, or nil before there is one.
-func (s *Sampler) Latest() *Snapshot {
+func (s *Sampler) Latest() *api.Snapshot {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.latest

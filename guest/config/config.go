@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"hearth/guest/api"
 )
 
 // DefaultPath is where cloud-init and the installer write the agent's configuration.
@@ -48,13 +50,16 @@ type Config struct {
 // Registers reports whether self-registration is configured.
 func (c Config) Registers() bool { return c.ManagerURL != "" }
 
+// defaultListen is every interface on the contract's port.
+var defaultListen = ":" + strconv.Itoa(api.DefaultPort)
+
 // Load reads the configuration. A missing file at the default path is fine (flags and
 // environment may say it all); a missing file named by --config is an error.
 func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("hearth-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", DefaultPath, "configuration file of KEY=value lines")
-	listen := fs.String("listen", "", "address to serve on (default :8080) ["+KeyListen+"]")
+	listen := fs.String("listen", "", "address to serve on (default "+defaultListen+") ["+KeyListen+"]")
 	token := fs.String("token", "", "bearer token required by /metrics ["+KeyToken+"]; prefer the environment: flags show in ps")
 	manager := fs.String("manager-url", "", "manager URL for guest-IP registration ["+KeyManagerURL+"]")
 	vmID := fs.String("vm-id", "", "this VM's id at the manager ["+KeyVMID+"]")
@@ -68,7 +73,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	explicit := false
 	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
 
-	vals := map[string]string{KeyListen: ":8080", KeyInterval: "5s"}
+	vals := map[string]string{KeyListen: defaultListen, KeyInterval: "5s"}
 	if b, err := os.ReadFile(*path); err == nil {
 		file, err := ParseFile(strings.NewReader(string(b)))
 		if err != nil {

@@ -17,6 +17,8 @@ import (
 	"net/netip"
 	"net/url"
 	"time"
+
+	"hearth/guest/api"
 )
 
 // Registrar registers the guest IP with the manager.
@@ -95,8 +97,8 @@ func (r *Registrar) Run(ctx context.Context) {
 // Post registers addr once.
 func (r *Registrar) Post(ctx context.Context, addr netip.Addr) error {
 	r.defaults()
-	body, _ := json.Marshal(map[string]string{"guest_ip": addr.String(), "source": "agent"})
-	u := r.ManagerURL + "/v1/vms/" + url.PathEscape(r.VMID) + "/guest-ip"
+	body, _ := json.Marshal(api.NewGuestIP(addr.String(), api.SourceAgent))
+	u := r.ManagerURL + api.RegisterPath(url.PathEscape(r.VMID))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -113,11 +115,7 @@ func (r *Registrar) Post(ctx context.Context, addr netip.Addr) error {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) //nolint:errcheck // drain for reuse
 		return nil
 	}
-	var e struct {
-		Error struct {
-			Message string `json:"message"`
-		} `json:"error"`
-	}
+	var e api.ErrorReply
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
 	if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
 		return fmt.Errorf("manager answered %s: %s", resp.Status, e.Error.Message)

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"hearth/guest/collect"
+	"hearth/guest/api"
 )
 
 // The agent writes the Prometheus text exposition format (version 0.0.4) itself: the
@@ -108,7 +108,7 @@ type modeValue struct {
 }
 
 // writeExposition renders a snapshot.
-func writeExposition(b *bytes.Buffer, s *collect.Snapshot, version string) {
+func writeExposition(b *bytes.Buffer, s *api.Snapshot, version string) {
 	e := expo{b}
 	e.family("hearth_agent_info", "gauge", "The agent's version and the guest's hostname.")
 	e.sample("hearth_agent_info", 1, "hostname", s.Hostname, "version", version)
@@ -158,14 +158,14 @@ func writeExposition(b *bytes.Buffer, s *collect.Snapshot, version string) {
 	net := s.Network
 	for _, f := range []struct {
 		name, help string
-		v          func(collect.NetIface) uint64
+		v          func(api.NetIface) uint64
 	}{
-		{"hearth_guest_network_receive_bytes_total", "Bytes received.", func(n collect.NetIface) uint64 { return n.RxBytes }},
-		{"hearth_guest_network_transmit_bytes_total", "Bytes sent.", func(n collect.NetIface) uint64 { return n.TxBytes }},
-		{"hearth_guest_network_receive_packets_total", "Packets received.", func(n collect.NetIface) uint64 { return n.RxPackets }},
-		{"hearth_guest_network_transmit_packets_total", "Packets sent.", func(n collect.NetIface) uint64 { return n.TxPackets }},
-		{"hearth_guest_network_receive_errors_total", "Receive errors.", func(n collect.NetIface) uint64 { return n.RxErrors }},
-		{"hearth_guest_network_transmit_errors_total", "Transmit errors.", func(n collect.NetIface) uint64 { return n.TxErrors }},
+		{"hearth_guest_network_receive_bytes_total", "Bytes received.", func(n api.NetIface) uint64 { return n.RxBytes }},
+		{"hearth_guest_network_transmit_bytes_total", "Bytes sent.", func(n api.NetIface) uint64 { return n.TxBytes }},
+		{"hearth_guest_network_receive_packets_total", "Packets received.", func(n api.NetIface) uint64 { return n.RxPackets }},
+		{"hearth_guest_network_transmit_packets_total", "Packets sent.", func(n api.NetIface) uint64 { return n.TxPackets }},
+		{"hearth_guest_network_receive_errors_total", "Receive errors.", func(n api.NetIface) uint64 { return n.RxErrors }},
+		{"hearth_guest_network_transmit_errors_total", "Transmit errors.", func(n api.NetIface) uint64 { return n.TxErrors }},
 	} {
 		if len(net) == 0 {
 			break
@@ -177,12 +177,12 @@ func writeExposition(b *bytes.Buffer, s *collect.Snapshot, version string) {
 	}
 	for _, f := range []struct {
 		name, help string
-		v          func(collect.Disk) uint64
+		v          func(api.Disk) uint64
 	}{
-		{"hearth_guest_disk_read_bytes_total", "Bytes read from the disk.", func(d collect.Disk) uint64 { return d.ReadBytes }},
-		{"hearth_guest_disk_written_bytes_total", "Bytes written to the disk.", func(d collect.Disk) uint64 { return d.WrittenBytes }},
-		{"hearth_guest_disk_reads_completed_total", "Reads completed.", func(d collect.Disk) uint64 { return d.Reads }},
-		{"hearth_guest_disk_writes_completed_total", "Writes completed.", func(d collect.Disk) uint64 { return d.Writes }},
+		{"hearth_guest_disk_read_bytes_total", "Bytes read from the disk.", func(d api.Disk) uint64 { return d.ReadBytes }},
+		{"hearth_guest_disk_written_bytes_total", "Bytes written to the disk.", func(d api.Disk) uint64 { return d.WrittenBytes }},
+		{"hearth_guest_disk_reads_completed_total", "Reads completed.", func(d api.Disk) uint64 { return d.Reads }},
+		{"hearth_guest_disk_writes_completed_total", "Writes completed.", func(d api.Disk) uint64 { return d.Writes }},
 	} {
 		if len(s.Disks) == 0 {
 			break
@@ -194,7 +194,7 @@ func writeExposition(b *bytes.Buffer, s *collect.Snapshot, version string) {
 	}
 	// Two filesystems on one mountpoint (an overmount) would be duplicate series: keep the
 	// first of each mountpoint.
-	fss := make([]collect.Filesystem, 0, len(s.Filesystems))
+	fss := make([]api.Filesystem, 0, len(s.Filesystems))
 	seen := map[string]bool{}
 	for _, f := range s.Filesystems {
 		if !seen[f.Mountpoint] {
@@ -205,11 +205,11 @@ func writeExposition(b *bytes.Buffer, s *collect.Snapshot, version string) {
 	sort.Slice(fss, func(i, j int) bool { return fss[i].Mountpoint < fss[j].Mountpoint })
 	for _, f := range []struct {
 		name, help string
-		v          func(collect.Filesystem) uint64
+		v          func(api.Filesystem) uint64
 	}{
-		{"hearth_guest_filesystem_size_bytes", "Filesystem size.", func(f collect.Filesystem) uint64 { return f.SizeBytes }},
-		{"hearth_guest_filesystem_used_bytes", "Filesystem space used.", func(f collect.Filesystem) uint64 { return f.UsedBytes }},
-		{"hearth_guest_filesystem_avail_bytes", "Filesystem space available to unprivileged users.", func(f collect.Filesystem) uint64 { return f.AvailBytes }},
+		{"hearth_guest_filesystem_size_bytes", "Filesystem size.", func(f api.Filesystem) uint64 { return f.SizeBytes }},
+		{"hearth_guest_filesystem_used_bytes", "Filesystem space used.", func(f api.Filesystem) uint64 { return f.UsedBytes }},
+		{"hearth_guest_filesystem_avail_bytes", "Filesystem space available to unprivileged users.", func(f api.Filesystem) uint64 { return f.AvailBytes }},
 	} {
 		if len(fss) == 0 {
 			break

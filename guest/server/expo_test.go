@@ -6,29 +6,29 @@ import (
 	"testing"
 	"time"
 
+	"hearth/guest/api"
+
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-
-	"hearth/guest/collect"
 )
 
 func f64(v float64) *float64 { return &v }
 
-func sampleSnapshot() *collect.Snapshot {
-	return &collect.Snapshot{
+func sampleSnapshot() *api.Snapshot {
+	return &api.Snapshot{
 		Hostname: "web-1", Time: time.Unix(1795680719, 500e6), UptimeSeconds: 1234.5,
 		CPUUsagePercent: f64(45), MemUsagePercent: f64(25),
-		CPU: collect.CPU{Count: 2, UsagePercent: f64(45), UserPercent: f64(30), SystemPercent: f64(10), IdlePercent: f64(50),
+		CPU: api.CPU{Count: 2, UsagePercent: f64(45), UserPercent: f64(30), SystemPercent: f64(10), IdlePercent: f64(50),
 			IowaitPercent: f64(5), StealPercent: f64(2), SoftIRQPercent: f64(3), NicePercent: f64(0), IRQPercent: f64(0)},
-		CPUSeconds: collect.CPUTimes{User: 951.69, System: 134.12, Idle: 1371.81},
-		Load:       collect.Load{Load1: 0.5, Load5: 0.25, Load15: 0.125},
-		Processes:  collect.Processes{Running: 2, Blocked: 1, Total: 80},
-		Memory:     collect.Memory{TotalBytes: 4 << 30, AvailableBytes: 3 << 30, UsedBytes: 1 << 30},
-		Swap:       collect.Swap{TotalBytes: 1 << 30, FreeBytes: 1 << 29},
-		Network:    []collect.NetIface{{Interface: "eth0", RxBytes: 1000, TxBytes: 2000, RxPackets: 10, TxPackets: 20}},
-		Disks:      []collect.Disk{{Device: "vda", ReadBytes: 4096, WrittenBytes: 8192, Reads: 1, Writes: 2}},
-		Filesystems: []collect.Filesystem{{Mountpoint: "/", Device: "/dev/vda", FSType: "ext4", SizeBytes: 10 << 30, UsedBytes: 4 << 30, AvailBytes: 5 << 30},
+		CPUSeconds: api.CPUTimes{User: 951.69, System: 134.12, Idle: 1371.81},
+		Load:       api.Load{Load1: 0.5, Load5: 0.25, Load15: 0.125},
+		Processes:  api.Processes{Running: 2, Blocked: 1, Total: 80},
+		Memory:     api.Memory{TotalBytes: 4 << 30, AvailableBytes: 3 << 30, UsedBytes: 1 << 30},
+		Swap:       api.Swap{TotalBytes: 1 << 30, FreeBytes: 1 << 29},
+		Network:    []api.NetIface{{Interface: "eth0", RxBytes: 1000, TxBytes: 2000, RxPackets: 10, TxPackets: 20}},
+		Disks:      []api.Disk{{Device: "vda", ReadBytes: 4096, WrittenBytes: 8192, Reads: 1, Writes: 2}},
+		Filesystems: []api.Filesystem{{Mountpoint: "/", Device: "/dev/vda", FSType: "ext4", SizeBytes: 10 << 30, UsedBytes: 4 << 30, AvailBytes: 5 << 30},
 			{Mountpoint: "/", Device: "/dev/vdb", FSType: "xfs", SizeBytes: 1}},
 	}
 }
@@ -139,9 +139,9 @@ func FuzzExpositionLabels(f *testing.F) {
 	f.Add("we\"ird\\n", "/x\ny", "\xff\xfe")
 	f.Fuzz(func(t *testing.T, iface, mount, dev string) {
 		s := sampleSnapshot()
-		s.Network = []collect.NetIface{{Interface: iface, RxBytes: 7}}
-		s.Filesystems = []collect.Filesystem{{Mountpoint: mount, Device: dev, FSType: "ext4", SizeBytes: 9}}
-		s.Disks = []collect.Disk{{Device: dev, Reads: 3}}
+		s.Network = []api.NetIface{{Interface: iface, RxBytes: 7}}
+		s.Filesystems = []api.Filesystem{{Mountpoint: mount, Device: dev, FSType: "ext4", SizeBytes: 9}}
+		s.Disks = []api.Disk{{Device: dev, Reads: 3}}
 		s.Hostname = iface + mount
 		var b bytes.Buffer
 		writeExposition(&b, s, "v")

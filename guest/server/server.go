@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"hearth/guest/api"
 	"hearth/guest/collect"
 )
 
@@ -44,10 +45,10 @@ func New(s *collect.Sampler, opts Options) http.Handler {
 	h := &handler{opts: opts, sampler: s, started: time.Now(), tokenSum: sha256.Sum256([]byte(opts.Token)),
 		slots: make(chan struct{}, opts.MaxInFlight)}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", h.metrics)
-	mux.HandleFunc("GET /health", h.health)
+	mux.HandleFunc("GET "+api.MetricsPath, h.metrics)
+	mux.HandleFunc("GET "+api.HealthPath, h.health)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/metrics" || r.URL.Path == "/health" {
+		if r.URL.Path == api.MetricsPath || r.URL.Path == api.HealthPath {
 			w.Header().Set("Allow", "GET, HEAD")
 			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
 			return
@@ -114,8 +115,7 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "version": h.opts.Version,
-		"uptime_seconds": time.Since(h.started).Seconds()})
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok", Version: h.opts.Version, UptimeSeconds: time.Since(h.started).Seconds()})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"hearth/guest/api"
 	"hearth/guest/collect"
 )
 
@@ -132,7 +133,7 @@ func TestLiveNumbers(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("metrics: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	var snap collect.Snapshot
+	var snap api.Snapshot
 	if err := json.Unmarshal([]byte(body), &snap); err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"text/template"
 
+	"hearth/guest/api"
 	"hearth/provision/services"
 )
 
@@ -61,7 +63,7 @@ type Params struct {
 	HostKeyPrivate    string // the guest's SSH host key (OpenSSH PEM), so the installer can pin it
 	HostKeyPublic     string
 	Static            *Static // nil: DHCP, no network-config
-	Listen            string  // the agent's listen address; "" means :8080
+	Listen            string  // the agent's listen address; "" means every interface on api.DefaultPort
 }
 
 // Docs are the rendered documents.
@@ -111,7 +113,7 @@ func (p Params) check() error {
 func (p Params) AgentConf() string {
 	listen := p.Listen
 	if listen == "" {
-		listen = ":8080"
+		listen = ":" + strconv.Itoa(api.DefaultPort)
 	}
 	return fmt.Sprintf("HEARTH_AGENT_LISTEN=%s\nHEARTH_AGENT_TOKEN=%s\nHEARTH_MANAGER_URL=%s\nHEARTH_VM_ID=%s\nHEARTH_REGISTRATION_TOKEN=%s\n",
 		listen, p.AgentToken, p.ManagerURL, p.VMID, p.RegistrationToken)

@@ -1,0 +1,150 @@
+// Package agent is the manager's client of the guest agent: GET /metrics and GET /health
+// (guest/api is the contract). The guest is untrusted, so the client dials only the
+// address it is given (the VM's registered IP, already checked against the guest-IP
+// rules), whatever a URL or a redirect says; follows no redirects; caps answers; times out;
+// and reads answers strictly.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"hearth/app"
+	"hearth/guest/api"
+)
+
+// Client talks to agents.
+type Client struct {
+	http    *http.Client
+	port    int
+	bodyCap int64
+}
+
+// Options configure a Client; zero values mean the defaults.
+type Options struct {
+	Port    int           // api.DefaultPort
+	Timeout time.Duration // 2 s, for the whole request
+	BodyCap int64         // 1 MiB
+}
+
+type dialTarget struct{}
+
+// New returns a Client.
+func New(o Options) *Client {
+	if o.Port == 0 {
+		o.Port = api.DefaultPort
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.BodyCap <= 0 {
+		o.BodyCap = 1 << 20
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			// The guard: whatever the URL says, connect only to the address the caller
+			// put in the context, which passed the guest-IP rules.
+			want, _ := ctx.Value(dialTarget{}).(netip.AddrPort)
+			if !want.IsValid() || addr != want.String() {
+				return nil, fmt.Errorf("dial guard: refusing %s", addr)
+			}
+			d := net.Dialer{Timeout: o.Timeout}
+			return d.DialContext(ctx, "tcp", want.String())
+		},
+		MaxIdleConnsPerHost: 1, IdleConnTimeout: 30 * time.Second, ResponseHeaderTimeout: o.Timeout,
+		DisableCompression: true,
+	}
+	return &Client{port: o.Port, bodyCap: o.BodyCap, http: &http.Client{Transport: tr, Timeout: o.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return errors.New("the agent answered with a redirect") }}}
+}
+
+// Port is the port agents are asked on.
+func (c *Client) Port() int { return c.port }
+
+// get fetches path from the agent at ip and returns the capped body of a 200.
+func (c *Client) get(ctx context.Context, ip netip.Addr, path, token string) ([]byte, error) {
+	target := netip.AddrPortFrom(ip, uint16(c.port))
+	ctx = context.WithValue(ctx, dialTarget{}, target)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+target.String()+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096)) //nolint:errcheck
+		return nil, fmt.Errorf("agent answered %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.bodyCap+1))
+	if err != nil {
+		return nil, fmt.Errorf("read agent answer: %w", err)
+	}
+	if int64(len(body)) > c.bodyCap {
+		return nil, fmt.Errorf("agent answer larger than %d bytes", c.bodyCap)
+	}
+	return body, nil
+}
+
+// Metrics asks the agent at ip for its metrics, presenting token.
+func (c *Client) Metrics(ctx context.Context, ip netip.Addr, token string) (api.Summary, error) {
+	body, err := c.get(ctx, ip, api.MetricsPath, token)
+	if err != nil {
+		return api.Summary{}, err
+	}
+	return ParseMetrics(body)
+}
+
+// Health asks the agent at ip whether it is up, and returns its version.
+func (c *Client) Health(ctx context.Context, ip netip.Addr) (string, error) {
+	body, err := c.get(ctx, ip, api.HealthPath, "")
+	if err != nil {
+		return "", err
+	}
+	var h api.Health
+	if err := json.Unmarshal(body, &h); err != nil || h.Status != "ok" {
+		return "", fmt.Errorf("%s answered %.64q", api.HealthPath, body)
+	}
+	return CleanVersion(h.Version), nil
+}
+
+// ParseMetrics reads the agent's JSON strictly: percentages must be real numbers in
+// [0, 100] (JSON has no NaN or Inf, so they fail to decode), memory must be there, and the
+// version is made a safe, bounded label.
+func ParseMetrics(body []byte) (api.Summary, error) {
+	var r api.Summary
+	if err := json.Unmarshal(body, &r); err != nil {
+		return api.Summary{}, fmt.Errorf("agent answer is not valid JSON: %w", err)
+	}
+	for name, p := range map[string]*float64{"cpu_usage_percent": r.CPUUsagePercent, "memory_usage_percent": r.MemUsagePercent} {
+		if p != nil && (*p < 0 || *p > 100 || *p != *p) {
+			return api.Summary{}, fmt.Errorf("agent's %s %s is not a percentage", name, strconv.FormatFloat(*p, 'g', -1, 64))
+		}
+	}
+	if r.MemUsagePercent == nil {
+		return api.Summary{}, errors.New("agent answer has no memory_usage_percent")
+	}
+	r.AgentVersion = CleanVersion(r.AgentVersion)
+	return r, nil
+}
+
+// MaxVersion bounds the version a guest reports.
+const MaxVersion = 64
+
+// CleanVersion makes a version a guest chose fit for a Prometheus label and a line of the
+// page (see app.CleanLine).
+func CleanVersion(v string) string { return app.CleanLine(v, MaxVersion) }

@@ -1,0 +1,65 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"hearth/guest/api"
+	"hearth/guest/collect"
+	"hearth/guest/server"
+)
+
+func FuzzParseMetrics(f *testing.F) {
+	f.Add([]byte(`{"cpu_usage_percent": 12.5, "memory_usage_percent": 40, "agent_version": "1"}`))
+	f.Add([]byte(`{"cpu_usage_percent": -1}`))
+	f.Add([]byte(`{"memory_usage_percent": 1e308}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseMetrics(b)
+		if err != nil {
+			return
+		}
+		for _, p := range []*float64{r.CPUUsagePercent, r.MemUsagePercent} {
+			if p != nil && (*p < 0 || *p > 100 || *p != *p) {
+				t.Fatalf("accepted %v", *p)
+			}
+		}
+		if r.MemUsagePercent == nil || len(r.AgentVersion) > MaxVersion {
+			t.Fatalf("accepted %+v", r)
+		}
+	})
+}
+
+// TestHealthAndGuard: /health of a real agent handler is read; an agent that redirects
+// elsewhere, or answers garbage, is refused.
+func TestHealthAndGuard(t *testing.T) {
+	sampler := collect.NewSampler(collect.NewReader(), time.Second, "t")
+	good := server.New(sampler, server.Options{Version: "1.2.3"})
+	bad := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == api.HealthPath {
+			http.Redirect(w, r, "http://127.0.0.9:1/health", http.StatusFound)
+		}
+	})
+	for _, c := range []struct {
+		h       http.Handler
+		want    string
+		wantErr string
+	}{{good, "1.2.3", ""}, {bad, "", "redirect"}, {http.NotFoundHandler(), "", "404"}} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: c.h}
+		go srv.Serve(l)
+		defer srv.Close()
+		cl := New(Options{Port: l.Addr().(*net.TCPAddr).Port, Timeout: time.Second})
+		v, err := cl.Health(context.Background(), netip.MustParseAddr("127.0.0.1"))
+		if v != c.want || (c.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {
+			t.Errorf("Health = %q, %v; want %q, error with %q", v, err, c.want, c.wantErr)
+		}
+	}
+}
