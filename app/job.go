@@ -2,6 +2,16 @@ package app
 
 import "time"
 
+// Credentials say how to log in to a guest over SSH for one agent install. Empty means the
+// manager's own key as user hearth (what provisioned VMs authorise). They are used for one
+// run and never stored or logged.
+type Credentials struct {
+	User       string
+	Port       int
+	PrivateKey []byte // OpenSSH or PEM private key, unencrypted
+	Password   string
+}
+
 // InstallJob is one run of the agent installer on a VM.
 type InstallJob struct {
 	ID         string

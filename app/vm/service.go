@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"fmt"
+	"net/netip"
 	"os"
 
 	"hearth/app"
@@ -32,6 +33,9 @@ func NewService(db *store.DB, rules Rules, dataDir string) *Service {
 
 // Rules returns the guest-IP rules in force.
 func (s *Service) Rules() Rules { return s.rules }
+
+// CheckGuestIP applies the guest-IP rules to raw: what the manager may dial.
+func (s *Service) CheckGuestIP(raw string) (netip.Addr, error) { return s.rules.Check(raw) }
 
 // Create defines a new VM from spec. It returns the VM and its registration token, which
 // is shown this once: only its hash is kept.

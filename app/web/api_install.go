@@ -7,7 +7,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"hearth/app"
-	"hearth/provision/install"
 )
 
 // installBody is the optional body of POST /v1/vms/{id}/agent/install, for VMs Hearth did
@@ -19,14 +18,14 @@ type installBody struct {
 	Password   string `json:"password"`
 }
 
-func (b installBody) creds() (install.Credentials, error) {
+func (b installBody) creds() (app.Credentials, error) {
 	if b.Port < 0 || b.Port > 65535 {
-		return install.Credentials{}, app.Invalid(map[string]string{"port": "must be between 1 and 65535"})
+		return app.Credentials{}, app.Invalid(map[string]string{"port": "must be between 1 and 65535"})
 	}
 	if len(b.User) > 64 {
-		return install.Credentials{}, app.Invalid(map[string]string{"user": "is too long"})
+		return app.Credentials{}, app.Invalid(map[string]string{"user": "is too long"})
 	}
-	return install.Credentials{User: b.User, Port: b.Port, PrivateKey: []byte(b.PrivateKey), Password: b.Password}, nil
+	return app.Credentials{User: b.User, Port: b.Port, PrivateKey: []byte(b.PrivateKey), Password: b.Password}, nil
 }
 
 type jobJSON struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/netip"
 	"net/url"
 	"os/exec"
 	"strconv"
@@ -12,13 +13,16 @@ import (
 	"time"
 
 	"hearth/app"
+	"hearth/app/agent"
+	"hearth/app/install"
+	"hearth/app/vm"
 	"hearth/internal/testkit/installtest"
-	"hearth/provision"
-	"hearth/provision/install"
+	"hearth/provision/sshinstall"
 )
 
 // installEnv is an env with real install jobs, aimed at a real sshd on loopback standing
-// in for the guest (hence a CheckIP that allows loopback, which the real rules refuse).
+// in for the guest (hence, for the jobs, guest-IP rules that admit loopback, which the
+// real rules refuse).
 func installEnv(t *testing.T) (*env, *installtest.Server, *app.VM) {
 	t.Helper()
 	e := newEnv(t, nil)
@@ -33,16 +37,11 @@ func installEnv(t *testing.T) (*env, *installtest.Server, *app.VM) {
 	l.Close()
 	root := t.TempDir()
 	t.Cleanup(func() { exec.Command("pkill", "-f", "^"+root+"/usr/local/bin/hearth-agent").Run() })
-	jobs := &provision.Jobs{DB: e.db, Signer: srv.Client, PublicURL: "http://10.0.0.1:8080", AgentPort: agentPort, Root: root,
-		Installer: &install.Installer{Agent: func(string) ([]byte, error) { return installtest.Agent(t), nil }, HealthTimeout: 20 * time.Second},
-		CheckIP:   func(string) error { return nil },
-		SetGuestIP: func(ctx context.Context, id, ip string) error {
-			_, err := e.db.SetGuestIP(ctx, id, ip, app.SourceAgent, nil)
-			return err
-		},
-		RotateToken: func(ctx context.Context, id string) (string, error) {
-			return e.vms.RotateRegistrationToken(ctx, id, app.Actor{Kind: app.ActorSystem})
-		}}
+	loopback := vm.NewService(e.db, vm.Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, AllowLoopback: true,
+		HostAddrs: func() []netip.Addr { return nil }}, e.dataDir)
+	jobs := &install.Jobs{DB: e.db, VMs: loopback, Signer: srv.Client, PublicURL: "http://10.0.0.1:8080", Root: root,
+		Agent:     agent.New(agent.Options{Port: agentPort}),
+		Installer: &sshinstall.Installer{Agent: func(string) ([]byte, error) { return installtest.Agent(t), nil }, HealthTimeout: 20 * time.Second}}
 	e.srv.Config.Handler = New(Deps{VMs: e.vms, Auth: e.auth, Installs: jobs, Ping: e.db.Ping})
 	t.Cleanup(jobs.Wait)
 	return e, srv, v

@@ -15,7 +15,6 @@ import (
 	"hearth/app/auth"
 	"hearth/app/metrics"
 	"hearth/app/vm"
-	"hearth/provision/install"
 )
 
 // Deps is what the web layer needs from the rest of the manager.
@@ -36,9 +35,9 @@ type Deps struct {
 	Version       string
 }
 
-// Installs starts and reports agent installs (provision.Jobs).
+// Installs starts and reports agent installs (install.Jobs).
 type Installs interface {
-	Start(ctx context.Context, vmID string, creds install.Credentials, by app.Actor) (*app.InstallJob, error)
+	Start(ctx context.Context, vmID string, creds app.Credentials, by app.Actor) (*app.InstallJob, error)
 	Latest(ctx context.Context, vmID string) (*app.InstallJob, error)
 }
 

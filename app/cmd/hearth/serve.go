@@ -15,19 +15,21 @@ import (
 	"time"
 
 	"hearth/app"
+	"hearth/app/agent"
 	"hearth/app/auth"
 	"hearth/app/config"
 	"hearth/app/hypervisor"
 	"hearth/app/hypervisor/firecracker"
 	"hearth/app/hypervisor/hostnet"
 	"hearth/app/hypervisor/qemu"
+	"hearth/app/install"
 	"hearth/app/metrics"
 	"hearth/app/store"
 	"hearth/app/vm"
 	"hearth/app/web"
 	"hearth/provision"
 	"hearth/provision/agents"
-	"hearth/provision/install"
+	"hearth/provision/sshinstall"
 )
 
 // Main is a running manager: what serve starts and what end-to-end tests start on :0.
@@ -37,7 +39,7 @@ type Main struct {
 	DB      *store.DB
 	Auth    *auth.Service
 	VMs     *vm.Service
-	Jobs    *provision.Jobs
+	Jobs    *install.Jobs
 	Metrics *metrics.Collector
 
 	ln     net.Listener
@@ -79,17 +81,8 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 		vms.WithAllocator(rt.Network)
 		prov.Gateway = rt.Network.Gateway().String()
 	}
-	system := app.Actor{Kind: app.ActorSystem, Name: "installer"}
-	jobs := &provision.Jobs{DB: db, Installer: &install.Installer{Agent: agents.For}, Signer: key, PublicURL: cfg.PublicURL,
-		CheckIP: func(ip string) error { _, err := rules.Check(ip); return err },
-		SetGuestIP: func(ctx context.Context, id, ip string) error {
-			_, err := vms.SetGuestIP(ctx, id, ip, app.SourceAgent, system)
-			return err
-		},
-		RotateToken: func(ctx context.Context, id string) (string, error) {
-			return vms.RotateRegistrationToken(ctx, id, system)
-		},
-		Logger: logger}
+	jobs := &install.Jobs{DB: db, VMs: vms, Installer: &sshinstall.Installer{Agent: agents.For}, Agent: agent.New(agent.Options{}),
+		Signer: key, PublicURL: cfg.PublicURL, Logger: logger}
 	return &Main{
 		Config: cfg, Logger: logger, DB: db, VMs: vms, Jobs: jobs,
 		Metrics: metrics.New(vms, metrics.Options{Interval: cfg.MetricsInterval, Logger: logger, Store: db}),

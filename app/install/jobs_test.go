@@ -1,8 +1,9 @@
-package provision
+package install
 
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -10,9 +11,13 @@ import (
 	"time"
 
 	"hearth/app"
+	"hearth/app/agent"
+	"hearth/app/store"
+	"hearth/app/vm"
 	"hearth/internal/testkit/installtest"
 	"hearth/internal/testkit/storetest"
-	"hearth/provision/install"
+	"hearth/provision"
+	"hearth/provision/sshinstall"
 )
 
 // TestInstallJob runs a whole install job against a real sshd on loopback: the steps are
@@ -20,7 +25,7 @@ import (
 // and the guest IP is registered with source agent.
 func TestInstallJob(t *testing.T) {
 	db := storetest.SQLite(t)
-	s, _ := newProvisioned(t, db, nil)
+	s := loopbackVMs(t, db)
 	ctx := context.Background()
 	off := false
 	v, _, err := s.Create(ctx, app.VMSpec{Name: "running-vm", Provision: &off}, operator)
@@ -30,33 +35,24 @@ func TestInstallJob(t *testing.T) {
 	srv := installtest.Start(t)
 	host, portS, _ := net.SplitHostPort(srv.Addr)
 	// The test's "guest" is this host: its loopback address stands in for the guest IP,
-	// which the real rules refuse, so CheckIP is the test's own.
+	// which loopbackVMs' rules admit.
 	if _, err := db.SetGuestIP(ctx, v.ID, host, app.SourceManual, nil); err != nil {
 		t.Fatal(err)
 	}
 	agentPort := freeTCPPort(t)
 	root := t.TempDir()
 	t.Cleanup(func() { exec.Command("pkill", "-f", "^"+root+"/usr/local/bin/hearth-agent").Run() })
-	checked := ""
-	jobs := &Jobs{DB: db, Installer: &install.Installer{Agent: func(string) ([]byte, error) { return installtest.Agent(t), nil }, HealthTimeout: 20 * time.Second},
-		Signer: srv.Client, PublicURL: "http://10.0.0.1:8080", AgentPort: agentPort, Root: root,
-		CheckIP: func(ip string) error { checked = ip; return nil },
-		SetGuestIP: func(ctx context.Context, id, ip string) error {
-			_, err := db.SetGuestIP(ctx, id, ip, app.SourceAgent, nil)
-			return err
-		},
-		RotateToken: func(ctx context.Context, id string) (string, error) {
-			return s.RotateRegistrationToken(ctx, id, operator)
-		}}
+	jobs := &Jobs{DB: db, VMs: s, Installer: &sshinstall.Installer{Agent: func(string) ([]byte, error) { return installtest.Agent(t), nil }, HealthTimeout: 20 * time.Second},
+		Agent: agent.New(agent.Options{Port: agentPort}), Signer: srv.Client, PublicURL: "http://10.0.0.1:8080", Root: root}
 	port, _ := strconv.Atoi(portS)
-	job, err := jobs.Start(ctx, v.ID, install.Credentials{User: "root", Port: port}, operator)
+	job, err := jobs.Start(ctx, v.ID, app.Credentials{User: "root", Port: port}, operator)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if job.State != app.JobRunning || len(job.Steps) != len(install.Steps) || checked != host {
-		t.Errorf("started job %+v, checked %q", job, checked)
+	if job.State != app.JobRunning || len(job.Steps) != len(sshinstall.Steps) {
+		t.Errorf("started job %+v", job)
 	}
-	if _, err := jobs.Start(ctx, v.ID, install.Credentials{User: "root", Port: port}, operator); app.ErrorCode(err) != app.ECONFLICT {
+	if _, err := jobs.Start(ctx, v.ID, app.Credentials{User: "root", Port: port}, operator); app.ErrorCode(err) != app.ECONFLICT {
 		t.Errorf("second concurrent install: %v", err)
 	}
 	jobs.Wait()
@@ -88,11 +84,11 @@ func TestInstallJob(t *testing.T) {
 
 	// From now on the recorded key is pinned: pin another one by hand, as if the guest had
 	// been replaced by an impostor, and the next run refuses to connect.
-	_, other, _ := NewKeyPair("impostor")
+	_, other, _ := provision.NewKeyPair("impostor")
 	if err := db.SetHostKey(ctx, v.ID, other, "tofu", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := jobs.Start(ctx, v.ID, install.Credentials{User: "root", Port: port}, operator); err != nil {
+	if _, err := jobs.Start(ctx, v.ID, app.Credentials{User: "root", Port: port}, operator); err != nil {
 		t.Fatal(err)
 	}
 	jobs.Wait()
@@ -104,12 +100,29 @@ func TestInstallJob(t *testing.T) {
 
 func TestInstallJobNeedsGuestIP(t *testing.T) {
 	db := storetest.SQLite(t)
-	s, _ := newProvisioned(t, db, []byte("agent"))
-	v, _, _ := s.Create(context.Background(), app.VMSpec{Name: "no-ip"}, operator)
-	jobs := &Jobs{DB: db, CheckIP: func(string) error { return nil }}
-	if _, err := jobs.Start(context.Background(), v.ID, install.Credentials{}, operator); app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "no guest IP") {
+	s := loopbackVMs(t, db)
+	off := false
+	ctx := context.Background()
+	v, _, _ := s.Create(ctx, app.VMSpec{Name: "no-ip", Provision: &off}, operator)
+	jobs := &Jobs{DB: db, VMs: s}
+	if _, err := jobs.Start(ctx, v.ID, app.Credentials{}, operator); app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "no guest IP") {
 		t.Errorf("install without a guest IP: %v", err)
 	}
+	// An address the guest-IP rules refuse (here: outside 127.0.0.0/8) is never dialled.
+	if _, err := db.SetGuestIP(ctx, v.ID, "10.9.8.7", app.SourceManual, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jobs.Start(ctx, v.ID, app.Credentials{}, operator); app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "10.9.8.7") {
+		t.Errorf("install to an address the rules refuse: %v", err)
+	}
+}
+
+// loopbackVMs is the VM use case with rules that admit loopback "guests": the test's guest
+// is this host, behind a real sshd on 127.0.0.1.
+func loopbackVMs(t *testing.T, db *store.DB) *vm.Service {
+	rules := vm.Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, AllowLoopback: true,
+		HostAddrs: func() []netip.Addr { return nil }}
+	return vm.NewService(db, rules, t.TempDir())
 }
 
 func freeTCPPort(t *testing.T) int {
@@ -135,7 +148,7 @@ func TestInstallJobHostileGuests(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			db := storetest.SQLite(t)
-			s, _ := newProvisioned(t, db, nil)
+			s := loopbackVMs(t, db)
 			ctx := context.Background()
 			off := false
 			v, _, err := s.Create(ctx, app.VMSpec{Name: "hostile", Provision: &off}, operator)
@@ -148,13 +161,9 @@ func TestInstallJobHostileGuests(t *testing.T) {
 			if _, err := db.SetGuestIP(ctx, v.ID, host, app.SourceManual, nil); err != nil {
 				t.Fatal(err)
 			}
-			jobs := &Jobs{DB: db, Installer: &install.Installer{Agent: func(string) ([]byte, error) { return []byte("agent"), nil }},
-				CheckIP: func(string) error { return nil },
-				RotateToken: func(ctx context.Context, id string) (string, error) {
-					return s.RotateRegistrationToken(ctx, id, operator)
-				},
-				Timeout: 2 * time.Second}
-			creds := install.Credentials{User: "root", Port: port, Password: "x"}
+			jobs := &Jobs{DB: db, VMs: s, Installer: &sshinstall.Installer{Agent: func(string) ([]byte, error) { return []byte("agent"), nil }},
+				Agent: agent.New(agent.Options{}), Timeout: 2 * time.Second}
+			creds := app.Credentials{User: "root", Port: port, Password: "x"}
 			start := time.Now()
 			if _, err := jobs.Start(ctx, v.ID, creds, operator); err != nil {
 				t.Fatal(err)

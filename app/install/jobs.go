@@ -1,14 +1,16 @@
-package provision
+// Package install is the agent-install use case: a background job per VM that puts the
+// guest agent in over SSH/SFTP (the steps are provision/sshinstall's), recording each step
+// for the VM page, pinning the guest's host key on first use, rotating the VM's
+// registration token into the agent's config, and registering the guest IP once the agent
+// answers.
+package install
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -16,35 +18,44 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"hearth/app"
+	"hearth/app/agent"
 	"hearth/app/store"
 	"hearth/provision/cloudinit"
-	"hearth/provision/install"
+	"hearth/provision/sshinstall"
 )
+
+// VMs is what installs need of the VM use cases; *vm.Service has it.
+type VMs interface {
+	// CheckGuestIP applies the guest-IP rules to the address about to be dialled.
+	CheckGuestIP(raw string) (netip.Addr, error)
+	// SetGuestIP records the guest IP once the agent answers (source agent).
+	SetGuestIP(ctx context.Context, id, raw string, source app.GuestIPSource, by app.Actor) (*app.VM, error)
+	// RotateRegistrationToken gives the VM a fresh registration token for the agent's config.
+	RotateRegistrationToken(ctx context.Context, id string, by app.Actor) (string, error)
+}
 
 // Jobs runs agent installs in the background, one at a time per VM, recording each step so
 // the VM page can show progress and the failing step's error.
 type Jobs struct {
 	DB        *store.DB
-	Installer *install.Installer
-	Signer    ssh.Signer // the manager's key
+	VMs       VMs
+	Installer *sshinstall.Installer
+	Agent     *agent.Client // asks the started agent for /health
+	Signer    ssh.Signer    // the manager's key
 	PublicURL string
-	// CheckIP applies the guest-IP rules to the address about to be dialled.
-	CheckIP func(ip string) error
-	// SetGuestIP records the guest IP once the agent answers (source agent).
-	SetGuestIP func(ctx context.Context, vmID, ip string) error
-	// RotateToken gives the VM a fresh registration token for the agent's config.
-	RotateToken func(ctx context.Context, vmID string) (string, error)
-	AgentPort   int    // 8080 unless a test says otherwise
-	Root        string // install prefix on the guest; tests only
-	Logger      *slog.Logger
-	Timeout     time.Duration // whole run (default 5 min)
+	Root      string // install prefix on the guest; tests only
+	Logger    *slog.Logger
+	Timeout   time.Duration // whole run (default 5 min)
 
 	wg sync.WaitGroup
 }
 
+// system is who the jobs' own changes are recorded as.
+var system = app.Actor{Kind: app.ActorSystem, Name: "installer"}
+
 // Start begins an install on the VM and returns the job at once. creds are used for this
 // run only: never stored, never logged.
-func (j *Jobs) Start(ctx context.Context, vmID string, creds install.Credentials, by app.Actor) (*app.InstallJob, error) {
+func (j *Jobs) Start(ctx context.Context, vmID string, creds app.Credentials, by app.Actor) (*app.InstallJob, error) {
 	vm, err := j.DB.VM(ctx, vmID)
 	if err != nil {
 		return nil, err
@@ -52,7 +63,7 @@ func (j *Jobs) Start(ctx context.Context, vmID string, creds install.Credentials
 	if vm.GuestIP == "" {
 		return nil, app.Errorf(app.EINVALID, "VM %s has no guest IP; set it on the VM page (or let the guest register) before installing the agent", vm.Name)
 	}
-	if err := j.CheckIP(vm.GuestIP); err != nil {
+	if _, err := j.VMs.CheckGuestIP(vm.GuestIP); err != nil {
 		return nil, err
 	}
 	if vm.AgentToken == "" {
@@ -63,7 +74,7 @@ func (j *Jobs) Start(ctx context.Context, vmID string, creds install.Credentials
 		vm.AgentToken = tok
 	}
 	job := &app.InstallJob{ID: app.NewID(), VMID: vm.ID}
-	for _, s := range install.Steps {
+	for _, s := range sshinstall.Steps {
 		job.Steps = append(job.Steps, app.JobStep{Name: s, State: app.StepPending})
 	}
 	e := &app.AuditEntry{Actor: by.String(), Action: app.AuditAgentInstall, VMID: vm.ID, Addr: by.Addr,
@@ -83,14 +94,7 @@ func (j *Jobs) Start(ctx context.Context, vmID string, creds install.Credentials
 // Wait blocks until running jobs end (shutdown, tests).
 func (j *Jobs) Wait() { j.wg.Wait() }
 
-func (j *Jobs) port() int {
-	if j.AgentPort != 0 {
-		return j.AgentPort
-	}
-	return 8080
-}
-
-func (j *Jobs) run(vm *app.VM, job *app.InstallJob, creds install.Credentials, by app.Actor) {
+func (j *Jobs) run(vm *app.VM, job *app.InstallJob, creds app.Credentials, by app.Actor) {
 	defer j.wg.Done()
 	timeout := j.Timeout
 	if timeout == 0 {
@@ -129,14 +133,21 @@ func (j *Jobs) run(vm *app.VM, job *app.InstallJob, creds install.Credentials, b
 		save(nil)
 	}
 
-	regToken, err := j.RotateToken(ctx, vm.ID)
-	var res install.Result
+	regToken, err := j.VMs.RotateRegistrationToken(ctx, vm.ID, system)
+	var res sshinstall.Result
+	var ip netip.Addr
+	if err == nil {
+		ip, err = j.VMs.CheckGuestIP(vm.GuestIP) // dial only what passes the rules, now
+	}
 	if err == nil {
 		conf := cloudinit.Params{VMID: vm.ID, ManagerURL: j.PublicURL, AgentToken: vm.AgentToken, RegistrationToken: regToken,
-			Listen: ":" + strconv.Itoa(j.port())}.AgentConf()
-		req := install.Request{Host: vm.GuestIP, Creds: creds, Signer: j.Signer, HostKey: vm.HostKey, Conf: conf, Root: j.Root,
-			Health:   func(ctx context.Context) (string, error) { return j.health(ctx, vm.GuestIP) },
-			Register: func(ctx context.Context) error { return j.SetGuestIP(ctx, vm.ID, vm.GuestIP) }}
+			Listen: ":" + strconv.Itoa(j.Agent.Port())}.AgentConf()
+		req := sshinstall.Request{Host: ip.String(), Creds: creds, Signer: j.Signer, HostKey: vm.HostKey, Conf: conf, Root: j.Root,
+			Health: func(ctx context.Context) (string, error) { return j.Agent.Health(ctx, ip) },
+			Register: func(ctx context.Context) error {
+				_, err := j.VMs.SetGuestIP(ctx, vm.ID, ip.String(), app.SourceAgent, system)
+				return err
+			}}
 		res, err = j.Installer.Run(ctx, req, progress)
 		if res.HostKeyNew && res.HostKey != "" {
 			// Trust on first use: from now on this key is pinned.
@@ -151,7 +162,7 @@ func (j *Jobs) run(vm *app.VM, job *app.InstallJob, creds install.Credentials, b
 	e := &app.AuditEntry{Actor: by.String(), Action: app.AuditAgentInstall, VMID: vm.ID, Addr: by.Addr}
 	if err != nil {
 		job.State, job.Error = app.JobFailed, err.Error()
-		var se *install.StepError
+		var se *sshinstall.StepError
 		if errors.As(err, &se) {
 			for i := range job.Steps {
 				if job.Steps[i].Name == se.Step {
@@ -172,29 +183,6 @@ func (j *Jobs) run(vm *app.VM, job *app.InstallJob, creds install.Credentials, b
 		e.Detail = fmt.Sprintf("installed agent %s (%s, %s)", res.AgentVersion, res.Arch, res.Init)
 	}
 	saveFinal(e)
-}
-
-// health asks the agent on the VM's registered IP, and nowhere else: no redirects, a
-// short timeout, a capped body.
-func (j *Jobs) health(ctx context.Context, ip string) (string, error) {
-	addr := net.JoinHostPort(ip, strconv.Itoa(j.port()))
-	c := &http.Client{Timeout: 3 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return errors.New("the agent answered with a redirect") },
-		Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", addr) // only ever the guest's own address
-		}}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/health", nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var h struct{ Status, Version string }
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&h); err != nil || resp.StatusCode != 200 || h.Status != "ok" {
-		return "", fmt.Errorf("/health answered %s", resp.Status)
-	}
-	return h.Version, nil
 }
 
 // Latest returns the VM's newest install job.

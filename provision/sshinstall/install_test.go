@@ -1,4 +1,4 @@
-package install
+package sshinstall
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"hearth/app"
 	"hearth/internal/testkit/installtest"
 )
 
@@ -50,7 +51,7 @@ func newSetup(t *testing.T, agent []byte) *setup {
 	fmt.Sscan(port, &p)
 	s.in = &Installer{Agent: func(arch string) ([]byte, error) { return s.agent, nil }, HealthTimeout: 20 * time.Second}
 	health := fmt.Sprintf("http://127.0.0.1:%d/health", s.port)
-	s.req = Request{Host: host, Creds: Credentials{User: "root", Port: p}, Signer: s.sshd.Client, Root: s.root,
+	s.req = Request{Host: host, Creds: app.Credentials{User: "root", Port: p}, Signer: s.sshd.Client, Root: s.root,
 		Conf: fmt.Sprintf("HEARTH_AGENT_LISTEN=127.0.0.1:%d\nHEARTH_AGENT_TOKEN=hag_installtest_token\n", s.port),
 		Health: func(ctx context.Context) (string, error) {
 			resp, err := http.Get(health)
@@ -139,7 +140,7 @@ func TestHostKeyMismatch(t *testing.T) {
 func TestWrongCredentials(t *testing.T) {
 	s := newSetup(t, []byte("agent"))
 	stranger, _ := keyPair(t)
-	for name, creds := range map[string]Credentials{
+	for name, creds := range map[string]app.Credentials{
 		"unknown key":    {User: "root", Port: s.req.Creds.Port, PrivateKey: []byte(stranger)},
 		"wrong password": {User: "root", Port: s.req.Creds.Port, Password: "not-the-password"},
 		"garbage key":    {User: "root", Port: s.req.Creds.Port, PrivateKey: []byte("-----BEGIN NOTHING-----")},

@@ -1,4 +1,4 @@
-package install
+package sshinstall
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"hearth/app"
 	"hearth/internal/testkit/installtest"
 )
 
@@ -18,7 +19,7 @@ func hostileRequest(t *testing.T, h *installtest.Hostile) Request {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(h.Addr)
 	p, _ := strconv.Atoi(port)
-	return Request{Host: host, Creds: Credentials{User: "root", Port: p, Password: "anything"}, HostKey: h.HostKey}
+	return Request{Host: host, Creds: app.Credentials{User: "root", Port: p, Password: "anything"}, HostKey: h.HostKey}
 }
 
 func heapInUse() uint64 {

@@ -1,9 +1,9 @@
-// Package install puts the guest agent into a running VM over SSH: connect (pinning the
+// Package sshinstall puts the guest agent into a running VM over SSH: connect (pinning the
 // host key), detect architecture and init system, upload over SFTP to a temporary path,
 // check the sha256, move into place by rename, write the config, install and start the
 // service (with sudo when not root), wait for /health, register the guest IP. Running it
 // again upgrades in place.
-package install
+package sshinstall
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
+	"hearth/app"
 	"hearth/provision/services"
 )
 
@@ -39,19 +40,10 @@ const (
 // Steps lists the step names in order.
 var Steps = []string{StepConnect, StepDetect, StepUpload, StepVerify, StepInstall, StepConfig, StepService, StepHealth, StepRegister}
 
-// Credentials say how to log in. Empty means the manager's own key as user hearth (what
-// provisioned VMs authorise). They are used for one run and never stored or logged.
-type Credentials struct {
-	User       string
-	Port       int
-	PrivateKey []byte // OpenSSH or PEM private key, unencrypted
-	Password   string
-}
-
 // Request is one install.
 type Request struct {
 	Host    string // the VM's registered guest IP, already checked against the guest-IP rules
-	Creds   Credentials
+	Creds   app.Credentials
 	Signer  ssh.Signer // the manager's key, used when Creds has no key or password
 	HostKey string     // pinned host key (authorized_keys form); "" trusts the first one seen
 	Conf    string     // /etc/hearth-agent.conf contents
