@@ -2,8 +2,7 @@ package app
 
 import "time"
 
-// VMState is where a VM is in its life. This manager only defines VMs; the
-// lifecycle states are here so that records, views and the API already speak them.
+// VMState is where a VM is in its life.
 type VMState string
 
 // VM states: defined → starting → running → stopping → stopped, or failed.
@@ -47,10 +46,11 @@ type VM struct {
 	GuestIP          string // "" when unknown
 	GuestIPSource    GuestIPSource
 	GuestIPUpdatedAt time.Time // zero when GuestIP is ""
-	// What the guest registered last (callback or agent), kept under a manual override;
-	// set only by the store.
+	// What the guest registered last (callback or agent), kept under a manual override
+	// (see GuestIPState.Apply).
 	RegisteredIP       string
 	RegisteredIPSource GuestIPSource
+	RegisteredIPAt     time.Time
 
 	Provisioned   bool   // a cloud-init seed with the agent was built for it
 	AgentToken    string // the manager presents it to the agent; never shown in the API

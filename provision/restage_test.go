@@ -52,10 +52,10 @@ func TestRenameRestagesSeed(t *testing.T) {
 			if m == nil || m[1] == oldToken {
 				t.Fatalf("registration token in the new seed: %v", m)
 			}
-			if err := s.AuthenticateGuest(ctx, v.ID, m[1]); err != nil {
-				t.Errorf("the new seed's token: %v", err)
+			if id, err := s.GuestVM(ctx, m[1]); err != nil || id != v.ID {
+				t.Errorf("the new seed's token: %q %v", id, err)
 			}
-			if err := s.AuthenticateGuest(ctx, v.ID, oldToken); app.ErrorCode(err) != app.EUNAUTHORIZED {
+			if _, err := s.GuestVM(ctx, oldToken); app.ErrorCode(err) != app.EUNAUTHORIZED {
 				t.Errorf("the token of the seed before: %v", err)
 			}
 			oldToken = m[1]
@@ -82,8 +82,8 @@ func TestRenameRestagesSeed(t *testing.T) {
 		if got, _ := s.Get(ctx, v.ID); got.Name != "web-3" {
 			t.Errorf("name after a refused rename: %s", got.Name)
 		}
-		if err := s.AuthenticateGuest(ctx, v.ID, oldToken); err != nil {
-			t.Errorf("a refused rename changed the token: %v", err)
+		if id, err := s.GuestVM(ctx, oldToken); err != nil || id != v.ID {
+			t.Errorf("a refused rename changed the token: %q %v", id, err)
 		}
 		// Other edits of a provisioned VM leave its seed alone.
 		four := 4

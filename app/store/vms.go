@@ -59,6 +59,7 @@ func (r *vmRow) toVM() *app.VM {
 	if r.RegisteredIP != "" {
 		vm.RegisteredIP = r.RegisteredIP
 		vm.RegisteredIPSource = app.GuestIPSource(r.RegisteredSource)
+		vm.RegisteredIPAt = r.RegisteredAt.Time.UTC()
 	}
 	return vm
 }
@@ -73,6 +74,10 @@ func fromVM(vm *app.VM) *vmRow {
 		r.GuestIP = sql.NullString{String: vm.GuestIP, Valid: true}
 		r.GuestIPSource = sql.NullString{String: string(vm.GuestIPSource), Valid: true}
 		r.GuestIPUpdatedAt = sql.NullTime{Time: vm.GuestIPUpdatedAt, Valid: true}
+	}
+	if vm.RegisteredIP != "" {
+		r.RegisteredIP, r.RegisteredSource = vm.RegisteredIP, string(vm.RegisteredIPSource)
+		r.RegisteredAt = sql.NullTime{Time: vm.RegisteredIPAt, Valid: true}
 	}
 	return r
 }
@@ -181,75 +186,55 @@ func oneRow(ctx context.Context, tx bun.Tx, res sql.Result, id string) error {
 	return app.Errorf(app.ECONFLICT, "the VM was changed by someone else; reload and try again")
 }
 
-// SetGuestIP sets (ip != "") or clears (ip == "") the VM's guest IP with its source, and
-// writes e, at once. It returns the updated VM.
-//
-// What the guest registers (callback, agent) is always remembered, but an operator's
-// manual value stays in effect over it; clearing a manual value falls back to what the
-// guest registered last, and clearing any other value forgets it. e.Detail says which
-// happened.
+// SetGuestIP sets (ip != "") or clears (ip == "") the VM's guest IP as source, now: it
+// applies the change (app.GuestIPState.Apply has the rule) and writes e,
+// with the rule's note appended, at once. It reads the VM and writes it back only if no
+// one changed it in between, as UpdateVM does; a concurrent change makes it start over
+// (a guest's registration must not fail because an operator edited the VM meanwhile).
 func (db *DB) SetGuestIP(ctx context.Context, id, ip string, source app.GuestIPSource, e *app.AuditEntry) (*app.VM, error) {
-	var out *app.VM
-	err := db.inTx(ctx, func(tx bun.Tx) error {
-		var cur vmRow
-		if err := tx.NewSelect().Model(&cur).Where("id = ?", id).Scan(ctx); errors.Is(err, sql.ErrNoRows) {
-			return app.Errorf(app.ENOTFOUND, "VM not found")
-		} else if err != nil {
-			return fmt.Errorf("store: read vm: %w", err)
-		}
-		t := now()
-		manualInEffect := cur.GuestIPSource.String == string(app.SourceManual)
-		q := tx.NewUpdate().Model((*vmRow)(nil)).Where("id = ?", id).Set("updated_at = ?", t)
-		setIP := func(ip, source string, at any) {
-			if ip == "" {
-				q = q.Set("guest_ip = NULL").Set("guest_ip_source = NULL").Set("guest_ip_updated_at = NULL")
-				return
+	detail := ""
+	if e != nil {
+		detail = e.Detail
+	}
+	for attempt := 0; ; attempt++ {
+		var out *app.VM
+		err := db.inTx(ctx, func(tx bun.Tx) error {
+			var r vmRow
+			if err := tx.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); errors.Is(err, sql.ErrNoRows) {
+				return app.Errorf(app.ENOTFOUND, "VM not found")
+			} else if err != nil {
+				return fmt.Errorf("store: read vm: %w", err)
 			}
-			q = q.Set("guest_ip = ?", ip).Set("guest_ip_source = ?", source).Set("guest_ip_updated_at = ?", at)
-		}
-		note := func(format string, args ...any) {
+			vm := r.toVM()
+			t := now()
+			next, note := vm.GuestIPState().Apply(app.GuestIPChange{IP: ip, Source: source, At: t})
+			vm.SetGuestIPState(next)
+			w := fromVM(vm)
+			res, err := tx.NewUpdate().Model((*vmRow)(nil)).
+				Set("guest_ip = ?", w.GuestIP).Set("guest_ip_source = ?", w.GuestIPSource).Set("guest_ip_updated_at = ?", w.GuestIPUpdatedAt).
+				Set("registered_ip = ?", w.RegisteredIP).Set("registered_ip_source = ?", w.RegisteredSource).Set("registered_ip_at = ?", w.RegisteredAt).
+				Set("updated_at = ?", t).Where("id = ?", id).Where("updated_at = ?", r.UpdatedAt).Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("store: set guest ip: %w", err)
+			}
+			if err := oneRow(ctx, tx, res, id); err != nil {
+				return err
+			}
 			if e != nil {
-				e.Detail += fmt.Sprintf(format, args...)
+				e.Detail = detail + note
 			}
-		}
-		forget := func() {
-			q = q.Set("registered_ip = ''").Set("registered_ip_source = ''").Set("registered_ip_at = NULL")
-		}
-		switch {
-		case source != app.SourceManual:
-			if ip == "" {
-				forget()
-			} else {
-				q = q.Set("registered_ip = ?", ip).Set("registered_ip_source = ?", string(source)).Set("registered_ip_at = ?", t)
+			if err := audit(ctx, tx, e); err != nil {
+				return err
 			}
-			if manualInEffect {
-				note("; the manual %s stays in effect", cur.GuestIP.String)
-			} else {
-				setIP(ip, string(source), t)
-			}
-		case ip != "":
-			setIP(ip, string(source), t)
-		case manualInEffect && cur.RegisteredIP != "":
-			setIP(cur.RegisteredIP, cur.RegisteredSource, cur.RegisteredAt.Time)
-			note("; back to %s registered by the guest (%s)", cur.RegisteredIP, cur.RegisteredSource)
-		default:
-			setIP("", "", nil)
-			forget()
+			vm.UpdatedAt = t
+			out = vm
+			return nil
+		})
+		if app.ErrorCode(err) == app.ECONFLICT && attempt < 3 {
+			continue
 		}
-		if _, err := q.Exec(ctx); err != nil {
-			return fmt.Errorf("store: set guest ip: %w", err)
-		}
-		if err := audit(ctx, tx, e); err != nil {
-			return err
-		}
-		var r vmRow
-		if err := tx.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
-			return fmt.Errorf("store: reread vm: %w", err)
-		}
-		out = r.toVM()
-		return nil
-	})
-	return out, err
+		return out, err
+	}
 }
 
 // DeleteVM removes the VM (its registration token goes with it) and writes e, at once.

@@ -176,12 +176,18 @@ func (s *Service) removeFiles(id string) error {
 	return os.RemoveAll(s.files(id).Dir)
 }
 
-// SetGuestIP sets the VM's guest IP from raw, or clears it when raw is "". Guests (callback
-// or agent) must have been authenticated for this VM by AuthenticateGuest; operators set
+// SetGuestIP sets the VM's guest IP from raw, or clears it when raw is "". A guest (its
+// actor named by GuestVM) speaks only for its own VM, as callback or agent; operators set
 // it as SourceManual.
 func (s *Service) SetGuestIP(ctx context.Context, id, raw string, source app.GuestIPSource, by app.Actor) (*app.VM, error) {
+	if err := SpeaksFor(by, id); err != nil {
+		return nil, err
+	}
 	if !source.Valid() {
 		return nil, app.Errorf(app.EINVALID, "source %q is not one of callback, agent, manual", source)
+	}
+	if by.Kind == app.ActorGuest && source == app.SourceManual {
+		return nil, app.Errorf(app.EINVALID, "a guest registers as callback or agent, never manual")
 	}
 	ip := ""
 	detail := fmt.Sprintf("cleared guest IP (%s)", source)
@@ -196,19 +202,25 @@ func (s *Service) SetGuestIP(ctx context.Context, id, raw string, source app.Gue
 	return s.db.SetGuestIP(ctx, id, ip, source, entry(by, app.AuditGuestIP, id, detail))
 }
 
-// AuthenticateGuest checks a registration token for the VM id. An unknown token is
-// EUNAUTHORIZED; a valid token of another VM is EFORBIDDEN: a guest may only speak for itself.
-func (s *Service) AuthenticateGuest(ctx context.Context, id, token string) error {
+// GuestVM resolves a registration token to the VM it belongs to: the one place a guest is
+// authenticated. An unknown token is EUNAUTHORIZED. The lookup is by hash, so timing
+// reveals nothing of the token.
+func (s *Service) GuestVM(ctx context.Context, token string) (string, error) {
 	owner, err := s.db.RegistrationTokenVM(ctx, app.HashToken(token))
 	if app.ErrorCode(err) == app.ENOTFOUND {
-		return app.Errorf(app.EUNAUTHORIZED, "unknown token")
+		return "", app.Errorf(app.EUNAUTHORIZED, "unknown token")
 	}
-	if err != nil {
-		return err
+	return owner, err
+}
+
+// SpeaksFor is the rule that a guest may only speak for its own VM: by, if a guest, must be
+// VM id's (its Name is the VM that GuestVM found). Operators pass. The comparison is
+// constant-time, so nothing is learnt about other VMs' ids.
+func SpeaksFor(by app.Actor, id string) error {
+	if by.Kind != app.ActorGuest {
+		return nil
 	}
-	// The lookup was by hash, so timing reveals nothing of the token; the id comparison is
-	// constant-time anyway so that nothing is learnt about other VMs' ids either.
-	if subtle.ConstantTimeCompare([]byte(owner), []byte(id)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(by.Name), []byte(id)) != 1 {
 		return app.Errorf(app.EFORBIDDEN, "this registration token belongs to another VM")
 	}
 	return nil

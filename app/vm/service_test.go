@@ -30,8 +30,8 @@ func TestCreateDefaultsAndValidation(t *testing.T) {
 		if !regexp.MustCompile(`^[0-9a-f][2367abef](:[0-9a-f]{2}){5}$`).MatchString(vm.MAC) {
 			t.Errorf("MAC %q is not a locally administered unicast address", vm.MAC)
 		}
-		if err := s.AuthenticateGuest(ctx, vm.ID, token); err != nil {
-			t.Errorf("own token: %v", err)
+		if id, err := s.GuestVM(ctx, token); err != nil || id != vm.ID {
+			t.Errorf("own token: %q %v", id, err)
 		}
 
 		_, _, err = s.Create(ctx, app.VMSpec{Name: "Bad_Name", VCPUs: 500, MemoryMiB: 1, Kernel: "vmlinux", Rootfs: "/a/../b", BootArgs: "a\nb"}, operator)
@@ -54,21 +54,32 @@ func TestGuestTokenIsolation(t *testing.T) {
 		s := NewService(db, testRules(t), t.TempDir())
 		a, tokA, _ := s.Create(ctx, app.VMSpec{Name: "a"}, operator)
 		b, tokB, _ := s.Create(ctx, app.VMSpec{Name: "b"}, operator)
-		if err := s.AuthenticateGuest(ctx, b.ID, tokA); app.ErrorCode(err) != app.EFORBIDDEN {
+		idA, err := s.GuestVM(ctx, tokA)
+		if err != nil || idA != a.ID {
+			t.Fatalf("A's token names %q, %v", idA, err)
+		}
+		guestA := app.Actor{Kind: app.ActorGuest, Name: idA}
+		if _, err := s.SetGuestIP(ctx, b.ID, "10.0.0.7", app.SourceCallback, guestA); app.ErrorCode(err) != app.EFORBIDDEN {
 			t.Errorf("A's token on B: %v, want forbidden", err)
 		}
-		if err := s.AuthenticateGuest(ctx, a.ID, "hrg_nope"); app.ErrorCode(err) != app.EUNAUTHORIZED {
+		if got, _ := s.Get(ctx, b.ID); got.GuestIP != "" {
+			t.Errorf("A set B's guest IP to %s", got.GuestIP)
+		}
+		if _, err := s.SetGuestIP(ctx, a.ID, "10.0.0.7", app.SourceManual, guestA); app.ErrorCode(err) != app.EINVALID {
+			t.Errorf("a guest claiming manual: %v, want invalid", err)
+		}
+		if _, err := s.GuestVM(ctx, "hrg_nope"); app.ErrorCode(err) != app.EUNAUTHORIZED {
 			t.Errorf("unknown token: %v, want unauthorized", err)
 		}
 		newTok, err := s.RotateRegistrationToken(ctx, b.ID, operator)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.AuthenticateGuest(ctx, b.ID, tokB); app.ErrorCode(err) != app.EUNAUTHORIZED {
+		if _, err := s.GuestVM(ctx, tokB); app.ErrorCode(err) != app.EUNAUTHORIZED {
 			t.Errorf("rotated-out token: %v, want unauthorized", err)
 		}
-		if err := s.AuthenticateGuest(ctx, b.ID, newTok); err != nil {
-			t.Errorf("new token: %v", err)
+		if id, err := s.GuestVM(ctx, newTok); err != nil || id != b.ID {
+			t.Errorf("new token: %q %v", id, err)
 		}
 	})
 }

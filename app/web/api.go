@@ -52,9 +52,13 @@ func (s *Server) bearer(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		addr := c.RealIP()
 		if strings.HasPrefix(token, app.PrefixRegistrationToken) {
-			// Which VM it belongs to is checked against the path by the guest-ip handler.
-			c.Set(keyGuestVM, token)
-			c.Set(keyActor, app.Actor{Kind: app.ActorGuest, Addr: addr})
+			// A guest: the token names its VM, and the guest speaks for that VM only.
+			id, err := s.VMs.GuestVM(c.Request().Context(), token)
+			if err != nil {
+				return err
+			}
+			c.Set(keyGuestVM, id)
+			c.Set(keyActor, app.Actor{Kind: app.ActorGuest, Name: id, Addr: addr})
 			return next(c)
 		}
 		name, err := s.Auth.APIToken(c.Request().Context(), token)
@@ -107,16 +111,16 @@ type vmJSON struct {
 	RegistrationToken string     `json:"registration_token,omitempty"`
 }
 
-func toJSON(vm *app.VM) vmJSON {
-	j := vmJSON{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB,
-		Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, MAC: vm.MAC,
-		CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt, Provisioned: vm.Provisioned, HostKey: vm.HostKey,
-		Hypervisor: vm.Hypervisor, StateReason: vm.StateReason, Address: vm.Address}
-	if vm.Provisioned {
-		j.SeedURL = "/v1/vms/" + vm.ID + "/seed.iso"
+func toJSON(v *app.VM) vmJSON {
+	j := vmJSON{ID: v.ID, Name: v.Name, State: string(v.State), VCPUs: v.VCPUs, MemoryMiB: v.MemoryMiB,
+		Kernel: v.Kernel, Initrd: v.Initrd, Rootfs: v.Rootfs, BootArgs: v.BootArgs, MAC: v.MAC,
+		CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt, Provisioned: v.Provisioned, HostKey: v.HostKey,
+		Hypervisor: v.Hypervisor, StateReason: v.StateReason, Address: v.Address}
+	if v.Provisioned {
+		j.SeedURL = "/v1/vms/" + v.ID + "/seed.iso"
 	}
-	if vm.GuestIP != "" {
-		ip, src, at := vm.GuestIP, string(vm.GuestIPSource), vm.GuestIPUpdatedAt
+	if v.GuestIP != "" {
+		ip, src, at := v.GuestIP, string(v.GuestIPSource), v.GuestIPUpdatedAt
 		j.GuestIP, j.GuestIPSource, j.GuestIPUpdatedAt = &ip, &src, &at
 	}
 	return j
@@ -128,8 +132,8 @@ func (s *Server) apiListVMs(c echo.Context) error {
 		return err
 	}
 	out := make([]vmJSON, len(vms))
-	for i, vm := range vms {
-		out[i] = toJSON(vm)
+	for i, v := range vms {
+		out[i] = toJSON(v)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"vms": out})
 }
@@ -163,22 +167,22 @@ func (s *Server) apiCreateVM(c echo.Context) error {
 	}
 	spec := app.VMSpec{Provision: body.Provision}
 	body.update().Apply(&spec)
-	vm, token, err := s.VMs.Create(c.Request().Context(), spec, actor(c))
+	v, token, err := s.VMs.Create(c.Request().Context(), spec, actor(c))
 	if err != nil {
 		return err
 	}
-	j := toJSON(vm)
+	j := toJSON(v)
 	j.RegistrationToken = token
-	c.Response().Header().Set(echo.HeaderLocation, "/v1/vms/"+vm.ID)
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/vms/"+v.ID)
 	return c.JSON(http.StatusCreated, j)
 }
 
 func (s *Server) apiGetVM(c echo.Context) error {
-	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	v, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, toJSON(vm))
+	return c.JSON(http.StatusOK, toJSON(v))
 }
 
 func (s *Server) apiUpdateVM(c echo.Context) error {
@@ -192,11 +196,11 @@ func (s *Server) apiUpdateVM(c echo.Context) error {
 	if body.Provision != nil {
 		return app.Invalid(map[string]string{"provision": "is chosen at creation and cannot change"})
 	}
-	vm, err := s.VMs.Update(c.Request().Context(), c.Param("id"), body.update(), actor(c))
+	v, err := s.VMs.Update(c.Request().Context(), c.Param("id"), body.update(), actor(c))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, toJSON(vm))
+	return c.JSON(http.StatusOK, toJSON(v))
 }
 
 func (s *Server) apiDeleteVM(c echo.Context) error {
@@ -218,26 +222,26 @@ func (s *Server) apiRotateToken(c echo.Context) error {
 // VM's tokens and host key, so it is for operators only (API token or signed-in session).
 func (s *Server) seedISO(c echo.Context) error {
 	ctx := c.Request().Context()
-	vm, err := s.VMs.Get(ctx, c.Param("id"))
+	v, err := s.VMs.Get(ctx, c.Param("id"))
 	if err != nil {
 		return err
 	}
-	path, err := s.VMs.SeedPath(ctx, vm.ID)
+	path, err := s.VMs.SeedPath(ctx, v.ID)
 	if err != nil {
 		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.Attachment(path, vm.Name+"-seed.iso")
+	return c.Attachment(path, v.Name+"-seed.iso")
 }
 
 // apiLifecycle serves POST /v1/vms/{id}/start|stop|restart. Start answers 200 once the VM
 // runs; stop and restart answer 202 with the VM stopping.
 func (s *Server) apiLifecycle(op func(context.Context, string, app.Actor) (*app.VM, error), status int) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		vm, err := op(c.Request().Context(), c.Param("id"), actor(c))
+		v, err := op(c.Request().Context(), c.Param("id"), actor(c))
 		if err != nil {
 			return err
 		}
-		return c.JSON(status, toJSON(vm))
+		return c.JSON(status, toJSON(v))
 	}
 }

@@ -23,14 +23,14 @@ func (s *Server) apiVMMetrics(c echo.Context) error {
 	if s.Metrics == nil {
 		return app.Errorf(app.EUNAVAILABLE, "this manager collects no metrics")
 	}
-	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	v, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}
 	now := time.Now()
-	st := s.Metrics.StatusOf(vm, now)
+	st := s.Metrics.StatusOf(v, now)
 	out := vmMetricsJSON{Status: st.State, Why: st.Why}
-	if sample, ok := s.Metrics.Latest(vm.ID); ok {
+	if sample, ok := s.Metrics.Latest(v.ID); ok {
 		out.Sample = sample
 		age := now.Sub(sample.Time).Seconds()
 		out.AgeSeconds = &age

@@ -12,11 +12,11 @@ import (
 )
 
 func (s *Server) guestIPValue(c echo.Context) error {
-	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	v, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}
-	return renderOK(c, pages.VMGuestIPValue(guestIPView(vm, time.Now())))
+	return renderOK(c, pages.VMGuestIPValue(guestIPView(v, time.Now())))
 }
 
 // setGuestIP is the override form: set (action=set) or clear (action=clear) the guest IP
@@ -37,7 +37,7 @@ func (s *Server) setGuestIP(c echo.Context) error {
 	default:
 		return app.Errorf(app.EINVALID, "action must be set or clear")
 	}
-	vm, err := s.VMs.SetGuestIP(ctx, id, raw, app.SourceManual, actor(c))
+	v, err := s.VMs.SetGuestIP(ctx, id, raw, app.SourceManual, actor(c))
 	if err != nil {
 		status, code, msg := classify(err)
 		if status >= 500 || code == app.ENOTFOUND {
@@ -48,26 +48,26 @@ func (s *Server) setGuestIP(c echo.Context) error {
 	if !isHTMX(c) {
 		return c.Redirect(http.StatusSeeOther, "/vms/"+id)
 	}
-	saved := "Guest IP set to " + vm.GuestIP + "."
+	saved := "Guest IP set to " + v.GuestIP + "."
 	if raw == "" {
 		saved = "Guest IP cleared."
 	}
-	g := guestIPView(vm, time.Now())
+	g := guestIPView(v, time.Now())
 	g.Saved, g.CSRF = saved, csrfToken(c)
 	c.Response().Header().Set("HX-Trigger", "vm-changed") // the activity list reloads itself
 	return renderOK(c, pages.VMGuestIP(g))
 }
 
 func (s *Server) guestIPPanel(c echo.Context, id string, status int, input, msg, saved string) error {
-	vm, err := s.VMs.Get(c.Request().Context(), id)
+	v, err := s.VMs.Get(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}
-	g := guestIPView(vm, time.Now())
+	g := guestIPView(v, time.Now())
 	g.Input, g.Error, g.Saved, g.CSRF = input, msg, saved, csrfToken(c)
 	if !isHTMX(c) {
 		// Without htmx there is no panel to swap: show the whole page with the error.
-		return s.renderVMPageWith(c, vm, g, status)
+		return s.renderVMPageWith(c, v, g, status)
 	}
 	// htmx swaps only 2xx responses unless told otherwise; HX-Reswap keeps the panel swap
 	// so the error appears in the form.

@@ -10,22 +10,22 @@ import (
 	"hearth/views/pages"
 )
 
-func (s *Server) statusView(c echo.Context, vm *app.VM) pages.StatusView {
-	v := pages.StatusView{VMID: vm.ID, State: string(vm.State), Reason: vm.StateReason, Driver: vm.RunningDriver,
-		PID: vm.PID, CSRF: csrfToken(c), CanRun: s.VMs.CanRun()}
-	if vm.State != app.VMDefined {
-		v.Console = s.VMs.ConsoleTail(vm.ID, 30)
+func (s *Server) statusView(c echo.Context, rec *app.VM) pages.StatusView {
+	v := pages.StatusView{VMID: rec.ID, State: string(rec.State), Reason: rec.StateReason, Driver: rec.RunningDriver,
+		PID: rec.PID, CSRF: csrfToken(c), CanRun: s.VMs.CanRun()}
+	if rec.State != app.VMDefined {
+		v.Console = s.VMs.ConsoleTail(rec.ID, 30)
 	}
 	return v
 }
 
 // vmStatus is GET /vms/{id}/status: the polled lifecycle panel.
 func (s *Server) vmStatus(c echo.Context) error {
-	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	v, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}
-	return renderOK(c, pages.VMStatus(s.statusView(c, vm)))
+	return renderOK(c, pages.VMStatus(s.statusView(c, v)))
 }
 
 // uiLifecycle serves the Start, Stop and Restart buttons: the panel comes back swapped in
@@ -34,7 +34,7 @@ func (s *Server) uiLifecycle(op func(context.Context, string, app.Actor) (*app.V
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
 		_, opErr := op(ctx, c.Param("id"), actor(c))
-		vm, err := s.VMs.Get(ctx, c.Param("id"))
+		rec, err := s.VMs.Get(ctx, c.Param("id"))
 		if err != nil {
 			return err
 		}
@@ -42,9 +42,9 @@ func (s *Server) uiLifecycle(op func(context.Context, string, app.Actor) (*app.V
 			if opErr != nil && app.ErrorCode(opErr) == app.EINTERNAL {
 				return opErr
 			}
-			return c.Redirect(http.StatusSeeOther, "/vms/"+vm.ID)
+			return c.Redirect(http.StatusSeeOther, "/vms/"+rec.ID)
 		}
-		v := s.statusView(c, vm)
+		v := s.statusView(c, rec)
 		status := http.StatusOK
 		if opErr != nil {
 			var code string

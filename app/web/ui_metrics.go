@@ -15,7 +15,7 @@ import (
 
 var windows = map[string]time.Duration{"15m": 15 * time.Minute, "1h": time.Hour, "24h": 24 * time.Hour}
 
-func (s *Server) metricsView(ctx context.Context, vm *app.VM, window string) *pages.MetricsView {
+func (s *Server) metricsView(ctx context.Context, rec *app.VM, window string) *pages.MetricsView {
 	if s.Metrics == nil {
 		return nil
 	}
@@ -23,8 +23,8 @@ func (s *Server) metricsView(ctx context.Context, vm *app.VM, window string) *pa
 		window = "15m"
 	}
 	now := time.Now()
-	st := s.Metrics.StatusOf(vm, now)
-	v := &pages.MetricsView{VMID: vm.ID, Badge: st.State, Window: window}
+	st := s.Metrics.StatusOf(rec, now)
+	v := &pages.MetricsView{VMID: rec.ID, Badge: st.State, Window: window}
 	age := fmt.Sprintf("%.0f s ago", st.Age.Seconds())
 	switch st.State {
 	case metrics.StatusStopped:
@@ -38,13 +38,13 @@ func (s *Server) metricsView(ctx context.Context, vm *app.VM, window string) *pa
 	default:
 		v.Label = "live · " + st.Source + " · " + age
 	}
-	if sample, ok := s.Metrics.Latest(vm.ID); ok && st.State != metrics.StatusStopped {
+	if sample, ok := s.Metrics.Latest(rec.ID); ok && st.State != metrics.StatusStopped {
 		v.Stats = stats(sample)
 	}
-	if vm.State == app.VMRunning || st.State == metrics.StatusStale {
-		hist := s.Metrics.History(vm.ID, now.Add(-windows[window]))
+	if rec.State == app.VMRunning || st.State == metrics.StatusStale {
+		hist := s.Metrics.History(rec.ID, now.Add(-windows[window]))
 		if window == "24h" { // longer than memory keeps: from the database
-			if h, err := s.Metrics.Persisted(ctx, vm.ID, now.Add(-windows[window])); err == nil {
+			if h, err := s.Metrics.Persisted(ctx, rec.ID, now.Add(-windows[window])); err == nil {
 				hist = h
 			}
 		}
@@ -146,11 +146,11 @@ func sparkOf(hist []metrics.Sample, now time.Time, staleAfter time.Duration, val
 
 // vmMetrics is GET /vms/{id}/metrics: the polled panel.
 func (s *Server) vmMetrics(c echo.Context) error {
-	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	rec, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}
-	v := s.metricsView(c.Request().Context(), vm, c.QueryParam("window"))
+	v := s.metricsView(c.Request().Context(), rec, c.QueryParam("window"))
 	if v == nil {
 		return app.Errorf(app.EUNAVAILABLE, "this manager collects no metrics")
 	}

@@ -22,11 +22,11 @@ func (s *Server) vmRows(c echo.Context) ([]pages.VMRow, error) {
 	}
 	rows := make([]pages.VMRow, len(vms))
 	now := time.Now()
-	for i, vm := range vms {
-		rows[i] = pages.VMRow{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs,
-			MemoryMiB: vm.MemoryMiB, GuestIP: guestIPView(vm, now)}
-		if s.Metrics != nil && vm.State == app.VMRunning {
-			hist := s.Metrics.History(vm.ID, now.Add(-15*time.Minute))
+	for i, v := range vms {
+		rows[i] = pages.VMRow{ID: v.ID, Name: v.Name, State: string(v.State), VCPUs: v.VCPUs,
+			MemoryMiB: v.MemoryMiB, GuestIP: guestIPView(v, now)}
+		if s.Metrics != nil && v.State == app.VMRunning {
+			hist := s.Metrics.History(v.ID, now.Add(-15*time.Minute))
 			stale := 3 * s.Metrics.Interval()
 			rows[i].CPU = sparkOf(hist, now, stale, func(x metrics.Sample) *float64 { return x.CPUPercent })
 			rows[i].Mem = sparkOf(hist, now, stale, func(x metrics.Sample) *float64 { return x.MemPercent })
@@ -132,14 +132,14 @@ func (s *Server) provisionChoice(f *pages.VMForm, want bool) {
 }
 
 func (s *Server) editVMPage(c echo.Context) error {
-	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	v, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}
-	f := pages.VMForm{Title: "Edit " + vm.Name, Action: "/vms/" + vm.ID, Submit: "Save changes", Cancel: "/vms/" + vm.ID,
-		Name: vm.Name, VCPUs: strconv.Itoa(vm.VCPUs), MemoryMiB: strconv.Itoa(vm.MemoryMiB), Kernel: vm.Kernel,
-		Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, CSRF: csrfToken(c)}
-	return renderOK(c, s.vmFormPage(c, "Edit "+vm.Name, f))
+	f := pages.VMForm{Title: "Edit " + v.Name, Action: "/vms/" + v.ID, Submit: "Save changes", Cancel: "/vms/" + v.ID,
+		Name: v.Name, VCPUs: strconv.Itoa(v.VCPUs), MemoryMiB: strconv.Itoa(v.MemoryMiB), Kernel: v.Kernel,
+		Initrd: v.Initrd, Rootfs: v.Rootfs, BootArgs: v.BootArgs, CSRF: csrfToken(c)}
+	return renderOK(c, s.vmFormPage(c, "Edit "+v.Name, f))
 }
 
 func (s *Server) updateVM(c echo.Context) error {
@@ -175,36 +175,36 @@ func (s *Server) deleteVM(c echo.Context) error {
 }
 
 func (s *Server) vmPage(c echo.Context) error {
-	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	v, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}
-	return s.renderVMPageWith(c, vm, guestIPView(vm, time.Now()), 200)
+	return s.renderVMPageWith(c, v, guestIPView(v, time.Now()), 200)
 }
 
 // renderVMPageWith renders the VM page with the given guest-IP panel state.
-func (s *Server) renderVMPageWith(c echo.Context, vm *app.VM, g pages.GuestIPView, status int) error {
-	audit, err := s.auditRows(c, vm.ID)
+func (s *Server) renderVMPageWith(c echo.Context, rec *app.VM, g pages.GuestIPView, status int) error {
+	audit, err := s.auditRows(c, rec.ID)
 	if err != nil {
 		return err
 	}
-	v := pages.VMView{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB,
-		Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs, MAC: vm.MAC,
-		Created: vm.CreatedAt.Format("2006-01-02 15:04 MST"), GuestIP: g, CSRF: csrfToken(c), Busy: vm.Busy(),
-		Provisioned: vm.Provisioned, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource, Address: vm.Address}
+	v := pages.VMView{ID: rec.ID, Name: rec.Name, State: string(rec.State), VCPUs: rec.VCPUs, MemoryMiB: rec.MemoryMiB,
+		Kernel: rec.Kernel, Initrd: rec.Initrd, Rootfs: rec.Rootfs, BootArgs: rec.BootArgs, MAC: rec.MAC,
+		Created: rec.CreatedAt.Format("2006-01-02 15:04 MST"), GuestIP: g, CSRF: csrfToken(c), Busy: rec.Busy(),
+		Provisioned: rec.Provisioned, HostKey: rec.HostKey, HostKeySource: rec.HostKeySource, Address: rec.Address}
 	v.GuestIP.CSRF = v.CSRF
 	v.Audit = audit
-	v.Status = s.statusView(c, vm)
-	v.Metrics = s.metricsView(c.Request().Context(), vm, c.QueryParam("window"))
+	v.Status = s.statusView(c, rec)
+	v.Metrics = s.metricsView(c.Request().Context(), rec, c.QueryParam("window"))
 	if s.Installs != nil {
-		j, err := s.Installs.Latest(c.Request().Context(), vm.ID)
+		j, err := s.Installs.Latest(c.Request().Context(), rec.ID)
 		if err != nil && app.ErrorCode(err) != app.ENOTFOUND {
 			return err
 		}
-		iv := installView(vm.ID, j, v.CSRF)
+		iv := installView(rec.ID, j, v.CSRF)
 		v.Install = &iv
 	}
-	return render(c, status, pages.VM(s.layout(c, vm.Name), v))
+	return render(c, status, pages.VM(s.layout(c, rec.Name), v))
 }
 
 func (s *Server) auditRows(c echo.Context, vmID string) ([]pages.AuditRow, error) {
@@ -222,25 +222,25 @@ func (s *Server) auditRows(c echo.Context, vmID string) ([]pages.AuditRow, error
 }
 
 func (s *Server) vmActivity(c echo.Context) error {
-	vm, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	v, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}
-	rows, err := s.auditRows(c, vm.ID)
+	rows, err := s.auditRows(c, v.ID)
 	if err != nil {
 		return err
 	}
-	return renderOK(c, pages.VMActivity(vm.ID, rows))
+	return renderOK(c, pages.VMActivity(v.ID, rows))
 }
 
-func guestIPView(vm *app.VM, now time.Time) pages.GuestIPView {
-	g := pages.GuestIPView{VMID: vm.ID, IP: vm.GuestIP, Source: string(vm.GuestIPSource)}
-	if vm.GuestIPSource == app.SourceManual && vm.RegisteredIP != "" {
-		g.Registered = fmt.Sprintf("%s (%s)", vm.RegisteredIP, vm.RegisteredIPSource)
+func guestIPView(v *app.VM, now time.Time) pages.GuestIPView {
+	g := pages.GuestIPView{VMID: v.ID, IP: v.GuestIP, Source: string(v.GuestIPSource)}
+	if v.GuestIPSource == app.SourceManual && v.RegisteredIP != "" {
+		g.Registered = fmt.Sprintf("%s (%s)", v.RegisteredIP, v.RegisteredIPSource)
 	}
-	if vm.GuestIP != "" {
-		g.Age = ago(now, vm.GuestIPUpdatedAt)
-		g.UpdatedAt = vm.GuestIPUpdatedAt.Format(time.RFC3339)
+	if v.GuestIP != "" {
+		g.Age = ago(now, v.GuestIPUpdatedAt)
+		g.UpdatedAt = v.GuestIPUpdatedAt.Format(time.RFC3339)
 	}
 	return g
 }
