@@ -234,7 +234,7 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 			agentErr = err.Error()
 			c.countError("agent")
 		} else {
-			s.Source, s.CPUPercent, s.MemPercent, s.AgentVersion = SourceAgent, r.CPUUsagePercent, r.MemUsagePercent, r.AgentVersion
+			s.Source, s.CPUPercent, s.MemPercent, s.AgentVersion = FromAgent, r.CPUUsagePercent, r.MemUsagePercent, r.AgentVersion
 			st.agentVersion, st.agentSeen, agentErr = r.AgentVersion, now, ""
 		}
 	}
@@ -245,7 +245,7 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 		}
 		if h, err := readHost(c.proc, v.PID, now); err == nil {
 			if s.Source == "" {
-				s.Source, s.HostRSSBytes = SourceHost, h.rss
+				s.Source, s.HostRSSBytes = FromHost, h.rss
 				if st.prevHost != nil {
 					if cpu, ok := hostCPU(*st.prevHost, h, v.VCPUs); ok {
 						s.CPUPercent = &cpu

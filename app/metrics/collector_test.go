@@ -119,10 +119,10 @@ func TestFaultyAgents(t *testing.T) {
 		t.Errorf("a round took %v: a faulty agent held up the others", d)
 	}
 	s, ok := c.Latest("good")
-	if !ok || s.Source != SourceAgent || s.MemPercent == nil || s.CPUPercent == nil || s.AgentVersion != "test" {
+	if !ok || s.Source != FromAgent || s.MemPercent == nil || s.CPUPercent == nil || s.AgentVersion != "test" {
 		t.Fatalf("good agent: %+v (%v) — %s", s, ok, c.LastError("good"))
 	}
-	if st := c.StatusOf(f.vms[0], time.Now()); st.State != StatusLive || st.Source != SourceAgent {
+	if st := c.StatusOf(f.vms[0], time.Now()); st.State != StatusLive || st.Source != FromAgent {
 		t.Errorf("good agent's badge: %+v", st)
 	}
 	why := map[string]string{"hangs": "deadline exceeded|Timeout", "garbage": "not valid JSON", "nan": "not valid JSON",
@@ -162,7 +162,7 @@ func TestHostFallback(t *testing.T) {
 	}
 	c.Round(context.Background())
 	s, _ := c.Latest("v1")
-	if s.Source != SourceHost || s.CPUPercent == nil || *s.CPUPercent <= 0 || s.HostRSSBytes == 0 || s.MemPercent != nil {
+	if s.Source != FromHost || s.CPUPercent == nil || *s.CPUPercent <= 0 || s.HostRSSBytes == 0 || s.MemPercent != nil {
 		t.Errorf("host sample: %+v cpu %v", s, s.CPUPercent)
 	}
 	// Stopped VMs say so; stale samples are not shown as current.
@@ -201,7 +201,7 @@ func TestPersistence(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		c.Round(context.Background())
 		got, err := c.Persisted(context.Background(), "p1", time.Now().Add(-time.Minute))
-		if err != nil || len(got) != 2 || got[1].Source != SourceHost || got[1].HostRSSBytes == 0 {
+		if err != nil || len(got) != 2 || got[1].Source != FromHost || got[1].HostRSSBytes == 0 {
 			t.Fatalf("persisted: %+v %v", got, err)
 		}
 	})

@@ -89,7 +89,7 @@ func (p promVMs) Collect(ch chan<- prometheus.Metric) {
 			}
 			emit(pAge, prometheus.GaugeValue, now.Sub(s.Time).Seconds(), id, name)
 			up := 0.0
-			if s.Source == SourceAgent {
+			if s.Source == FromAgent {
 				up = 1
 			}
 			emit(pUp, prometheus.GaugeValue, up, id, name, c.AgentVersion(v.ID))

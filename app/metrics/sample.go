@@ -11,8 +11,8 @@ import (
 
 // Sources of a sample.
 const (
-	SourceAgent = "agent" // the guest agent answered
-	SourceHost  = "host"  // no agent: the hypervisor process seen from the host
+	FromAgent = "agent" // the guest agent answered
+	FromHost  = "host"  // no agent: the hypervisor process seen from the host
 )
 
 // Sample is one poll of one VM. Pointers are nil where that source has no value.

@@ -37,7 +37,7 @@ func (c *Collector) StatusOf(v *app.VM, now time.Time) Status {
 	switch {
 	case age > 3*c.opts.Interval:
 		return Status{State: StatusStale, Source: s.Source, Age: age}
-	case s.Source == SourceHost:
+	case s.Source == FromHost:
 		return Status{State: StatusHost, Source: s.Source, Age: age, Why: c.LastError(v.ID)}
 	}
 	return Status{State: StatusLive, Source: s.Source, Age: age}

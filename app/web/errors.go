@@ -61,6 +61,17 @@ func classify(err error) (status int, code, msg string) {
 	return codeStatus[code], code, app.ErrorMessage(err)
 }
 
+// refusal sorts a use case's error for a handler that shows refusals in place (a form, a
+// panel): what the operator can act on comes back as the status and message to show there;
+// an unknown VM or an internal error comes back as escalate, for handleError.
+func refusal(err error) (status int, msg string, escalate error) {
+	status, code, msg := classify(err)
+	if code == app.EINTERNAL || code == app.ENOTFOUND {
+		return 0, "", err
+	}
+	return status, msg, nil
+}
+
 // handleError is the one place errors become responses: JSON under /v1, an error fragment
 // for HTMX requests, an error page otherwise. 5xx are logged as errors with the request id
 // the user is shown; 4xx as warnings.

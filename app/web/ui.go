@@ -112,7 +112,7 @@ func (s *Server) signedIn(next echo.HandlerFunc) echo.HandlerFunc {
 		if r := c.Request(); r.Method == http.MethodGet && r.URL.Path != "/" {
 			to += "?next=" + url.QueryEscape(r.URL.RequestURI())
 		}
-		if c.Request().Header.Get("HX-Request") == "true" {
+		if isHTMX(c) {
 			c.Response().Header().Set("HX-Redirect", to)
 			return c.NoContent(http.StatusUnauthorized)
 		}
@@ -137,7 +137,7 @@ func csrfToken(c echo.Context) string {
 // redirect sends the browser to path after a form post: a 303 for plain forms, HX-Redirect
 // for htmx ones.
 func redirect(c echo.Context, path string) error {
-	if c.Request().Header.Get("HX-Request") == "true" {
+	if isHTMX(c) {
 		c.Response().Header().Set("HX-Redirect", path)
 		return c.NoContent(http.StatusOK)
 	}

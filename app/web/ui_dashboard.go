@@ -51,7 +51,7 @@ func (s *Server) dashboard(c echo.Context) (pages.Dashboard, error) {
 			continue // not current: left out of the sums
 		}
 		if x, ok := s.Metrics.Latest(v.ID); ok {
-			if x.CPUPercent != nil && x.Source == metrics.SourceAgent {
+			if x.CPUPercent != nil && x.Source == metrics.FromAgent {
 				cpuSum += *x.CPUPercent
 				cpuN++
 			}

@@ -39,9 +39,9 @@ func (s *Server) setGuestIP(c echo.Context) error {
 	}
 	v, err := s.VMs.SetGuestIP(ctx, id, raw, app.SourceManual, actor(c))
 	if err != nil {
-		status, code, msg := classify(err)
-		if status >= 500 || code == app.ENOTFOUND {
-			return err
+		status, msg, escalate := refusal(err)
+		if escalate != nil {
+			return escalate
 		}
 		return s.guestIPPanel(c, id, status, input, msg, "")
 	}
@@ -67,7 +67,7 @@ func (s *Server) guestIPPanel(c echo.Context, id string, status int, input, msg,
 	g.Input, g.Error, g.Saved, g.CSRF = input, msg, saved, csrfToken(c)
 	if !isHTMX(c) {
 		// Without htmx there is no panel to swap: show the whole page with the error.
-		return s.renderVMPageWith(c, v, g, status)
+		return s.renderVMPageWith(c, v, g, status, "")
 	}
 	// htmx swaps only 2xx responses unless told otherwise; HX-Reswap keeps the panel swap
 	// so the error appears in the form.

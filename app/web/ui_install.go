@@ -65,9 +65,9 @@ func (s *Server) startInstall(c echo.Context) error {
 	}
 	j, err := in.Start(c.Request().Context(), c.Param("id"), creds, actor(c))
 	if err != nil {
-		status, code, msg := classify(err)
-		if code == app.EINTERNAL {
-			return err
+		status, msg, escalate := refusal(err)
+		if escalate != nil {
+			return escalate
 		}
 		v := installView(c.Param("id"), nil, csrfToken(c))
 		v.StartError = msg

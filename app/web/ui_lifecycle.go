@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -38,20 +39,23 @@ func (s *Server) uiLifecycle(op func(context.Context, string, app.Actor) (*app.V
 		if err != nil {
 			return err
 		}
-		if !isHTMX(c) {
-			if opErr != nil && app.ErrorCode(opErr) == app.EINTERNAL {
-				return opErr
+		status, refused := http.StatusOK, ""
+		if opErr != nil {
+			var escalate error
+			if status, refused, escalate = refusal(opErr); escalate != nil {
+				return escalate
 			}
-			return c.Redirect(http.StatusSeeOther, "/vms/"+rec.ID)
+		}
+		if !isHTMX(c) {
+			if refused == "" {
+				return c.Redirect(http.StatusSeeOther, "/vms/"+rec.ID)
+			}
+			// No panel to swap: the whole page, with the refusal in its status panel.
+			return s.renderVMPageWith(c, rec, guestIPView(rec, time.Now()), status, refused)
 		}
 		v := s.statusView(c, rec)
-		status := http.StatusOK
-		if opErr != nil {
-			var code string
-			status, code, v.Error = classify(opErr)
-			if code == app.EINTERNAL {
-				return opErr
-			}
+		v.Error = refused
+		if refused != "" {
 			c.Response().Header().Set("HX-Reswap", "outerHTML")
 		}
 		c.Response().Header().Set("HX-Trigger", "vm-changed")

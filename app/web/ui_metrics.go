@@ -3,13 +3,13 @@ package web
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"hearth/app"
 	"hearth/app/metrics"
+	"hearth/views/components"
 	"hearth/views/pages"
 )
 
@@ -24,7 +24,7 @@ func (s *Server) metricsView(ctx context.Context, rec *app.VM, window string) *p
 	}
 	now := time.Now()
 	st := s.Metrics.StatusOf(rec, now)
-	v := &pages.MetricsView{VMID: rec.ID, Badge: st.State, Window: window}
+	v := &pages.MetricsView{VMID: rec.ID, Badge: st.State, Window: window, Every: s.Metrics.Interval()}
 	age := fmt.Sprintf("%.0f s ago", st.Age.Seconds())
 	switch st.State {
 	case metrics.StatusStopped:
@@ -49,8 +49,8 @@ func (s *Server) metricsView(ctx context.Context, rec *app.VM, window string) *p
 			}
 		}
 		v.Charts = []pages.Chart{
-			chart("CPU %", hist, now, windows[window], 100, func(x metrics.Sample) *float64 { return x.CPUPercent }),
-			chart("Memory % (agent)", hist, now, windows[window], 100, func(x metrics.Sample) *float64 { return x.MemPercent }),
+			chart("CPU %", hist, now, windows[window], func(x metrics.Sample) *float64 { return x.CPUPercent }),
+			chart("Memory % (agent)", hist, now, windows[window], func(x metrics.Sample) *float64 { return x.MemPercent }),
 		}
 	}
 	return v
@@ -79,60 +79,40 @@ func bps(p *float64) string {
 
 func stats(x metrics.Sample) []pages.Stat {
 	mem := pages.Stat{Label: "Memory", Value: pct(x.MemPercent)}
-	if x.Source == metrics.SourceHost {
+	if x.Source == metrics.FromHost {
 		mem = pages.Stat{Label: "Host RSS", Value: fmt.Sprintf("%.0f MiB", float64(x.HostRSSBytes)/(1<<20)), Hint: "hypervisor process, not guest memory"}
 	}
 	cpu := pages.Stat{Label: "CPU", Value: pct(x.CPUPercent)}
-	if x.Source == metrics.SourceHost {
+	if x.Source == metrics.FromHost {
 		cpu.Hint = "hypervisor process"
 	}
 	return []pages.Stat{cpu, mem, {Label: "Net in", Value: bps(x.NetRxBps)}, {Label: "Net out", Value: bps(x.NetTxBps)},
 		{Label: "Disk read", Value: bps(x.DiskReadBps)}, {Label: "Disk write", Value: bps(x.DiskWriteBps)}}
 }
 
-// chart scales samples into the 600×120 box: time on x over the window, value on y
-// against max. Gaps in the data break the line rather than bridging them.
-func chart(title string, hist []metrics.Sample, now time.Time, window time.Duration, max float64, val func(metrics.Sample) *float64) pages.Chart {
-	c := pages.Chart{Title: title, Max: fmt.Sprintf("%.0f", max), Empty: "no data in this window"}
-	var b strings.Builder
-	var prev time.Time
-	start := now.Add(-window)
-	for _, x := range hist {
-		v := val(x)
-		if v == nil {
-			prev = time.Time{}
-			continue
+// points is one value of the samples as chart points; a sample without it breaks the line.
+func points(hist []metrics.Sample, val func(metrics.Sample) *float64) []components.Point {
+	out := make([]components.Point, len(hist))
+	for i, x := range hist {
+		out[i] = components.Point{At: x.Time, Missing: true}
+		if v := val(x); v != nil {
+			out[i].Value, out[i].Missing = *v, false
 		}
-		px := 600 * x.Time.Sub(start).Seconds() / window.Seconds()
-		py := 120 - 120*min(*v, max)/max
-		cmd := "L"
-		if prev.IsZero() || x.Time.Sub(prev) > window/20 {
-			cmd = "M"
-		}
-		fmt.Fprintf(&b, "%s%.1f %.1f ", cmd, px, py)
-		prev = x.Time
 	}
-	c.Path = strings.TrimSpace(b.String())
-	return c
+	return out
 }
 
-// sparkOf draws the last 15 minutes of a percentage in a 120×24 box, with the latest value.
-// A value older than staleAfter is not "current": the figure then says so.
+// chart is a percentage over the window; a pause longer than a twentieth of it (the VM was
+// stopped, the manager was down) breaks the line rather than bridging it.
+func chart(title string, hist []metrics.Sample, now time.Time, window time.Duration, val func(metrics.Sample) *float64) pages.Chart {
+	return pages.Chart{Title: title, Max: "100", Empty: "no data in this window",
+		Line: components.Line{Points: points(hist, val), Start: now.Add(-window), Window: window, Max: 100, MaxGap: window / 20}}
+}
+
+// sparkOf is the last 15 minutes of a percentage, with the latest value. A value older
+// than staleAfter is not "current": the figure then says so.
 func sparkOf(hist []metrics.Sample, now time.Time, staleAfter time.Duration, val func(metrics.Sample) *float64) pages.Spark {
-	sp := pages.Spark{Value: "—"}
-	var b strings.Builder
-	start, window := now.Add(-15*time.Minute), (15 * time.Minute).Seconds()
-	cmd := "M"
-	for _, x := range hist {
-		v := val(x)
-		if v == nil {
-			cmd = "M"
-			continue
-		}
-		fmt.Fprintf(&b, "%s%.1f %.1f ", cmd, 120*x.Time.Sub(start).Seconds()/window, 24-24*min(*v, 100)/100)
-		cmd = "L"
-	}
-	sp.Path = strings.TrimSpace(b.String())
+	sp := pages.Spark{Value: "—", Line: components.Line{Points: points(hist, val), Start: now.Add(-15 * time.Minute), Window: 15 * time.Minute, Max: 100}}
 	if n := len(hist); n > 0 {
 		if v := val(hist[n-1]); v != nil {
 			sp.Value = fmt.Sprintf("%.0f %%", *v)

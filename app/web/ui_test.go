@@ -296,3 +296,19 @@ func FuzzSafeNext(f *testing.F) {
 		}
 	})
 }
+
+// TestPlainFormRefusalShown: a lifecycle button posted without htmx that is refused shows
+// the refusal on the page (it used to redirect and drop it).
+func TestPlainFormRefusalShown(t *testing.T) {
+	e := newEnv(t, storetest.SQLite(t)) // a manager that runs no hypervisor: Start is refused
+	e.signIn()
+	v, _ := e.createVM("plain")
+	status, _, body := e.form("/vms/"+v.ID+"/start", nil, nil)
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "this manager runs no hypervisor") || !strings.Contains(body, `data-testid="vm-name"`) {
+		t.Errorf("plain start refused: %d, message shown %v", status, strings.Contains(body, "runs no hypervisor"))
+	}
+	status, _, body = e.form("/vms/"+v.ID+"/start", nil, map[string]string{"HX-Request": "true"})
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "this manager runs no hypervisor") || strings.Contains(body, "<html") {
+		t.Errorf("htmx start refused: %d", status)
+	}
+}

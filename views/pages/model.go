@@ -2,6 +2,13 @@
 // the route they render, with the view models they take. Views never see database rows.
 package pages
 
+import (
+	"fmt"
+	"time"
+
+	"hearth/views/components"
+)
+
 // VMRow is one line of the VM list.
 type VMRow struct {
 	ID, Name, State string
@@ -11,9 +18,9 @@ type VMRow struct {
 	CPU, Mem        Spark // last 15 min; empty without metrics
 }
 
-// Spark is a tiny inline chart with the current value.
+// Spark is a tiny inline chart (drawn in a 120×24 box) with the current value.
 type Spark struct {
-	Path  string // SVG path data in a 120×24 box
+	Line  components.Line
 	Value string // "12.5 %" or "—"
 }
 
@@ -87,7 +94,9 @@ type MetricsView struct {
 	Badge  string // stopped, waiting, host, live, stale
 	Label  string // what the badge says, e.g. "live · agent · 3 s ago"
 	Why    string // why the agent is missing
-	Window string // "15m" or "1h"
+	Window string // "15m", "1h" or "24h"
+	// Every is how often the panel polls: the collector's interval.
+	Every  time.Duration
 	Stats  []Stat
 	Charts []Chart
 }
@@ -97,11 +106,11 @@ type Stat struct {
 	Label, Value, Hint string
 }
 
-// Chart is a line chart already scaled: points in a 0..1 box, newest on the right.
+// Chart is a line chart (drawn in a 600×120 box), newest on the right.
 type Chart struct {
 	Title, Max string
-	Path       string // SVG path data in a 600×120 box; "" when there is nothing to draw
-	Empty      string
+	Line       components.Line
+	Empty      string // what to say when there is nothing to draw
 }
 
 // AuditRow is one audit-log line on the VM page.
@@ -141,4 +150,13 @@ func kernelHint(dirs string) string {
 		return "Absolute path on this host; checked when the VM starts."
 	}
 	return "A file under " + dirs + " (the image directories); checked again when the VM starts."
+}
+
+// every is an htmx polling trigger for d (whole seconds, at least one).
+func every(d time.Duration) string {
+	s := int(d.Round(time.Second) / time.Second)
+	if s < 1 {
+		s = 5
+	}
+	return fmt.Sprintf("every %ds", s)
 }

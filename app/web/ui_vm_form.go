@@ -1,0 +1,64 @@
+package web
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/a-h/templ"
+	"github.com/labstack/echo/v4"
+
+	"hearth/app"
+	"hearth/views/pages"
+)
+
+// formSpec reads the VM form. Numbers that do not parse are reported as field errors with
+// the rest of the validation, so the form shows everything wrong at once.
+func formSpec(c echo.Context) (pages.VMForm, app.VMUpdate, map[string]string) {
+	f := pages.VMForm{Name: strings.TrimSpace(c.FormValue("name")), VCPUs: strings.TrimSpace(c.FormValue("vcpus")),
+		MemoryMiB: strings.TrimSpace(c.FormValue("memory_mib")), Kernel: strings.TrimSpace(c.FormValue("kernel")),
+		Initrd: strings.TrimSpace(c.FormValue("initrd")), Rootfs: strings.TrimSpace(c.FormValue("rootfs")),
+		BootArgs: strings.TrimSpace(c.FormValue("boot_args")), CSRF: csrfToken(c)}
+	u := app.VMUpdate{Name: &f.Name, Kernel: &f.Kernel, Initrd: &f.Initrd, Rootfs: &f.Rootfs, BootArgs: &f.BootArgs}
+	errs := map[string]string{}
+	num := func(field, v string, dst **int) {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs[field] = "must be a positive whole number"
+			return
+		}
+		*dst = &n
+	}
+	num("vcpus", f.VCPUs, &u.VCPUs)
+	num("memory_mib", f.MemoryMiB, &u.MemoryMiB)
+	return f, u, errs
+}
+
+// formErrors merges the form's own errors with the use case's, for re-rendering.
+func formErrors(f *pages.VMForm, parse map[string]string, err error) {
+	f.Errors = map[string]string{}
+	for k, v := range app.ErrorFields(err) {
+		f.Errors[k] = v
+	}
+	for k, v := range parse {
+		f.Errors[k] = v
+	}
+	if len(f.Errors) == 0 && err != nil {
+		f.Error = app.ErrorMessage(err)
+	}
+}
+
+// provisionChoice sets the form's provisioning checkbox, and explains when it is not
+// available on this manager.
+func (s *Server) provisionChoice(f *pages.VMForm, want bool) {
+	if err := s.VMs.CanProvision(); err != nil {
+		f.ProvisionUnavailable = app.ErrorMessage(err)
+		return
+	}
+	f.Provision = want
+}
+
+// vmFormPage is the VM form as a page, telling where images may come from.
+func (s *Server) vmFormPage(c echo.Context, title string, f pages.VMForm) templ.Component {
+	f.ImageDirs = strings.Join(s.VMs.ImageDirs(), ", ")
+	return pages.VMFormPage(s.layout(c, title), f)
+}
