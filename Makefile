@@ -102,12 +102,44 @@ lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 
+# forbid: no package of $(1) may import, directly or not, a hearth package matching the
+# regexp $(2); $(3) says which rule of docs/architecture.md that is.
+define forbid
+	@bad=$$($(GO) list -deps $(1) | grep -E '^hearth/($(2))(/|$$)' | sort -u | tr '\n' ' '); \
+	  if [ -n "$$bad" ]; then echo "check-deps: $(3): $(1) imports $$bad"; exit 1; fi
+endef
+
+# forbid_direct: as forbid, for what $(1) imports itself (what it reaches through the
+# packages it may import is theirs to answer for).
+define forbid_direct
+	@bad=$$($(GO) list -f '{{join .Imports "\n"}}' $(1) | grep -E '^hearth/($(2))(/|$$)' | sort -u | tr '\n' ' '); \
+	  if [ -n "$$bad" ]; then echo "check-deps: $(3): $(1) imports $$bad"; exit 1; fi
+endef
+
+USECASES := app/vm|app/auth|app/metrics|app/install
+
 .PHONY: check-deps
-check-deps: ## enforce the dependency direction of DESIGN.md
-	@bad=$$($(GO) list -deps -test ./guest/... | grep -E '^hearth/(app|views|provision)(/|$$)'); \
-	  if [ -n "$$bad" ]; then echo "guest/ must not import: $$bad"; exit 1; fi
-	@bad=$$($(GO) list -deps ./views/... | grep -E '^(hearth/app/(store|web)|github.com/labstack/echo)'); \
-	  if [ -n "$$bad" ]; then echo "views/ must not import: $$bad"; exit 1; fi
+check-deps: ## enforce the dependency direction of docs/architecture.md
+	$(call forbid,./app,app/.+|views|provision|guest|migrations|static,the domain (app) depends on nothing of ours)
+	$(call forbid,./guest/...,app|views|provision,the agent imports nothing of the manager)
+	@bad=$$($(GO) list -deps ./guest/api | grep -v -E '^[a-z]+(/[a-z0-9]+)*$$' | grep -v '^hearth/guest/api$$'); \
+	  if [ -n "$$bad" ]; then echo "check-deps: guest/api depends on the standard library only, not $$bad"; exit 1; fi
+	$(call forbid,./views/...,app|provision|guest|migrations,views render view models and know nothing of the manager)
+	@bad=$$($(GO) list -deps ./views/... | grep -E '^github.com/labstack/echo'); \
+	  if [ -n "$$bad" ]; then echo "check-deps: views must not import echo: $$bad"; exit 1; fi
+	$(call forbid,./app/store/...,$(USECASES)|app/web|app/cmd|app/hypervisor|app/agent|provision|views,the store imports no use case)
+	$(call forbid,./app/vm,app/auth|app/metrics|app/install|app/web|app/cmd|provision|views,a use case imports no other use case)
+	$(call forbid,./app/auth,app/vm|app/metrics|app/install|app/web|app/cmd|app/hypervisor|provision|views,a use case imports no other use case)
+	$(call forbid,./app/metrics,app/vm|app/auth|app/install|app/web|app/cmd|provision|views,a use case imports no other use case)
+	$(call forbid,./app/install,app/vm|app/auth|app/metrics|app/web|app/cmd|app/hypervisor|views,a use case imports no other use case)
+	$(call forbid,./app/hypervisor/...,$(USECASES)|app/store|app/web|app/cmd|app/agent|provision|views,drivers know nothing of use cases or the store)
+	$(call forbid,./app/agent,$(USECASES)|app/store|app/web|app/cmd|app/hypervisor|provision|views,the agent client knows only the domain and guest/api)
+	$(call forbid,./provision/...,$(USECASES)|app/store|app/web|app/cmd|app/hypervisor|app/agent|app/config|views,provision is a toolbox: the domain at most)
+	$(call forbid_direct,./app/web,app/store|app/hypervisor|app/install|app/agent|provision|app/cmd|migrations,the web edge reaches use cases only)
+	@bad=$$($(GO) list -deps $$($(GO) list ./... | grep -v '^hearth/internal/testkit') | grep '^hearth/internal/testkit'); \
+	  if [ -n "$$bad" ]; then echo "check-deps: only tests import internal/testkit: $$bad"; exit 1; fi
+	@bad=$$($(GO) list -f '{{.ImportPath}} {{join .Imports " "}}' ./... | grep -v '^hearth/internal/testkit' | grep -w testing | cut -d' ' -f1); \
+	  if [ -n "$$bad" ]; then echo "check-deps: product packages must not import testing: $$bad"; exit 1; fi
 	@echo "dependency direction ok"
 
 .PHONY: clean

@@ -1,6 +1,8 @@
-// Package provision puts the guest agent into VMs: a cloud-init seed baked at creation
-// (cloudinit, seed) and, for VMs running without it, an install over SSH (install). This
-// file holds the SSH keys involved.
+// Package provision is the toolbox that puts the guest agent into VMs, knowing nothing of
+// the manager's use cases: the Provisioner renders and writes a VM's cloud-init seed
+// (cloudinit, seed) where it is told; sshinstall installs into running VMs over SSH; this
+// file holds the SSH keys involved. The use cases that call them are app/vm and
+// app/install.
 package provision
 
 import (

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -12,14 +13,14 @@ import (
 	"hearth/app/agent"
 	"hearth/app/hypervisor"
 	"hearth/app/store"
-	"hearth/app/vm"
 )
 
 // VMs is what the collector needs of the VM service.
 type VMs interface {
 	List(ctx context.Context) ([]*app.VM, error)
 	Machine(id string) hypervisor.Machine
-	Rules() vm.Rules
+	// CheckGuestIP applies the guest-IP rules to the address about to be dialled.
+	CheckGuestIP(raw string) (netip.Addr, error)
 }
 
 // Options tune the collector; zero values take the defaults.
@@ -227,8 +228,7 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 
 	agentErr := "no guest IP registered"
 	if v.GuestIP != "" {
-		rules := c.vms.Rules()
-		if ip, err := rules.Check(v.GuestIP); err != nil {
+		if ip, err := c.vms.CheckGuestIP(v.GuestIP); err != nil {
 			agentErr = "guest IP refused by the rules: " + err.Error()
 		} else if r, err := c.agent.Metrics(ctx, ip, v.AgentToken); err != nil {
 			agentErr = err.Error()

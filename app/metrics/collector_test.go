@@ -29,9 +29,9 @@ type fleet struct {
 
 func (f *fleet) List(context.Context) ([]*app.VM, error) { return f.vms, nil }
 func (f *fleet) Machine(string) hypervisor.Machine       { return nil }
-func (f *fleet) Rules() vm.Rules {
+func (f *fleet) CheckGuestIP(raw string) (netip.Addr, error) {
 	return vm.Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, AllowLoopback: true,
-		HostAddrs: func() []netip.Addr { return nil }}
+		HostAddrs: func() []netip.Addr { return nil }}.Check(raw)
 }
 
 // listenAll listens on the same port on several loopback addresses.

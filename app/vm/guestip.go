@@ -1,5 +1,7 @@
-// Package vm holds the VM use cases: defining, changing and deleting VMs, and the rules for
-// the guest IP a VM registers or an operator sets.
+// Package vm holds the VM use cases: defining, changing and deleting VMs (and their
+// directories, app.VMFiles), starting, stopping, supervising and re-attaching them through a
+// hypervisor driver, and the rules for the guest IP a VM registers or an operator sets (the
+// rule of who wins is app.GuestIPState.Apply).
 package vm
 
 import (

@@ -1,5 +1,5 @@
 // Command hearth-agent runs inside a VM and reports what the guest is doing: GET /metrics
-// (JSON, or Prometheus text when asked) and GET /health on :8080, and, when configured,
+// (JSON, or Prometheus text when asked) and GET /health on :8080 (guest/api), and, when configured,
 // registers the guest's IP with the Hearth manager. See guest/config for its settings.
 package main
 
