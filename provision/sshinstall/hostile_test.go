@@ -46,8 +46,9 @@ func TestGuestFloods(t *testing.T) {
 			in := &Installer{Agent: func(string) ([]byte, error) { return []byte("agent"), nil }}
 			before := heapInUse()
 			var peak uint64
-			done := make(chan struct{})
+			done, sampled := make(chan struct{}), make(chan struct{})
 			go func() { // sample the heap while the flood runs
+				defer close(sampled)
 				for {
 					select {
 					case <-done:
@@ -63,6 +64,7 @@ func TestGuestFloods(t *testing.T) {
 			defer cancel()
 			_, err := in.Run(ctx, hostileRequest(t, h), nil)
 			close(done)
+			<-sampled
 			var se *StepError
 			if !errors.As(err, &se) || se.Step != StepDetect || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("install against a flooding guest: %v", err)
