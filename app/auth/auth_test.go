@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"hearth/app"
 	"hearth/app/store"
 	"hearth/internal/testkit/storetest"
+	"hearth/internal/testkit/testenv"
 )
 
 func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
@@ -135,11 +135,11 @@ func TestThrottleBounded(t *testing.T) {
 	th.Now = func() time.Time { return clock }
 	th.MaxKeys = 1000
 	huge := strings.Repeat("x", 4<<20)
-	before := heapInUse()
+	before := testenv.HeapInUse()
 	for i := 0; i < 80; i++ {
 		th.Fail("10.9.9."+strconv.Itoa(i), huge+strconv.Itoa(i))
 	}
-	if grew := int64(heapInUse()) - int64(before); grew > 1<<20 {
+	if grew := int64(testenv.HeapInUse()) - int64(before); grew > 1<<20 {
 		t.Errorf("80 failures with 4 MiB names grew the heap by %d KiB", grew>>10)
 	}
 	for i := 0; i < 5000; i++ {
@@ -153,13 +153,6 @@ func TestThrottleBounded(t *testing.T) {
 	if n := th.Keys(); n != 3 {
 		t.Errorf("after the window %d keys remain, want the newest failure's 3", n)
 	}
-}
-
-func heapInUse() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse
 }
 
 func TestSignInThrottled(t *testing.T) {

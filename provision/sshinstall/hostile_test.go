@@ -13,6 +13,7 @@ import (
 
 	"hearth/app"
 	"hearth/internal/testkit/installtest"
+	"hearth/internal/testkit/testenv"
 )
 
 func hostileRequest(t *testing.T, h *installtest.Hostile) Request {
@@ -20,13 +21,6 @@ func hostileRequest(t *testing.T, h *installtest.Hostile) Request {
 	host, port, _ := net.SplitHostPort(h.Addr)
 	p, _ := strconv.Atoi(port)
 	return Request{Host: host, Creds: app.Credentials{User: "root", Port: p, Password: "anything"}, HostKey: h.HostKey}
-}
-
-func heapInUse() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse
 }
 
 // TestGuestFloods: a guest that answers with 64 MiB on stdout or stderr costs the manager
@@ -44,7 +38,7 @@ func TestGuestFloods(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			h := installtest.StartHostile(t, c.b, flood)
 			in := &Installer{Agent: func(string) ([]byte, error) { return []byte("agent"), nil }}
-			before := heapInUse()
+			before := testenv.HeapInUse()
 			var peak uint64
 			done, sampled := make(chan struct{}), make(chan struct{})
 			go func() { // sample the heap while the flood runs

@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"os"
+	"runtime"
 	"testing"
 )
 
@@ -25,4 +26,13 @@ func Missing(tb testing.TB, component string, why any) {
 		tb.Fatalf("%s is required (HEARTH_REQUIRE_ALL=1) but unavailable: %v", component, why)
 	}
 	tb.Skipf("%s unavailable, skipping: %v (set HEARTH_REQUIRE_ALL=1 to make this fail)", component, why)
+}
+
+// HeapInUse is the heap in use after a collection: for tests that bound what a flood or a
+// hostile input may cost.
+func HeapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
 }
