@@ -49,17 +49,82 @@ type Config struct {
 
 // Load builds a Config from getenv and then args (flags without the subcommand). Flags the
 // subcommand does not need are accepted anyway so that one env/flag vocabulary serves all.
-func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+// flag.ErrHelp comes back as is for -h/--help.
+func Load(args []string, getenv func(string) string) (Config, error) {
+	c, rest, err := Parse(args, getenv)
+	if err == nil && len(rest) > 0 {
+		err = fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	return c, err
+}
+
+// Parse is Load for a subcommand that takes positional arguments too (a user name, a token
+// name), before or after the flags; it returns them.
+func Parse(args []string, getenv func(string) string) (Config, []string, error) {
+	var c Config
+	fs, finish := flags(&c, getenv)
+	fs.SetOutput(io.Discard) // the error is returned, and printed once by the caller
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return Config{}, nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if err := finish(); err != nil {
+		return Config{}, nil, err
+	}
+	return c, rest, nil
+}
+
+// PrintFlags writes every flag with its variable and default, for --help.
+func PrintFlags(w io.Writer) {
+	var c Config
+	fs, _ := flags(&c, func(string) string { return "" })
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// flags defines every flag over c, defaulting to the environment, and returns the set and
+// a finish that checks what was read and fills the derived fields.
+func flags(c *Config, getenv func(string) string) (*flag.FlagSet, func() error) {
 	env := func(key, def string) string {
 		if v := getenv(key); v != "" {
 			return v
 		}
 		return def
 	}
+	var envErrs []error
+	envBool := func(key string) bool {
+		v := getenv(key)
+		if v == "" {
+			return false
+		}
+		b, err := ParseBool(v)
+		if err != nil {
+			envErrs = append(envErrs, fmt.Errorf("%s: %w", key, err))
+		}
+		return b
+	}
+	envDuration := func(key string, def time.Duration) time.Duration {
+		v := getenv(key)
+		if v == "" {
+			return def
+		}
+		d, err := ParseDuration(v)
+		if err != nil {
+			envErrs = append(envErrs, fmt.Errorf("%s: %w", key, err))
+			return def
+		}
+		return d
+	}
 	fs := flag.NewFlagSet("hearth", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var c Config
-	var cidrs string
+	fs.Usage = func() {} // the command prints its own usage for --help
+	var cidrs, bridgeCIDR, imageDirs string
 	fs.StringVar(&c.Listen, "listen", env("HEARTH_LISTEN", "127.0.0.1:8080"), "address to serve HTTP on (HEARTH_LISTEN)")
 	fs.StringVar(&c.DataDir, "data-dir", env("HEARTH_DATA_DIR", "./data"), "directory for the SQLite database and VM files (HEARTH_DATA_DIR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env("HEARTH_DATABASE_URL", ""), "postgres:// URL; empty uses SQLite in the data dir (HEARTH_DATABASE_URL)")
@@ -70,86 +135,76 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&c.Firecracker, "firecracker", env("HEARTH_FIRECRACKER", "firecracker"), "the firecracker binary (HEARTH_FIRECRACKER)")
 	fs.StringVar(&c.QEMU, "qemu", env("HEARTH_QEMU", "qemu-system-x86_64"), "the qemu-system-x86_64 binary (HEARTH_QEMU)")
 	fs.StringVar(&c.Bridge, "bridge", env("HEARTH_BRIDGE", "hearth0"), "host bridge for VMs' taps (HEARTH_BRIDGE)")
-	var bridgeCIDR string
 	fs.StringVar(&bridgeCIDR, "bridge-cidr", env("HEARTH_BRIDGE_CIDR", ""), "the bridge's address and the VMs' network, e.g. 10.77.0.1/24; empty: VMs get no network (HEARTH_BRIDGE_CIDR)")
-	fs.BoolVar(&c.Masquerade, "masquerade", env("HEARTH_MASQUERADE", "") == "1" || env("HEARTH_MASQUERADE", "") == "true", "NAT guests' traffic leaving the host (HEARTH_MASQUERADE=1)")
-	fs.BoolVar(&c.AllocateIPs, "allocate-ips", env("HEARTH_ALLOCATE_IPS", "") == "1" || env("HEARTH_ALLOCATE_IPS", "") == "true", "give provisioned VMs a static address from the bridge network, through the seed's network-config (HEARTH_ALLOCATE_IPS=1)")
+	c.Masquerade = envBool("HEARTH_MASQUERADE")
+	fs.Var(boolFlag{&c.Masquerade}, "masquerade", "NAT guests' traffic leaving the host: yes/no (HEARTH_MASQUERADE)")
+	c.AllocateIPs = envBool("HEARTH_ALLOCATE_IPS")
+	fs.Var(boolFlag{&c.AllocateIPs}, "allocate-ips", "give provisioned VMs a static address from the bridge network, through the seed's network-config: yes/no (HEARTH_ALLOCATE_IPS)")
 	fs.StringVar(&c.Jailer, "jailer", env("HEARTH_JAILER", ""), "run firecracker through this jailer binary (HEARTH_JAILER)")
 	jailUID, jailGID := env("HEARTH_JAILER_UID", "65534"), env("HEARTH_JAILER_GID", "65534")
-	fs.StringVar(&c.JailerChroot, "jailer-chroot", env("HEARTH_JAILER_CHROOT", "/srv/jailer"), "the jailer's chroot base (HEARTH_JAILER_CHROOT)")
-	fs.DurationVar(&c.MetricsInterval, "metrics-interval", envDuration(getenv, "HEARTH_METRICS_INTERVAL", 5*time.Second), "how often running VMs are polled (HEARTH_METRICS_INTERVAL)")
-	fs.DurationVar(&c.StopTimeout, "stop-timeout", envDuration(getenv, "HEARTH_STOP_TIMEOUT", 30*time.Second), "how long a stopping guest may take to power off after the ACPI power button (Firecracker: Ctrl+Alt+Del) before it is killed (HEARTH_STOP_TIMEOUT)")
-	var imageDirs string
+	fs.StringVar(&c.JailerChroot, "jailer-chroot", env("HEARTH_JAILER_CHROOT", "/srv/jailer"), "the jailer's chroot base, on the data dir's filesystem (HEARTH_JAILER_CHROOT)")
+	c.MetricsInterval = envDuration("HEARTH_METRICS_INTERVAL", 5*time.Second)
+	fs.Var(durationFlag{&c.MetricsInterval}, "metrics-interval", "how often running VMs are polled, e.g. 5s (HEARTH_METRICS_INTERVAL)")
+	c.StopTimeout = envDuration("HEARTH_STOP_TIMEOUT", 30*time.Second)
+	fs.Var(durationFlag{&c.StopTimeout}, "stop-timeout", "how long a stopping guest may take to power off after the ACPI power button (Firecracker: Ctrl+Alt+Del) before it is killed, e.g. 30s (HEARTH_STOP_TIMEOUT)")
 	fs.StringVar(&imageDirs, "image-dirs", env("HEARTH_IMAGE_DIRS", ""), "comma-separated directories VM kernels, initrds and root filesystems must lie in; default: the data dir's images/ (HEARTH_IMAGE_DIRS)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HEARTH_LOG_LEVEL", "info"), "debug, info, warn or error (HEARTH_LOG_LEVEL)")
-	if err := fs.Parse(args); err != nil {
-		return Config{}, err
-	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	return fs, func() error { return c.finish(errors.Join(envErrs...), cidrs, bridgeCIDR, imageDirs, jailUID, jailGID) }
+}
+
+// finish checks what flags and environment gave and fills the derived fields.
+func (c *Config) finish(envErr error, cidrs, bridgeCIDR, imageDirs, jailUID, jailGID string) error {
+	if envErr != nil {
+		return envErr
 	}
 	var err error
 	if c.GuestCIDRs, err = ParseCIDRs(cidrs); err != nil {
-		return Config{}, fmt.Errorf("guest cidrs: %w", err)
+		return fmt.Errorf("guest cidrs: %w", err)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return Config{}, fmt.Errorf("listen address %q: %w", c.Listen, err)
+		return fmt.Errorf("listen address %q: %w", c.Listen, err)
 	}
 	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
-		return Config{}, errors.New("database url must be empty (SQLite) or start with postgres://")
+		return errors.New("database url must be empty (SQLite) or start with postgres://")
 	}
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.Listen
 	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Config{}, fmt.Errorf("public url %q must be an absolute http(s) URL", c.PublicURL)
+		return fmt.Errorf("public url %q must be an absolute http(s) URL", c.PublicURL)
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	if c.JailerUID, err = strconv.Atoi(jailUID); err != nil || c.JailerUID < 0 {
-		return Config{}, fmt.Errorf("jailer uid %q is not a number", jailUID)
+		return fmt.Errorf("jailer uid %q is not a number", jailUID)
 	}
 	if c.JailerGID, err = strconv.Atoi(jailGID); err != nil || c.JailerGID < 0 {
-		return Config{}, fmt.Errorf("jailer gid %q is not a number", jailGID)
+		return fmt.Errorf("jailer gid %q is not a number", jailGID)
 	}
 	if c.MetricsInterval < time.Second || c.MetricsInterval > time.Hour {
-		return Config{}, fmt.Errorf("metrics interval %s: want between 1s and 1h", c.MetricsInterval)
+		return fmt.Errorf("metrics interval %s: want between 1s and 1h", c.MetricsInterval)
 	}
 	if c.StopTimeout < time.Second || c.StopTimeout > time.Hour {
-		return Config{}, fmt.Errorf("stop timeout %s: want between 1s and 1h", c.StopTimeout)
+		return fmt.Errorf("stop timeout %s: want between 1s and 1h", c.StopTimeout)
 	}
 	if bridgeCIDR != "" {
 		if c.BridgeCIDR, err = netip.ParsePrefix(bridgeCIDR); err != nil {
-			return Config{}, fmt.Errorf("bridge cidr %q: want the bridge's address with its prefix, e.g. 10.77.0.1/24", bridgeCIDR)
+			return fmt.Errorf("bridge cidr %q: want the bridge's address with its prefix, e.g. 10.77.0.1/24", bridgeCIDR)
 		}
 	}
 	if c.ImageDirs, err = parseImageDirs(imageDirs, c.DataDir); err != nil {
-		return Config{}, err
+		return err
 	}
 	switch c.Hypervisor {
 	case "auto", "firecracker", "qemu":
 	default:
-		return Config{}, fmt.Errorf("hypervisor %q: want firecracker, qemu or auto", c.Hypervisor)
+		return fmt.Errorf("hypervisor %q: want firecracker, qemu or auto", c.Hypervisor)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		return Config{}, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel)
+		return fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel)
 	}
-	return c, nil
-}
-
-// envDuration reads a duration variable; a bad value falls through to the flag check,
-// which reports it (as 0, out of range).
-func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
-	v := getenv(key)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0
-	}
-	return d
+	return nil
 }
 
 // parseImageDirs reads HEARTH_IMAGE_DIRS: absolute directories, or by default the data

@@ -1,7 +1,7 @@
 package config
 
 import (
-	"io"
+	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,7 +15,7 @@ import (
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 func TestDefaults(t *testing.T) {
-	c, err := Load(nil, env(nil), io.Discard)
+	c, err := Load(nil, env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestEnvThenFlags(t *testing.T) {
 	e := env(map[string]string{"HEARTH_LISTEN": "0.0.0.0:9000", "HEARTH_DATA_DIR": "/var/lib/hearth",
 		"HEARTH_PUBLIC_URL": "https://hearth.example/", "HEARTH_GUEST_CIDRS": "10.20.0.0/16",
 		"HEARTH_DATABASE_URL": "postgres://h@db/hearth", "HEARTH_ADMIN_PASSWORD": "from-env"})
-	c, err := Load([]string{"--listen", "127.0.0.1:9001", "--guest-cidrs", "10.30.0.0/16, fd10::/16"}, e, io.Discard)
+	c, err := Load([]string{"--listen", "127.0.0.1:9001", "--guest-cidrs", "10.30.0.0/16, fd10::/16"}, e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,16 +65,49 @@ func TestLoadErrors(t *testing.T) {
 		{args: []string{"--hypervisor", "xen"}, part: "hypervisor"},
 		{args: []string{"--bridge-cidr", "10.77.0.1"}, part: "bridge cidr"},
 		{env: map[string]string{"HEARTH_JAILER_UID": "nobody"}, part: "jailer uid"},
-		{env: map[string]string{"HEARTH_METRICS_INTERVAL": "fast"}, part: "metrics interval"},
-		{env: map[string]string{"HEARTH_STOP_TIMEOUT": "soon"}, part: "stop timeout"},
+		{env: map[string]string{"HEARTH_METRICS_INTERVAL": "fast"}, part: `HEARTH_METRICS_INTERVAL: "fast" is not a duration`},
+		{env: map[string]string{"HEARTH_METRICS_INTERVAL": "5"}, part: `HEARTH_METRICS_INTERVAL: "5" needs a unit, e.g. 5s`},
+		{env: map[string]string{"HEARTH_STOP_TIMEOUT": "soon"}, part: "HEARTH_STOP_TIMEOUT"},
+		{args: []string{"--metrics-interval", "10"}, part: `"10" needs a unit`},
+		{env: map[string]string{"HEARTH_ALLOCATE_IPS": "yess"}, part: `HEARTH_ALLOCATE_IPS: "yess" is not a yes/no value`},
+		{env: map[string]string{"HEARTH_MASQUERADE": "2"}, part: "HEARTH_MASQUERADE"},
+		{args: []string{"--allocate-ips=maybe"}, part: "yes/no"},
 		{args: []string{"--stop-timeout", "0s"}, part: "stop timeout 0s"},
 		{args: []string{"stray"}, part: "unexpected argument"},
 		{args: []string{"--nope"}, part: "not defined"},
 		{env: map[string]string{"HEARTH_GUEST_CIDRS": "300.0.0.0/8"}, part: "not a network"},
 	} {
-		_, err := Load(tt.args, env(tt.env), io.Discard)
+		_, err := Load(tt.args, env(tt.env))
 		if err == nil || !strings.Contains(err.Error(), tt.part) {
 			t.Errorf("Load(%v, %v) error = %v, want %q", tt.args, tt.env, err, tt.part)
 		}
+	}
+}
+
+// TestYesNoAndDurations: every spelling of yes and no an operator may write is read as
+// meant, and --flag alone means yes.
+func TestYesNoAndDurations(t *testing.T) {
+	for _, v := range []string{"1", "true", "yes", "on", "TRUE", "Yes", "ON"} {
+		c, err := Load(nil, env(map[string]string{"HEARTH_ALLOCATE_IPS": v, "HEARTH_MASQUERADE": v}))
+		if err != nil || !c.AllocateIPs || !c.Masquerade {
+			t.Errorf("%q: %v %v %v", v, c.AllocateIPs, c.Masquerade, err)
+		}
+	}
+	for _, v := range []string{"0", "false", "no", "off", "No"} {
+		c, err := Load(nil, env(map[string]string{"HEARTH_ALLOCATE_IPS": v}))
+		if err != nil || c.AllocateIPs {
+			t.Errorf("%q: %v %v", v, c.AllocateIPs, err)
+		}
+	}
+	c, err := Load([]string{"--allocate-ips", "--masquerade=off", "--metrics-interval", "2s"}, env(map[string]string{"HEARTH_MASQUERADE": "yes"}))
+	if err != nil || !c.AllocateIPs || c.Masquerade || c.MetricsInterval != 2*time.Second {
+		t.Errorf("flags over the environment: %+v %v", c, err)
+	}
+	if _, err := Load([]string{"--help"}, env(nil)); err != flag.ErrHelp {
+		t.Errorf("--help: %v, want flag.ErrHelp", err)
+	}
+	_, rest, err := Parse([]string{"--data-dir", "/d", "ops", "--log-level", "warn", "extra"}, env(nil))
+	if err != nil || len(rest) != 2 || rest[0] != "ops" || rest[1] != "extra" {
+		t.Errorf("positionals among flags: %q %v", rest, err)
 	}
 }

@@ -75,6 +75,22 @@ type Releaser interface {
 	Release()
 }
 
+// BootArgser is a driver that knows the kernel command line a VM needs under it when the
+// operator writes none: where its serial console is and what its root device is called.
+type BootArgser interface {
+	DefaultBootArgs(spec Spec) string
+}
+
+// RootDisk reports whether spec has a root disk.
+func (s Spec) RootDisk() bool {
+	for _, d := range s.Disks {
+		if d.Root {
+			return true
+		}
+	}
+	return false
+}
+
 // Driver starts VMs.
 type Driver interface {
 	Name() string

@@ -60,6 +60,9 @@ func (j *Jobs) Start(ctx context.Context, vmID string, creds app.Credentials, by
 	if err != nil {
 		return nil, err
 	}
+	if vm.State != app.VMRunning {
+		return nil, app.Errorf(app.ECONFLICT, "VM %s is %s; start it before installing the agent", vm.Name, vm.State)
+	}
 	if vm.GuestIP == "" {
 		return nil, app.Errorf(app.EINVALID, "VM %s has no guest IP; set it on the VM page (or let the guest register) before installing the agent", vm.Name)
 	}

@@ -32,6 +32,7 @@ func TestInstallJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	markRunning(t, db, v.ID)
 	srv := installtest.Start(t)
 	host, portS, _ := net.SplitHostPort(srv.Addr)
 	// The test's "guest" is this host: its loopback address stands in for the guest IP,
@@ -105,6 +106,11 @@ func TestInstallJobNeedsGuestIP(t *testing.T) {
 	ctx := context.Background()
 	v, _, _ := s.Create(ctx, app.VMSpec{Name: "no-ip", Provision: &off}, operator)
 	jobs := &Jobs{DB: db, VMs: s}
+	// A VM that is not running has no guest to install into.
+	if _, err := jobs.Start(ctx, v.ID, app.Credentials{}, operator); app.ErrorCode(err) != app.ECONFLICT || !strings.Contains(err.Error(), "start it before installing the agent") {
+		t.Errorf("install into a defined VM: %v", err)
+	}
+	markRunning(t, db, v.ID)
 	if _, err := jobs.Start(ctx, v.ID, app.Credentials{}, operator); app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "no guest IP") {
 		t.Errorf("install without a guest IP: %v", err)
 	}
@@ -114,6 +120,15 @@ func TestInstallJobNeedsGuestIP(t *testing.T) {
 	}
 	if _, err := jobs.Start(ctx, v.ID, app.Credentials{}, operator); app.ErrorCode(err) != app.EINVALID || !strings.Contains(err.Error(), "10.9.8.7") {
 		t.Errorf("install to an address the rules refuse: %v", err)
+	}
+}
+
+// markRunning records the VM as running, as if a hypervisor ran it: the installer's target
+// is the test's sshd, not a guest.
+func markRunning(t *testing.T, db *store.DB, id string) {
+	t.Helper()
+	if err := db.SetRun(context.Background(), id, store.Run{State: app.VMRunning, Driver: "qemu"}, nil); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -155,6 +170,7 @@ func TestInstallJobHostileGuests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			markRunning(t, db, v.ID)
 			h := installtest.StartHostile(t, c.b, 64<<20)
 			host, portS, _ := net.SplitHostPort(h.Addr)
 			port, _ := strconv.Atoi(portS)

@@ -1,14 +1,16 @@
 package vm
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 )
 
-// Tail returns the last n lines of a text file, "" if it cannot be read.
+// Tail returns the last n lines of a text file as plain text, "" if it cannot be read: a
+// serial console is full of terminal escapes (colours, cursor moves) that a page or an
+// error message would show raw.
 func Tail(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
@@ -28,8 +30,8 @@ func Tail(path string, n int) string {
 	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
 		return ""
 	}
-	buf = bytes.TrimRight(buf, "\n")
-	lines := strings.Split(strings.ToValidUTF8(string(buf), "?"), "\n")
+	text := strings.TrimRight(PlainText(strings.ToValidUTF8(string(buf), "?")), "\n")
+	lines := strings.Split(text, "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
@@ -42,4 +44,26 @@ func (s *Service) ConsoleTail(id string, n int) string {
 		return ""
 	}
 	return Tail(s.files(id).Console(), n)
+}
+
+// ansi matches terminal escape sequences: CSI (ESC [ … final), OSC (ESC ] … BEL or ST), and
+// the rest (ESC, intermediate bytes, a final byte: ESC ( B, ESC c, ESC 7).
+var ansi = regexp.MustCompile(`\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[ -/]*[0-~]`)
+
+// PlainText removes terminal escapes and control characters but newlines and tabs; a
+// carriage return before a newline goes, one on its own ends the line as a terminal would.
+func PlainText(s string) string {
+	s = ansi.ReplaceAllString(s, "")
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\r':
+			return '\n'
+		case r == '\n' || r == '\t':
+			return r
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			return -1
+		}
+		return r
+	}, s)
 }

@@ -345,3 +345,29 @@ func TestStopForcedIsRecorded(t *testing.T) {
 		t.Errorf("a started VM keeps the old reason %q", v.StateReason)
 	}
 }
+
+// TestDerivedBootArgsBoot: a VM whose operator wrote no boot arguments boots with the ones
+// its driver derives (console on ttyS0, and under QEMU root=/dev/vda with a root disk).
+func TestDerivedBootArgsBoot(t *testing.T) {
+	db := storetest.SQLite(t)
+	s, spec := realGuest(t, db, t.TempDir(), 30*time.Second)
+	spec.Name, spec.BootArgs = "derived", ""
+	ctx := context.Background()
+	vm, _, err := s.Create(ctx, spec, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if args, derived := s.BootArgsFor(vm); !derived || args != "console=ttyS0 panic=-1" {
+		t.Errorf("derived args without a root disk: %q %v", args, derived)
+	}
+	if args, _ := s.BootArgsFor(&app.VM{Rootfs: "/x"}); args != "console=ttyS0 panic=-1 root=/dev/vda rw" {
+		t.Errorf("derived args with a root disk: %q", args)
+	}
+	if _, err := s.Start(ctx, vm.ID, operator); err != nil {
+		t.Fatal(err)
+	}
+	waitConsole(t, s, vm.ID, "HEARTH-MARKER")
+	s.Stop(ctx, vm.ID, operator)
+	waitState(t, s, vm.ID, app.VMStopped, 40*time.Second)
+	s.WaitIdle()
+}

@@ -68,6 +68,9 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 	if err != nil {
 		return nil, err
 	}
+	if spec.BootArgs == "" { // the operator wrote none: what this driver's guests need
+		spec.BootArgs = DefaultBootArgs(d, spec)
+	}
 	if err := s.db.SetRun(ctx, id, store.Run{State: app.VMStarting, Driver: name, From: []app.VMState{app.VMDefined, app.VMStopped, app.VMFailed}},
 		entry(by, app.AuditVMStart, id, "starting "+vm.Name+" with "+name)); err != nil {
 		return nil, err
@@ -97,4 +100,32 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 	}
 	s.supervise(id, name, m, by)
 	return s.db.VM(ctx, id)
+}
+
+// DefaultBootArgs is the kernel command line a VM gets under d when it names none.
+func DefaultBootArgs(d hypervisor.Driver, spec hypervisor.Spec) string {
+	if b, ok := d.(hypervisor.BootArgser); ok {
+		return b.DefaultBootArgs(spec)
+	}
+	return "console=ttyS0"
+}
+
+// BootArgsFor is the command line vm would boot with now: its own, or its driver's default
+// for its disks. It is what the pages show.
+func (s *Service) BootArgsFor(vm *app.VM) (args string, derived bool) {
+	if vm.BootArgs != "" {
+		return vm.BootArgs, false
+	}
+	if s.rt == nil {
+		return "", true
+	}
+	_, d, err := s.driver(vm)
+	if err != nil {
+		return "", true
+	}
+	spec := hypervisor.Spec{}
+	if vm.Rootfs != "" {
+		spec.Disks = []hypervisor.Disk{{ID: "rootfs", Root: true}}
+	}
+	return DefaultBootArgs(d, spec), true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"hearth/app"
 	"hearth/app/agent"
 	"hearth/app/install"
+	"hearth/app/store"
 	"hearth/app/vm"
 	"hearth/internal/testkit/installtest"
 	"hearth/provision/sshinstall"
@@ -29,6 +31,9 @@ func installEnv(t *testing.T) (*env, *installtest.Server, *app.VM) {
 	srv := installtest.Start(t)
 	host, _, _ := net.SplitHostPort(srv.Addr)
 	v, _ := e.createVM("target")
+	if err := e.db.SetRun(context.Background(), v.ID, store.Run{State: app.VMRunning, Driver: "qemu"}, nil); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.db.SetGuestIP(context.Background(), v.ID, host, app.SourceManual, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +134,14 @@ func TestUIAgentInstall(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// A VM without a guest IP: the panel says why instead of starting.
+	// A VM that does not run: the panel says so instead of starting.
 	w, _ := e.createVM("no-ip")
+	status, _, panel = e.form("/vms/"+w.ID+"/agent/install", url.Values{}, htmx)
+	if status != http.StatusConflict || !strings.Contains(panel, "start it before installing the agent") {
+		t.Errorf("install into a defined VM: %d %s", status, panel)
+	}
+	// A running VM without a guest IP: likewise.
+	e.db.SetRun(context.Background(), w.ID, store.Run{State: app.VMRunning, Driver: "qemu"}, nil)
 	status, _, panel = e.form("/vms/"+w.ID+"/agent/install", url.Values{}, htmx)
 	if status != 400 || !strings.Contains(panel, "no guest IP") {
 		t.Errorf("install without IP: %d %s", status, panel)

@@ -12,7 +12,7 @@ import (
 )
 
 func (s *Server) statusView(c echo.Context, rec *app.VM) pages.StatusView {
-	v := pages.StatusView{VMID: rec.ID, State: string(rec.State), Reason: rec.StateReason, Driver: rec.RunningDriver,
+	v := pages.StatusView{VMID: rec.ID, Name: rec.Name, State: string(rec.State), Reason: rec.StateReason, Driver: rec.RunningDriver,
 		PID: rec.PID, CSRF: csrfToken(c), CanRun: s.VMs.CanRun()}
 	if rec.State != app.VMDefined {
 		v.Console = s.VMs.ConsoleTail(rec.ID, 30)
@@ -26,7 +26,7 @@ func (s *Server) vmStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderOK(c, pages.VMStatus(s.statusView(c, v)))
+	return renderOK(c, pages.VMStatusPoll(s.statusView(c, v)))
 }
 
 // uiLifecycle serves the Start, Stop and Restart buttons: the panel comes back swapped in
@@ -59,6 +59,6 @@ func (s *Server) uiLifecycle(op func(context.Context, string, app.Actor) (*app.V
 			c.Response().Header().Set("HX-Reswap", "outerHTML")
 		}
 		c.Response().Header().Set("HX-Trigger", "vm-changed")
-		return render(c, status, pages.VMStatus(v))
+		return render(c, status, pages.VMStatusPoll(v))
 	}
 }

@@ -11,7 +11,7 @@ import (
 // newVMPage is GET /vms/new: the create form with sensible defaults.
 func (s *Server) newVMPage(c echo.Context) error {
 	f := pages.VMForm{Title: "New virtual machine", Action: "/vms", Submit: "Create VM", Cancel: "/vms",
-		VCPUs: "1", MemoryMiB: "256", BootArgs: "console=ttyS0 reboot=k panic=1", CSRF: csrfToken(c), New: true}
+		VCPUs: "1", MemoryMiB: "256", CSRF: csrfToken(c), New: true}
 	s.provisionChoice(&f, true)
 	return renderOK(c, s.vmFormPage(c, "New VM", f))
 }

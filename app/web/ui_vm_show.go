@@ -29,10 +29,11 @@ func (s *Server) renderVMPageWith(c echo.Context, rec *app.VM, g pages.GuestIPVi
 	}
 	v := pages.VMView{ID: rec.ID, Name: rec.Name, State: string(rec.State), VCPUs: rec.VCPUs, MemoryMiB: rec.MemoryMiB,
 		Kernel: rec.Kernel, Initrd: rec.Initrd, Rootfs: rec.Rootfs, BootArgs: rec.BootArgs, MAC: rec.MAC,
-		Created: rec.CreatedAt.Format("2006-01-02 15:04 MST"), GuestIP: g, CSRF: csrfToken(c), Busy: rec.Busy(),
+		Created: rec.CreatedAt.Format("2006-01-02 15:04 MST"), GuestIP: g, CSRF: csrfToken(c),
 		Provisioned: rec.Provisioned, HostKey: rec.HostKey, HostKeySource: rec.HostKeySource, Address: rec.Address}
 	v.GuestIP.CSRF = v.CSRF
 	v.Audit = audit
+	v.BootArgs, v.BootArgsDerived = s.VMs.BootArgsFor(rec)
 	v.Status = s.statusView(c, rec)
 	v.Status.Error = refused
 	v.Metrics = s.metricsView(c.Request().Context(), rec, c.QueryParam("window"))

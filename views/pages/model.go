@@ -47,12 +47,12 @@ type VMView struct {
 	VCPUs, MemoryMiB int
 	Kernel, Initrd   string
 	Rootfs, BootArgs string
+	BootArgsDerived  bool // BootArgs were not written by the operator but derived
 	MAC              string
 	Created          string
 	GuestIP          GuestIPView
 	Audit            []AuditRow
 	CSRF             string
-	Busy             bool
 	Provisioned      bool
 	Address          string
 	Install          *InstallView // nil when installs are not available
@@ -85,7 +85,13 @@ type StatusView struct {
 	Console             string // last lines of the serial console
 	Error               string // why the last action was refused
 	CSRF                string
-	CanRun              bool // this manager runs VMs at all
+	CanRun              bool   // this manager runs VMs at all
+	Name                string // for the Delete button the poll keeps in step
+}
+
+// Busy reports whether the VM may be running, so it cannot be deleted or edited.
+func (v StatusView) Busy() bool {
+	return v.State == "starting" || v.State == "running" || v.State == "stopping"
 }
 
 // MetricsView is the VM page's metrics panel.
@@ -131,6 +137,7 @@ type VMForm struct {
 	Provision                     bool   // the provisioning box is ticked
 	ProvisionUnavailable          string // why provisioning cannot be offered, if it cannot
 	ImageDirs                     string // where kernels and disks may come from, for the hints
+	DerivedBootArgs               string // what an empty boot args field becomes, with a root filesystem
 }
 
 // Login is the sign-in page.

@@ -46,8 +46,15 @@ func TestBrowserLifecycle(t *testing.T) {
 	if s := text("badge", `#vm-status [data-state]`); s != "running" {
 		t.Errorf("badge says %q", s)
 	}
+	if d := pg.Eval("Delete while running", `String(document.querySelector('[data-testid=vm-delete]').disabled)`); d != "true" {
+		t.Errorf("Delete is enabled while the VM runs (%s)", d)
+	}
 	step("stop", chromedp.Click(`[data-testid=vm-stop]`))
 	waitText("stopped", `#vm-status [data-state]`, "stopped", 60*time.Second)
+	// Delete follows the state without a reload (the status poll sends it out of band).
+	pg.WaitFor("Delete enabled after the stop", 10*time.Second, func() (bool, error) {
+		return pg.Eval("Delete after the stop", `String(document.querySelector('[data-testid=vm-delete]').disabled)`) == "false", nil
+	})
 	// Delete through the page's own form (a plain post, without htmx's confirm dialog).
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('form[action$="/delete"]').submit(), true`)); err != nil {
 		fail("delete", err)

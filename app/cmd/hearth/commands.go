@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -13,51 +14,67 @@ import (
 	"hearth/app/config"
 )
 
-// withServices loads the configuration from flags after the positional args and opens the
-// migrated store for a one-shot command.
-func withServices(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, f func(m *Main) error) error {
-	cfg, err := config.Load(args, getenv, stderr)
+// oneShot reads a one-shot command's flags and names (in any order), checks it got want
+// names, and only then opens the migrated store: a mistyped or --help command creates
+// nothing.
+func oneShot(ctx context.Context, args []string, want int, usageLine string, getenv func(string) string, stderr io.Writer) (*Main, []string, error) {
+	cfg, names, err := config.Parse(args, getenv)
 	if err != nil {
-		return err
+		return nil, nil, err
+	}
+	if len(names) != want {
+		return nil, nil, errors.New("usage: " + usageLine)
 	}
 	m, err := openServices(ctx, cfg, newLogger("warn", stderr))
+	return m, names, err
+}
+
+func migrateCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	m, _, err := oneShot(ctx, args, 0, "hearth migrate [flags]", getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.DB.Close()
-	return f(m)
-}
-
-func migrateCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return withServices(ctx, args, getenv, stderr, func(m *Main) error {
-		fmt.Fprintf(stdout, "database %s is up to date\n", m.DB.Where)
-		return nil
-	})
+	fmt.Fprintf(stdout, "database %s is up to date\n", m.DB.Where)
+	return nil
 }
 
 func userCmd(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) < 2 || (args[0] != "create" && args[0] != "passwd") {
-		return errors.New("usage: hearth user create|passwd NAME  (password on stdin)")
+	const line = "hearth user create|passwd NAME [flags]  (password on stdin)"
+	if len(args) == 0 || (args[0] != "create" && args[0] != "passwd") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return flag.ErrHelp
+		}
+		return errors.New("usage: " + line)
 	}
-	verb, name := args[0], args[1]
-	return withServices(ctx, args[2:], getenv, stderr, func(m *Main) error {
-		pw, err := readPassword(stdin)
-		if err != nil {
+	verb := args[0]
+	if _, names, err := config.Parse(args[1:], getenv); err != nil {
+		return err
+	} else if len(names) != 1 {
+		return errors.New("usage: " + line)
+	}
+	pw, err := readPassword(stdin) // before anything is opened: no password, nothing made
+	if err != nil {
+		return err
+	}
+	m, names, err := oneShot(ctx, args[1:], 1, line, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer m.DB.Close()
+	name := names[0]
+	if verb == "create" {
+		if _, err := m.Auth.CreateUser(ctx, name, pw, cliActor); err != nil {
 			return err
 		}
-		if verb == "create" {
-			if _, err := m.Auth.CreateUser(ctx, name, pw, cliActor); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "created user %s\n", name)
-			return nil
-		}
-		if err := m.Auth.SetPassword(ctx, name, pw, cliActor); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "changed the password of %s and ended their sessions\n", name)
+		fmt.Fprintf(stdout, "created user %s\n", name)
 		return nil
-	})
+	}
+	if err := m.Auth.SetPassword(ctx, name, pw, cliActor); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "changed the password of %s and ended their sessions\n", name)
+	return nil
 }
 
 // readPassword reads the first line of stdin, so `echo pw | hearth user create x` works.
@@ -73,53 +90,54 @@ func readPassword(stdin io.Reader) (string, error) {
 	return line, nil
 }
 
-const tokenUsage = "usage: hearth token create NAME | hearth token list | hearth token revoke NAME"
+const tokenUsage = "hearth token create NAME | hearth token list | hearth token revoke NAME  [flags]"
 
 func tokenCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(tokenUsage)
+		return errors.New("usage: " + tokenUsage)
 	}
-	verb, rest := args[0], args[1:]
-	name := ""
+	verb, want := args[0], 1
 	switch verb {
 	case "create", "revoke":
-		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
-			return errors.New(tokenUsage)
-		}
-		name, rest = rest[0], rest[1:]
 	case "list":
+		want = 0
+	case "-h", "--help":
+		return flag.ErrHelp
 	default:
-		return errors.New(tokenUsage)
+		return errors.New("usage: " + tokenUsage)
 	}
-	return withServices(ctx, rest, getenv, stderr, func(m *Main) error {
-		switch verb {
-		case "create":
-			token, err := m.Auth.CreateAPIToken(ctx, name, cliActor)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(stdout, token)
-		case "revoke":
-			if err := m.Auth.RevokeAPIToken(ctx, name, cliActor); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "revoked API token %s\n", name)
-		case "list":
-			tokens, err := m.Auth.APITokens(ctx)
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tCREATED\tLAST USED")
-			for _, t := range tokens {
-				used := "never"
-				if !t.LastUsedAt.IsZero() {
-					used = t.LastUsedAt.Format(time.RFC3339)
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\n", t.Name, t.CreatedAt.Format(time.RFC3339), used)
-			}
-			w.Flush()
+	m, names, err := oneShot(ctx, args[1:], want, tokenUsage, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer m.DB.Close()
+	switch verb {
+	case "create":
+		token, err := m.Auth.CreateAPIToken(ctx, names[0], cliActor)
+		if err != nil {
+			return err
 		}
-		return nil
-	})
+		fmt.Fprintln(stdout, token)
+	case "revoke":
+		if err := m.Auth.RevokeAPIToken(ctx, names[0], cliActor); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked API token %s\n", names[0])
+	case "list":
+		tokens, err := m.Auth.APITokens(ctx)
+		if err != nil {
+			return err
+		}
+		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "NAME\tCREATED\tLAST USED")
+		for _, t := range tokens {
+			used := "never"
+			if !t.LastUsedAt.IsZero() {
+				used = t.LastUsedAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\n", t.Name, t.CreatedAt.Format(time.RFC3339), used)
+		}
+		w.Flush()
+	}
+	return nil
 }

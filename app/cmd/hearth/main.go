@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"syscall"
 
 	"hearth/app"
+	"hearth/app/config"
 	"hearth/provision/agents"
 )
 
@@ -32,37 +35,47 @@ func main() {
 	}
 }
 
-const usage = `Hearth manages Firecracker microVMs and shows what happens inside them.
+const commands = `Hearth manages Firecracker microVMs and shows what happens inside them.
 
 Usage:
-  hearth serve [flags]           run the manager (web UI and API)
-  hearth migrate [flags]         apply database migrations and exit
-  hearth user create NAME        add an operator; password read from stdin
-  hearth user passwd NAME        set an operator's password from stdin; ends their sessions
-  hearth token create NAME       create an API token and print it (shown once)
-  hearth token list              list API tokens: name, created, last used
-  hearth token revoke NAME       revoke an API token: requests carrying it are refused
-  hearth version                 print the version
+  hearth serve [flags]                 run the manager (web UI and API)
+  hearth migrate [flags]               apply database migrations and exit
+  hearth user create NAME [flags]      add an operator; password read from stdin
+  hearth user passwd NAME [flags]      set an operator's password from stdin; ends their sessions
+  hearth token create NAME [flags]     create an API token and print it (shown once)
+  hearth token list [flags]            list API tokens: name, created, last used
+  hearth token revoke NAME [flags]     revoke an API token: requests carrying it are refused
+  hearth version                       print the version and the embedded agents
+  hearth help                          this text
 
-Flags (each also read from the environment variable in brackets):
-  --listen ADDR         address to serve on [HEARTH_LISTEN] (127.0.0.1:8080)
-  --data-dir DIR        data directory [HEARTH_DATA_DIR] (./data)
-  --database-url URL    postgres:// URL; empty means SQLite in the data dir [HEARTH_DATABASE_URL]
-  --admin-password PW   password of user admin, created on a first start [HEARTH_ADMIN_PASSWORD]
-  --public-url URL      URL guests use to reach the manager [HEARTH_PUBLIC_URL]
-  --guest-cidrs LIST    networks a guest IP may lie in [HEARTH_GUEST_CIDRS]
-  --image-dirs LIST     where VM kernels, initrds, rootfs must lie [HEARTH_IMAGE_DIRS] (DATA/images)
-  --log-level LEVEL     debug, info, warn, error [HEARTH_LOG_LEVEL]
+Flags go before or after a command's names. Each flag's default comes from the
+environment variable in parentheses.
+
 `
+
+// usage writes the commands and every flag.
+func usage(w io.Writer) {
+	fmt.Fprint(w, commands)
+	config.PrintFlags(w)
+}
 
 // run is main without the process: testable, with its environment passed in. setenv
 // changes the process's own environment (serve points TMPDIR into the data dir); tests
 // pass one that changes nothing.
 func run(ctx context.Context, args []string, getenv func(string) string, setenv func(key, value string) error, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		usage(stderr)
 		return fmt.Errorf("no command given")
 	}
+	err := dispatch(ctx, args, getenv, setenv, stdin, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) { // --help anywhere: the usage, and no error
+		usage(stdout)
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, getenv func(string) string, setenv func(key, value string) error, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "serve":
@@ -84,9 +97,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, setenv 
 		}
 		return nil
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+		return flag.ErrHelp
 	}
-	fmt.Fprint(stderr, usage)
+	usage(stderr)
 	return fmt.Errorf("unknown command %q", cmd)
 }

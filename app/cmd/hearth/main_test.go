@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"hearth/app/config"
+	"hearth/app/store"
 	"hearth/internal/testkit/qemutest"
 	"hearth/internal/testkit/storetest"
 )
@@ -40,7 +42,7 @@ func startMain(tb testing.TB, env map[string]string) (*Main, string) {
 		return map[string]string{"HEARTH_DATA_DIR": dataDir, "HEARTH_LISTEN": "127.0.0.1:0",
 			"HEARTH_IMAGE_DIRS": strings.Join(qemutest.ImageDirs(), ",")}[k]
 	}
-	cfg, err := config.Load(nil, getenv, io.Discard)
+	cfg, err := config.Load(nil, getenv)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -171,5 +173,83 @@ func TestServeOnPostgres(t *testing.T) {
 	}
 	if strings.Contains(out, "pg-admin-pw") {
 		t.Error("the admin password was printed")
+	}
+}
+
+// TestFailedStartCreatesNoAdmin: a first start that cannot listen (the port is taken)
+// creates nothing, so the next start still creates admin and shows its password; a manager
+// listening on every interface prints a URL one can open.
+func TestFailedStartCreatesNoAdmin(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dataDir := t.TempDir()
+	getenv := func(listen string) func(string) string {
+		return func(k string) string {
+			return map[string]string{"HEARTH_DATA_DIR": dataDir, "HEARTH_LISTEN": listen}[k]
+		}
+	}
+	cfg, err := config.Load(nil, getenv(taken.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler), &out); err == nil || !strings.Contains(err.Error(), "listen on") {
+		t.Fatalf("start on a taken port: %v", err)
+	}
+	db, err := store.Open(context.Background(), "", dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := db.UserCount(context.Background())
+	db.Close()
+	if err != nil || n != 0 {
+		t.Errorf("after the failed start: %d users (%v)", n, err)
+	}
+	cfg, _ = config.Load(nil, getenv("0.0.0.0:0"))
+	out.Reset()
+	m, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if !strings.Contains(out.String(), "Created user admin with password ") || !strings.HasPrefix(m.URL(), "http://127.0.0.1:") ||
+		!strings.Contains(out.String(), "on every interface") {
+		t.Errorf("second start: URL %s, output:\n%s", m.URL(), out.String())
+	}
+}
+
+// TestCommandLine: --help anywhere shows every flag and succeeds without touching a data
+// dir; flags may come before a command's names.
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir) // the default data dir, ./data, would be made here
+	none := func(string) string { return "" }
+	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"user", "passwd", "--help"}, {"token", "list", "-h"}, {"migrate", "--help"}} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, none, noSetenv, strings.NewReader(""), &out, &errOut); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+		for _, flag := range []string{"-listen", "-metrics-interval", "-allocate-ips", "-image-dirs", "-jailer-chroot", "HEARTH_STOP_TIMEOUT"} {
+			if !strings.Contains(out.String(), flag) {
+				t.Errorf("%v: the usage lacks %s", args, flag)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
+		t.Errorf("--help made a data dir: %v", err)
+	}
+	data := filepath.Join(dir, "elsewhere")
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"user", "create", "--data-dir", data, "ops"}, none, noSetenv, strings.NewReader("long-enough-pw\n"), &out, io.Discard); err != nil || !strings.Contains(out.String(), "created user ops") {
+		t.Errorf("flags before the name: %v %s", err, out.String())
+	}
+	if err := run(context.Background(), []string{"user", "create", "a", "b", "--data-dir", data}, none, noSetenv, strings.NewReader("long-enough-pw\n"), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "usage") {
+		t.Errorf("two names: %v", err)
+	}
+	if err := run(context.Background(), []string{"serve", "--stop-timeout", "30"}, none, noSetenv, nil, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "needs a unit") {
+		t.Errorf("a duration without a unit: %v", err)
 	}
 }

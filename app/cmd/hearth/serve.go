@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,9 +116,18 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	}
 	m.lock = lock
 	fail := func(err error) (*Main, error) {
+		if m.ln != nil {
+			m.ln.Close()
+		}
 		m.DB.Close()
 		lock.Close()
 		return nil, err
+	}
+	// The port first: a start that cannot serve (port in use) changes nothing, and above all
+	// creates no admin whose generated password would never be shown.
+	m.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fail(fmt.Errorf("listen on %s: %w", cfg.Listen, err))
 	}
 	if err := m.VMs.Reattach(ctx); err != nil {
 		return fail(fmt.Errorf("re-attach running VMs: %w", err))
@@ -135,10 +145,6 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	generated, created, err := m.Auth.EnsureAdmin(ctx, cfg.AdminPassword)
 	if err != nil {
 		return fail(err)
-	}
-	m.ln, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fail(fmt.Errorf("listen on %s: %w", cfg.Listen, err))
 	}
 	go m.Metrics.Run(ctx)
 	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Metrics: m.Metrics, Ping: m.DB.Ping,
@@ -159,7 +165,11 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 		logger.Warn("HEARTH_PUBLIC_URL is a loopback address, which guests cannot reach; set it to the address of this host on the guests' network",
 			"public_url", cfg.PublicURL)
 	}
-	fmt.Fprintf(stdout, "Hearth is running at %s (database: %s)\n", m.URL(), m.DB.Where)
+	if ap, err := netip.ParseAddrPort(m.ln.Addr().String()); err == nil && ap.Addr().IsUnspecified() {
+		fmt.Fprintf(stdout, "Hearth is running at %s, on every interface of this host (database: %s)\n", m.URL(), m.DB.Where)
+	} else {
+		fmt.Fprintf(stdout, "Hearth is running at %s (database: %s)\n", m.URL(), m.DB.Where)
+	}
 	switch {
 	case created && generated != "":
 		fmt.Fprintf(stdout, "Created user admin with password %s\nIt is shown only this once; change it with: hearth user passwd admin\n", generated)
@@ -171,8 +181,18 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	return m, nil
 }
 
-// URL is where the manager serves.
-func (m *Main) URL() string { return "http://" + m.ln.Addr().String() }
+// URL is where the manager serves, as an operator on this host would open it: listening on
+// every interface ("0.0.0.0", "[::]") it is the loopback address.
+func (m *Main) URL() string {
+	ap, err := netip.ParseAddrPort(m.ln.Addr().String())
+	if err != nil {
+		return "http://" + m.ln.Addr().String()
+	}
+	if ap.Addr().IsUnspecified() {
+		ap = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port())
+	}
+	return "http://" + ap.String()
+}
 
 // Wait blocks until ctx ends, then shuts down gracefully: requests in flight get 10 s.
 func (m *Main) Wait(ctx context.Context) error {
@@ -230,7 +250,7 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, setenv func(key, value string) error, stdout, stderr io.Writer) error {
-	cfg, err := config.Load(args, getenv, stderr)
+	cfg, err := config.Load(args, getenv)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,13 @@ const (
 	logFile     = "firecracker.log"
 )
 
+// DefaultBootArgs is the command line Firecracker's guests use: the serial console, reboot
+// by keyboard controller (which Firecracker takes as the exit), no PCI. Firecracker adds
+// root=/dev/vda itself for the drive marked as root.
+func (d *Driver) DefaultBootArgs(hypervisor.Spec) string {
+	return "console=ttyS0 reboot=k panic=1 pci=off"
+}
+
 // Start launches firecracker for spec, configures the VM over the API socket and starts it.
 // On any failure the process is killed and the error says which call failed, with
 // Firecracker's own fault_message.

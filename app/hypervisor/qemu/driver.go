@@ -105,6 +105,17 @@ func (d *Driver) Overlay(ctx context.Context, dir, base string) (string, error) 
 	return p, os.Rename(tmp, p)
 }
 
+// DefaultBootArgs is the command line a guest needs under QEMU: the console on the first
+// serial port, and the root disk, which is the first virtio disk (vda), read-write; a
+// kernel panic powers the VM off rather than rebooting it (-no-reboot).
+func (d *Driver) DefaultBootArgs(spec hypervisor.Spec) string {
+	args := "console=ttyS0 panic=-1"
+	if spec.RootDisk() {
+		args += " root=/dev/vda rw"
+	}
+	return args
+}
+
 // Start boots spec. The root disk's Path is the base image; the guest gets an overlay.
 func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
 	if err := os.MkdirAll(spec.Dir, 0o750); err != nil {
