@@ -116,7 +116,7 @@ define forbid_direct
 	  if [ -n "$$bad" ]; then echo "check-deps: $(3): $(1) imports $$bad"; exit 1; fi
 endef
 
-USECASES := app/vm|app/auth|app/metrics|app/install
+USECASES := app/vm|app/auth|app/metrics|app/install|app/image
 
 .PHONY: check-deps
 check-deps: ## enforce the dependency direction of docs/architecture.md
@@ -128,10 +128,11 @@ check-deps: ## enforce the dependency direction of docs/architecture.md
 	@bad=$$($(GO) list -deps ./views/... | grep -E '^github.com/labstack/echo'); \
 	  if [ -n "$$bad" ]; then echo "check-deps: views must not import echo: $$bad"; exit 1; fi
 	$(call forbid,./app/store/...,$(USECASES)|app/web|app/cmd|app/hypervisor|app/agent|provision|views,the store imports no use case)
-	$(call forbid,./app/vm,app/auth|app/metrics|app/install|app/web|app/cmd|provision|views,a use case imports no other use case)
-	$(call forbid,./app/auth,app/vm|app/metrics|app/install|app/web|app/cmd|app/hypervisor|provision|views,a use case imports no other use case)
-	$(call forbid,./app/metrics,app/vm|app/auth|app/install|app/web|app/cmd|provision|views,a use case imports no other use case)
-	$(call forbid,./app/install,app/vm|app/auth|app/metrics|app/web|app/cmd|app/hypervisor|views,a use case imports no other use case)
+	$(call forbid,./app/vm,app/auth|app/metrics|app/install|app/image|app/web|app/cmd|provision|views,a use case imports no other use case)
+	$(call forbid,./app/auth,app/vm|app/metrics|app/install|app/image|app/web|app/cmd|app/hypervisor|provision|views,a use case imports no other use case)
+	$(call forbid,./app/metrics,app/vm|app/auth|app/install|app/image|app/web|app/cmd|provision|views,a use case imports no other use case)
+	$(call forbid,./app/install,app/vm|app/auth|app/metrics|app/image|app/web|app/cmd|app/hypervisor|views,a use case imports no other use case)
+	$(call forbid,./app/image,app/vm|app/auth|app/metrics|app/install|app/web|app/cmd|app/hypervisor|views,a use case imports no other use case)
 	$(call forbid,./app/hypervisor/...,$(USECASES)|app/store|app/web|app/cmd|app/agent|provision|views,drivers know nothing of use cases or the store)
 	$(call forbid,./app/agent,$(USECASES)|app/store|app/web|app/cmd|app/hypervisor|provision|views,the agent client knows only the domain and guest/api)
 	$(call forbid,./provision/...,$(USECASES)|app/store|app/web|app/cmd|app/hypervisor|app/agent|app/config|views,provision is a toolbox: the domain at most)

@@ -37,6 +37,7 @@ type VM struct {
 	State     VMState
 	VCPUs     int
 	MemoryMiB int
+	Image     string // the image it was made from ("" for none); its files serve where the fields below are ""
 	Kernel    string
 	Initrd    string
 	Rootfs    string
@@ -84,6 +85,7 @@ type VMSpec struct {
 	// can" (it has an agent for the host's architecture).
 	Provision *bool
 	Name      string
+	Image     string // boot from this image; Kernel, Initrd, Rootfs, BootArgs given here still win
 	VCPUs     int
 	MemoryMiB int
 	Kernel    string
@@ -96,6 +98,7 @@ type VMSpec struct {
 type VMUpdate struct {
 	Hypervisor *string
 	Name       *string
+	Image      *string
 	VCPUs      *int
 	MemoryMiB  *int
 	Kernel     *string
@@ -112,6 +115,7 @@ func (u VMUpdate) Apply(spec *VMSpec) {
 		}
 	}
 	set(&spec.Name, u.Name)
+	set(&spec.Image, u.Image)
 	set(&spec.Hypervisor, u.Hypervisor)
 	set(&spec.Kernel, u.Kernel)
 	set(&spec.Initrd, u.Initrd)
@@ -127,6 +131,6 @@ func (u VMUpdate) Apply(spec *VMSpec) {
 
 // Spec returns the operator-given part of vm.
 func (vm *VM) Spec() VMSpec {
-	return VMSpec{Hypervisor: vm.Hypervisor, Name: vm.Name, VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel,
+	return VMSpec{Hypervisor: vm.Hypervisor, Name: vm.Name, Image: vm.Image, VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel,
 		Initrd: vm.Initrd, Rootfs: vm.Rootfs, BootArgs: vm.BootArgs}
 }

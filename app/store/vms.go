@@ -17,6 +17,7 @@ type vmRow struct {
 
 	ID               string         `bun:"id,pk"`
 	Name             string         `bun:"name"`
+	Image            string         `bun:"image"`
 	State            string         `bun:"state"`
 	VCPUs            int            `bun:"vcpus"`
 	MemoryMiB        int            `bun:"memory_mib"`
@@ -46,7 +47,7 @@ type vmRow struct {
 }
 
 func (r *vmRow) toVM() *app.VM {
-	vm := &app.VM{ID: r.ID, Name: r.Name, State: app.VMState(r.State), VCPUs: r.VCPUs,
+	vm := &app.VM{ID: r.ID, Name: r.Name, Image: r.Image, State: app.VMState(r.State), VCPUs: r.VCPUs,
 		MemoryMiB: r.MemoryMiB, Kernel: r.Kernel, Initrd: r.Initrd, Rootfs: r.Rootfs,
 		BootArgs: r.BootArgs, MAC: r.MAC, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 		Provisioned: r.Provisioned, AgentToken: r.AgentToken, HostKey: r.HostKey, HostKeySource: r.HostKeySource,
@@ -65,7 +66,7 @@ func (r *vmRow) toVM() *app.VM {
 }
 
 func fromVM(vm *app.VM) *vmRow {
-	r := &vmRow{ID: vm.ID, Name: vm.Name, State: string(vm.State), VCPUs: vm.VCPUs,
+	r := &vmRow{ID: vm.ID, Name: vm.Name, Image: vm.Image, State: string(vm.State), VCPUs: vm.VCPUs,
 		MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs,
 		BootArgs: vm.BootArgs, MAC: vm.MAC, CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt,
 		Provisioned: vm.Provisioned, AgentToken: vm.AgentToken, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource,
@@ -142,7 +143,7 @@ func (db *DB) UpdateVMWithToken(ctx context.Context, vm *app.VM, tokenHash strin
 	return db.inTx(ctx, func(tx bun.Tx) error {
 		t := now()
 		res, err := tx.NewUpdate().Model((*vmRow)(nil)).
-			Set("name = ?", vm.Name).Set("vcpus = ?", vm.VCPUs).Set("memory_mib = ?", vm.MemoryMiB).
+			Set("name = ?", vm.Name).Set("image = ?", vm.Image).Set("vcpus = ?", vm.VCPUs).Set("memory_mib = ?", vm.MemoryMiB).
 			Set("kernel = ?", vm.Kernel).Set("initrd = ?", vm.Initrd).Set("rootfs = ?", vm.Rootfs).
 			Set("boot_args = ?", vm.BootArgs).Set("hypervisor = ?", vm.Hypervisor).Set("updated_at = ?", t).
 			Where("id = ?", vm.ID).Where("updated_at = ?", seen).Exec(ctx)

@@ -357,10 +357,10 @@ func TestDerivedBootArgsBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if args, derived := s.BootArgsFor(vm); !derived || args != "console=ttyS0 panic=-1" {
+	if args, derived := s.BootArgsFor(ctx, vm); !derived || args != "console=ttyS0 panic=-1" {
 		t.Errorf("derived args without a root disk: %q %v", args, derived)
 	}
-	if args, _ := s.BootArgsFor(&app.VM{Rootfs: "/x"}); args != "console=ttyS0 panic=-1 root=/dev/vda rw" {
+	if args, _ := s.BootArgsFor(ctx, &app.VM{Rootfs: "/x"}); args != "console=ttyS0 panic=-1 root=/dev/vda rw" {
 		t.Errorf("derived args with a root disk: %q", args)
 	}
 	if _, err := s.Start(ctx, vm.ID, operator); err != nil {
@@ -370,4 +370,53 @@ func TestDerivedBootArgsBoot(t *testing.T) {
 	s.Stop(ctx, vm.ID, operator)
 	waitState(t, s, vm.ID, app.VMStopped, 40*time.Second)
 	s.WaitIdle()
+}
+
+// TestVMFromImage: a VM made from an image boots from the image's files (its own fields
+// empty); an image that is missing, not ready, or without cloud-init for a provisioned VM
+// is refused at create.
+func TestVMFromImage(t *testing.T) {
+	db := storetest.SQLite(t)
+	s, spec := realGuest(t, db, t.TempDir(), 30*time.Second)
+	ctx := context.Background()
+	im := &app.Image{Name: "busybox", State: app.ImageReady, Kernel: spec.Kernel, Initrd: spec.Initrd, BootArgs: spec.BootArgs,
+		Init: app.InitOther, Source: app.ImageImported}
+	if err := db.CreateImage(ctx, im, nil); err != nil {
+		t.Fatal(err)
+	}
+	off, on := false, true
+	vm, _, err := s.Create(ctx, app.VMSpec{Name: "from-image", Image: "busybox", Provision: &off}, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.Kernel != "" || vm.Image != "busybox" {
+		t.Errorf("VM from an image: kernel %q image %q", vm.Kernel, vm.Image)
+	}
+	if args, derived := s.BootArgsFor(ctx, vm); args != spec.BootArgs || !derived {
+		t.Errorf("boot args from the image: %q %v", args, derived)
+	}
+	if _, err := s.Start(ctx, vm.ID, operator); err != nil {
+		t.Fatal(err)
+	}
+	waitConsole(t, s, vm.ID, "HEARTH-MARKER")
+	s.Stop(ctx, vm.ID, operator)
+	waitState(t, s, vm.ID, app.VMStopped, 40*time.Second)
+	s.WaitIdle()
+
+	for _, c := range []struct {
+		spec  app.VMSpec
+		field string
+		want  string
+	}{
+		{app.VMSpec{Name: "a", Image: "nope"}, "image", `no image is named "nope"`},
+		{app.VMSpec{Name: "b", Image: "busybox", Provision: &on}, "provision", "has no cloud-init"},
+	} {
+		if _, _, err := s.Create(ctx, c.spec, operator); !strings.Contains(app.ErrorFields(err)[c.field], c.want) {
+			t.Errorf("create %+v: %v", c.spec, err)
+		}
+	}
+	db.CreateImage(ctx, &app.Image{Name: "half", State: app.ImageBuilding, Source: app.ImageBuilt}, nil)
+	if _, _, err := s.Create(ctx, app.VMSpec{Name: "c", Image: "half", Provision: &off}, operator); !strings.Contains(app.ErrorFields(err)["image"], "building, not ready") {
+		t.Errorf("create from a building image: %v", err)
+	}
 }

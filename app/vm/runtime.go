@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,8 +57,10 @@ func (s *Service) WithRuntime(rt Runtime) *Service {
 	if rt.Logger == nil {
 		rt.Logger = slog.New(slog.DiscardHandler)
 	}
-	if len(rt.ImageDirs) == 0 {
-		rt.ImageDirs = ImageDirs{DefaultImageDir(s.dataDir)}
+	// The data dir's images/ always counts: the images Hearth builds and imports live
+	// there. HEARTH_IMAGE_DIRS adds to it.
+	if own := DefaultImageDir(s.dataDir); s.dataDir != "" && !slices.Contains(rt.ImageDirs, own) {
+		rt.ImageDirs = append(ImageDirs{own}, rt.ImageDirs...)
 	}
 	s.rt = &runner{Runtime: rt, running: map[string]*run{}}
 	return s

@@ -48,7 +48,11 @@ func (s *Service) Create(ctx context.Context, spec app.VMSpec, by app.Actor) (*a
 			return nil, "", err
 		}
 	}
-	vm := &app.VM{ID: app.NewID(), Name: spec.Name, State: app.VMDefined, VCPUs: spec.VCPUs, Hypervisor: spec.Hypervisor,
+	im, err := s.image(ctx, spec.Image)
+	if err != nil {
+		return nil, "", err
+	}
+	vm := &app.VM{ID: app.NewID(), Name: spec.Name, Image: spec.Image, State: app.VMDefined, VCPUs: spec.VCPUs, Hypervisor: spec.Hypervisor,
 		MemoryMiB: spec.MemoryMiB, Kernel: spec.Kernel, Initrd: spec.Initrd, Rootfs: spec.Rootfs,
 		BootArgs: spec.BootArgs, MAC: newMAC()}
 	token, hash := app.NewToken(app.PrefixRegistrationToken)
@@ -57,6 +61,12 @@ func (s *Service) Create(ctx context.Context, spec app.VMSpec, by app.Actor) (*a
 		provision = *spec.Provision
 	}
 	detail := fmt.Sprintf("created %s (%d vCPU, %d MiB)", vm.Name, vm.VCPUs, vm.MemoryMiB)
+	if provision && im != nil && !im.CloudInit {
+		return nil, "", app.Invalid(map[string]string{"provision": fmt.Sprintf("image %s has no cloud-init, so its VMs cannot be provisioned; create the VM without provisioning, or from an image with cloud-init", im.Name)})
+	}
+	if im != nil {
+		detail += " from image " + im.Name
+	}
 	if provision {
 		// The seed first, then the record: if the record fails (a taken name), the seed is
 		// removed, and no VM ever exists without the seed it was promised.
@@ -115,6 +125,12 @@ func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.
 	if vm.Busy() {
 		return nil, app.Errorf(app.ECONFLICT, "VM %s is %s; stop it before changing it", vm.Name, vm.State)
 	}
+	if spec.Image != vm.Image {
+		if _, err := s.image(ctx, spec.Image); err != nil {
+			return nil, err
+		}
+	}
+	vm.Image = spec.Image
 	oldName := vm.Name
 	vm.Name, vm.VCPUs, vm.MemoryMiB, vm.Hypervisor = spec.Name, spec.VCPUs, spec.MemoryMiB, spec.Hypervisor
 	vm.Kernel, vm.Initrd, vm.Rootfs, vm.BootArgs = spec.Kernel, spec.Initrd, spec.Rootfs, spec.BootArgs
@@ -250,4 +266,22 @@ func newMAC() string {
 	rand.Read(b)
 	b[0] = b[0]&0xfc | 0x02 // locally administered, unicast
 	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5])
+}
+
+// image is the named image a VM is to be made from, which must be ready; nil for none.
+func (s *Service) image(ctx context.Context, name string) (*app.Image, error) {
+	if name == "" {
+		return nil, nil
+	}
+	im, err := s.db.Image(ctx, name)
+	if app.ErrorCode(err) == app.ENOTFOUND {
+		return nil, app.Invalid(map[string]string{"image": fmt.Sprintf("no image is named %q", name)})
+	}
+	if err != nil {
+		return nil, err
+	}
+	if im.State != app.ImageReady {
+		return nil, app.Invalid(map[string]string{"image": fmt.Sprintf("image %s is %s, not ready", name, im.State)})
+	}
+	return im, nil
 }

@@ -10,16 +10,45 @@ import (
 	"hearth/app/store"
 )
 
-func (s *Service) spec(vm *app.VM) (hypervisor.Spec, error) {
+// inputs are the files and boot arguments vm boots with under driver: its own, and where
+// it names none, its image's (the uncompressed kernel for Firecracker).
+func (s *Service) inputs(ctx context.Context, vm *app.VM, driver string) (kernel, initrd, rootfs, bootArgs string, err error) {
+	kernel, initrd, rootfs, bootArgs = vm.Kernel, vm.Initrd, vm.Rootfs, vm.BootArgs
+	if vm.Image == "" {
+		return kernel, initrd, rootfs, bootArgs, nil
+	}
+	im, err := s.db.Image(ctx, vm.Image)
+	if err != nil {
+		return "", "", "", "", app.Errorf(app.EINVALID, "cannot start %s: its image %s: %s", vm.Name, vm.Image, app.ErrorMessage(err))
+	}
+	if kernel == "" {
+		kernel = im.KernelFor(driver)
+	}
+	if initrd == "" {
+		initrd = im.Initrd
+	}
+	if rootfs == "" {
+		rootfs = im.Rootfs
+	}
+	if bootArgs == "" {
+		bootArgs = im.BootArgs
+	}
+	return kernel, initrd, rootfs, bootArgs, nil
+}
+
+func (s *Service) spec(ctx context.Context, vm *app.VM, driver string) (hypervisor.Spec, error) {
+	kernel, initrd, rootfs, bootArgs, err := s.inputs(ctx, vm, driver)
+	if err != nil {
+		return hypervisor.Spec{}, err
+	}
 	// The hypervisor gets the paths with their links resolved, checked now: the files may
 	// have changed since the VM was defined.
-	kernel, initrd, rootfs := vm.Kernel, vm.Initrd, vm.Rootfs
 	if err := s.rt.ImageDirs.resolveImages(&kernel, &initrd, &rootfs, true); err != nil {
 		return hypervisor.Spec{}, app.Errorf(app.EINVALID, "cannot start %s: %s", vm.Name, app.ErrorMessage(err))
 	}
 	files := s.files(vm.ID)
 	spec := hypervisor.Spec{VMID: vm.ID, Name: vm.Name, VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, Kernel: kernel,
-		Initrd: initrd, BootArgs: vm.BootArgs, MAC: vm.MAC, Dir: files.Run(), Console: files.Console()}
+		Initrd: initrd, BootArgs: bootArgs, MAC: vm.MAC, Dir: files.Run(), Console: files.Console()}
 	if rootfs != "" {
 		spec.Disks = append(spec.Disks, hypervisor.Disk{ID: "rootfs", Path: rootfs, Root: true})
 	}
@@ -64,7 +93,7 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 	if err != nil {
 		return nil, err
 	}
-	spec, err := s.spec(vm)
+	spec, err := s.spec(ctx, vm, name)
 	if err != nil {
 		return nil, err
 	}
@@ -110,21 +139,25 @@ func DefaultBootArgs(d hypervisor.Driver, spec hypervisor.Spec) string {
 	return "console=ttyS0"
 }
 
-// BootArgsFor is the command line vm would boot with now: its own, or its driver's default
-// for its disks. It is what the pages show.
-func (s *Service) BootArgsFor(vm *app.VM) (args string, derived bool) {
+// BootArgsFor is the command line vm would boot with now: its own, its image's, or its
+// driver's default for its disks. It is what the pages show.
+func (s *Service) BootArgsFor(ctx context.Context, vm *app.VM) (args string, derived bool) {
 	if vm.BootArgs != "" {
 		return vm.BootArgs, false
 	}
 	if s.rt == nil {
 		return "", true
 	}
-	_, d, err := s.driver(vm)
+	name, d, err := s.driver(vm)
 	if err != nil {
 		return "", true
 	}
+	_, _, rootfs, args, err := s.inputs(ctx, vm, name)
+	if err != nil || args != "" {
+		return args, true
+	}
 	spec := hypervisor.Spec{}
-	if vm.Rootfs != "" {
+	if rootfs != "" {
 		spec.Disks = []hypervisor.Disk{{ID: "rootfs", Root: true}}
 	}
 	return DefaultBootArgs(d, spec), true

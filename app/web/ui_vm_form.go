@@ -60,6 +60,6 @@ func (s *Server) provisionChoice(f *pages.VMForm, want bool) {
 // vmFormPage is the VM form as a page, telling where images may come from.
 func (s *Server) vmFormPage(c echo.Context, title string, f pages.VMForm) templ.Component {
 	f.ImageDirs = strings.Join(s.VMs.ImageDirs(), ", ")
-	f.DerivedBootArgs, _ = s.VMs.BootArgsFor(&app.VM{Rootfs: "rootfs"})
+	f.DerivedBootArgs, _ = s.VMs.BootArgsFor(c.Request().Context(), &app.VM{Rootfs: "rootfs"})
 	return pages.VMFormPage(s.layout(c, title), f)
 }

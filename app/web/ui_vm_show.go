@@ -33,7 +33,7 @@ func (s *Server) renderVMPageWith(c echo.Context, rec *app.VM, g pages.GuestIPVi
 		Provisioned: rec.Provisioned, HostKey: rec.HostKey, HostKeySource: rec.HostKeySource, Address: rec.Address}
 	v.GuestIP.CSRF = v.CSRF
 	v.Audit = audit
-	v.BootArgs, v.BootArgsDerived = s.VMs.BootArgsFor(rec)
+	v.BootArgs, v.BootArgsDerived = s.VMs.BootArgsFor(c.Request().Context(), rec)
 	v.Status = s.statusView(c, rec)
 	v.Status.Error = refused
 	v.Metrics = s.metricsView(c.Request().Context(), rec, c.QueryParam("window"))
