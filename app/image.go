@@ -1,6 +1,9 @@
 package app
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // ImageState is where an image is in its life: being built or imported, ready to boot VMs
 // from, or failed (with the step and why).
@@ -57,6 +60,23 @@ type ImageFile struct {
 	Name   string `json:"name"` // vmlinuz, vmlinux, initrd.img, rootfs.ext4
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+}
+
+// Dir is the directory that holds the image's files ("" before they exist).
+func (im *Image) Dir() string {
+	if im.Rootfs == "" {
+		return ""
+	}
+	return filepath.Dir(im.Rootfs)
+}
+
+// Size is the total of the image's files, in bytes.
+func (im *Image) Size() int64 {
+	var n int64
+	for _, f := range im.Files {
+		n += f.Size
+	}
+	return n
 }
 
 // KernelFor is the kernel a driver boots: Firecracker's is the uncompressed one.

@@ -13,10 +13,19 @@ import (
 	pimage "hearth/provision/image"
 )
 
+// BuildSpec is what to build (provision/image.Spec has the defaults and the checks).
+type BuildSpec struct {
+	Release string // a Debian release; default bookworm
+	Init    string // systemd (default) or openrc
+	Size    string // the root filesystem's size; default 2G
+	Mirror  string // a Debian mirror; "" for the default
+}
+
 // StartBuild records the image as building and builds it from Debian's packages in the
 // background; it returns the record at once. Progress (steps, the newest log lines) is
 // saved as the build goes, for the pages and the API to poll.
-func (s *Service) StartBuild(ctx context.Context, name string, spec pimage.Spec, by app.Actor) (*app.Image, error) {
+func (s *Service) StartBuild(ctx context.Context, name string, b BuildSpec, by app.Actor) (*app.Image, error) {
+	spec := pimage.Spec{Release: b.Release, Init: b.Init, Size: b.Size, Mirror: b.Mirror}
 	if err := checkName(name); err != nil {
 		return nil, err
 	}

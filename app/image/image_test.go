@@ -53,11 +53,11 @@ func TestBuildRecordsProgressAndOutcome(t *testing.T) {
 		ctx := context.Background()
 		s := newService(t, db)
 		s.Build = fakeBuild("")
-		im, err := s.StartBuild(ctx, "debian-12", pimage.Spec{}, operator)
+		im, err := s.StartBuild(ctx, "debian-12", BuildSpec{}, operator)
 		if err != nil || im.State != app.ImageBuilding || len(im.Steps) != len(pimage.BuildSteps) {
 			t.Fatalf("start: %+v %v", im, err)
 		}
-		if _, err := s.StartBuild(ctx, "debian-12", pimage.Spec{}, operator); app.ErrorCode(err) != app.ECONFLICT {
+		if _, err := s.StartBuild(ctx, "debian-12", BuildSpec{}, operator); app.ErrorCode(err) != app.ECONFLICT {
 			t.Errorf("a second debian-12: %v", err)
 		}
 		s.Wait()
@@ -79,7 +79,7 @@ func TestBuildRecordsProgressAndOutcome(t *testing.T) {
 		}
 
 		s.Build = fakeBuild(pimage.StepBootstrap)
-		if _, err := s.StartBuild(ctx, "broken", pimage.Spec{Init: app.InitOpenRC, Release: "trixie", Size: "1G"}, operator); err != nil {
+		if _, err := s.StartBuild(ctx, "broken", BuildSpec{Init: app.InitOpenRC, Release: "trixie", Size: "1G"}, operator); err != nil {
 			t.Fatal(err)
 		}
 		s.Wait()
@@ -95,12 +95,12 @@ func TestBuildRecordsProgressAndOutcome(t *testing.T) {
 		}
 		for _, c := range []struct {
 			name string
-			spec pimage.Spec
+			spec BuildSpec
 			want string
 		}{
-			{"Bad Name", pimage.Spec{}, "name"}, {"../x", pimage.Spec{}, "name"}, {"ok", pimage.Spec{Init: "runit"}, "init"},
-			{"ok", pimage.Spec{Size: "5"}, "size"}, {"ok", pimage.Spec{Size: "100M"}, "size"}, {"ok", pimage.Spec{Release: "Bookworm!"}, "release"},
-			{"ok", pimage.Spec{Mirror: "ftp://x"}, "mirror"},
+			{"Bad Name", BuildSpec{}, "name"}, {"../x", BuildSpec{}, "name"}, {"ok", BuildSpec{Init: "runit"}, "init"},
+			{"ok", BuildSpec{Size: "5"}, "size"}, {"ok", BuildSpec{Size: "100M"}, "size"}, {"ok", BuildSpec{Release: "Bookworm!"}, "release"},
+			{"ok", BuildSpec{Mirror: "ftp://x"}, "mirror"},
 		} {
 			if _, err := s.StartBuild(ctx, c.name, c.spec, operator); app.ErrorFields(err)[c.want] == "" {
 				t.Errorf("build %q %+v: %v, want a %s error", c.name, c.spec, err, c.want)
@@ -133,10 +133,10 @@ func TestImportAndDeleteInUse(t *testing.T) {
 	}
 	// Sources outside what the resolver admits are refused before anything is recorded.
 	refuse := func(p string) (string, error) { return "", errors.New(p + " is outside the image directories") }
-	if _, err := s.StartImport(ctx, "x", pimage.Files{Kernel: "/etc/shadow", Rootfs: rootfs}, refuse, operator); app.ErrorFields(err)["kernel"] == "" {
+	if _, err := s.StartImport(ctx, "x", ImportFiles{Kernel: "/etc/shadow", Rootfs: rootfs}, refuse, operator); app.ErrorFields(err)["kernel"] == "" {
 		t.Errorf("import from outside: %v", err)
 	}
-	if _, err := s.StartImport(ctx, "imp", pimage.Files{Kernel: kernel, Rootfs: rootfs}, nil, operator); err != nil {
+	if _, err := s.StartImport(ctx, "imp", ImportFiles{Kernel: kernel, Rootfs: rootfs}, nil, operator); err != nil {
 		t.Fatal(err)
 	}
 	s.Wait()

@@ -9,11 +9,19 @@ import (
 	pimage "hearth/provision/image"
 )
 
+// ImportFiles are the files an image is imported from.
+type ImportFiles struct {
+	Kernel string // bzImage or ELF; required
+	Initrd string // optional
+	Rootfs string // ext4; required
+}
+
 // StartImport records the image as being made and imports it from files in the background:
 // they are checked for what they are, copied into the image's directory, and inspected.
 // Resolve, when not nil, vets each path first (the API confines them to the image
 // directories, as VM inputs are; the shell's operator may name any file they can read).
-func (s *Service) StartImport(ctx context.Context, name string, src pimage.Files, resolve func(string) (string, error), by app.Actor) (*app.Image, error) {
+func (s *Service) StartImport(ctx context.Context, name string, files ImportFiles, resolve func(string) (string, error), by app.Actor) (*app.Image, error) {
+	src := pimage.Files{Kernel: files.Kernel, Initrd: files.Initrd, Rootfs: files.Rootfs}
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
@@ -80,7 +88,6 @@ func (s *Service) importFiles(im *app.Image, src pimage.Files, by app.Actor) {
 				im.Steps[i].State, current = app.JobRunning, i
 			}
 		}
-		tail.add(name + "…")
 		if err := s.DB.UpdateImage(ctx, im, nil); err != nil && ctx.Err() == nil {
 			s.logger().Warn("save image progress", "image", im.Name, "error", err)
 		}

@@ -82,12 +82,16 @@ func (s *Service) delTap(id string) {
 	}
 }
 
-// ImageDirs are where VM inputs may come from; nil for a manager that runs no VMs.
+// ImageDirs are where VM inputs may come from: the data dir's images/ and the configured
+// ones; without a runtime, the data dir's images/ alone (nil without a data dir).
 func (s *Service) ImageDirs() []string {
-	if s.rt == nil {
+	if s.rt != nil {
+		return s.rt.ImageDirs
+	}
+	if s.dataDir == "" {
 		return nil
 	}
-	return s.rt.ImageDirs
+	return []string{DefaultImageDir(s.dataDir)}
 }
 
 // CanRun reports whether this manager can start VMs at all.

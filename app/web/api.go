@@ -33,6 +33,10 @@ func (s *Server) apiRoutes(g *echo.Group) {
 	g.POST("/vms/:id/stop", s.apiLifecycle(s.VMs.Stop, http.StatusAccepted), operatorOnly)
 	g.POST("/vms/:id/restart", s.apiLifecycle(s.VMs.Restart, http.StatusAccepted), operatorOnly)
 	g.POST("/vms/:id/agent/install", s.apiStartInstall, operatorOnly)
+	g.GET("/images", s.apiListImages, operatorOnly)
+	g.POST("/images", s.apiCreateImage, operatorOnly)
+	g.GET("/images/:name", s.apiGetImage, operatorOnly)
+	g.DELETE("/images/:name", s.apiDeleteImage, operatorOnly)
 	g.GET("/vms/:id/agent/install", s.apiInstallStatus, operatorOnly)
 	// Unknown paths under /v1 are JSON 404s, not the UI's page.
 	g.Any("/*", func(c echo.Context) error { return app.Errorf(app.ENOTFOUND, "no such API endpoint") })
@@ -89,6 +93,7 @@ func actor(c echo.Context) app.Actor {
 type vmJSON struct {
 	ID                string     `json:"id"`
 	Name              string     `json:"name"`
+	Image             string     `json:"image,omitempty"`
 	State             string     `json:"state"`
 	VCPUs             int        `json:"vcpus"`
 	MemoryMiB         int        `json:"memory_mib"`
@@ -112,7 +117,7 @@ type vmJSON struct {
 }
 
 func toJSON(v *app.VM) vmJSON {
-	j := vmJSON{ID: v.ID, Name: v.Name, State: string(v.State), VCPUs: v.VCPUs, MemoryMiB: v.MemoryMiB,
+	j := vmJSON{ID: v.ID, Name: v.Name, Image: v.Image, State: string(v.State), VCPUs: v.VCPUs, MemoryMiB: v.MemoryMiB,
 		Kernel: v.Kernel, Initrd: v.Initrd, Rootfs: v.Rootfs, BootArgs: v.BootArgs, MAC: v.MAC,
 		CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt, Provisioned: v.Provisioned, HostKey: v.HostKey,
 		Hypervisor: v.Hypervisor, StateReason: v.StateReason, Address: v.Address}
@@ -143,6 +148,7 @@ type vmSpecJSON struct {
 	Provision  *bool   `json:"provision"` // create only
 	Hypervisor *string `json:"hypervisor"`
 	Name       *string `json:"name"`
+	Image      *string `json:"image"` // boot from this image; the path fields below still win
 	VCPUs      *int    `json:"vcpus"`
 	MemoryMiB  *int    `json:"memory_mib"`
 	Kernel     *string `json:"kernel"`
@@ -152,7 +158,7 @@ type vmSpecJSON struct {
 }
 
 func (j vmSpecJSON) update() app.VMUpdate {
-	return app.VMUpdate{Hypervisor: j.Hypervisor, Name: j.Name, VCPUs: j.VCPUs, MemoryMiB: j.MemoryMiB, Kernel: j.Kernel,
+	return app.VMUpdate{Hypervisor: j.Hypervisor, Name: j.Name, Image: j.Image, VCPUs: j.VCPUs, MemoryMiB: j.MemoryMiB, Kernel: j.Kernel,
 		Initrd: j.Initrd, Rootfs: j.Rootfs, BootArgs: j.BootArgs}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"hearth/app"
 	"hearth/app/auth"
+	"hearth/app/image"
 	"hearth/app/metrics"
 	"hearth/app/vm"
 )
@@ -25,7 +26,9 @@ type Deps struct {
 	Installs Installs
 	// Metrics is the collector; nil hides metrics.
 	Metrics *metrics.Collector
-	Ping    func(ctx context.Context) error // database health, for /healthz
+	// Images records, builds and imports images; nil hides them.
+	Images *image.Service
+	Ping   func(ctx context.Context) error // database health, for /healthz
 	// WriteProbe says whether the manager can still write (database and data dir); nil
 	// skips that part of /healthz.
 	WriteProbe func(ctx context.Context) error

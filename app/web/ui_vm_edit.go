@@ -17,7 +17,7 @@ func (s *Server) editVMPage(c echo.Context) error {
 		return err
 	}
 	f := pages.VMForm{Title: "Edit " + v.Name, Action: "/vms/" + v.ID, Submit: "Save changes", Cancel: "/vms/" + v.ID,
-		Name: v.Name, VCPUs: strconv.Itoa(v.VCPUs), MemoryMiB: strconv.Itoa(v.MemoryMiB), Kernel: v.Kernel,
+		Name: v.Name, Image: v.Image, VCPUs: strconv.Itoa(v.VCPUs), MemoryMiB: strconv.Itoa(v.MemoryMiB), Kernel: v.Kernel,
 		Initrd: v.Initrd, Rootfs: v.Rootfs, BootArgs: v.BootArgs, CSRF: csrfToken(c)}
 	return renderOK(c, s.vmFormPage(c, "Edit "+v.Name, f))
 }

@@ -14,11 +14,11 @@ import (
 // formSpec reads the VM form. Numbers that do not parse are reported as field errors with
 // the rest of the validation, so the form shows everything wrong at once.
 func formSpec(c echo.Context) (pages.VMForm, app.VMUpdate, map[string]string) {
-	f := pages.VMForm{Name: strings.TrimSpace(c.FormValue("name")), VCPUs: strings.TrimSpace(c.FormValue("vcpus")),
+	f := pages.VMForm{Name: strings.TrimSpace(c.FormValue("name")), Image: c.FormValue("image"), VCPUs: strings.TrimSpace(c.FormValue("vcpus")),
 		MemoryMiB: strings.TrimSpace(c.FormValue("memory_mib")), Kernel: strings.TrimSpace(c.FormValue("kernel")),
 		Initrd: strings.TrimSpace(c.FormValue("initrd")), Rootfs: strings.TrimSpace(c.FormValue("rootfs")),
 		BootArgs: strings.TrimSpace(c.FormValue("boot_args")), CSRF: csrfToken(c)}
-	u := app.VMUpdate{Name: &f.Name, Kernel: &f.Kernel, Initrd: &f.Initrd, Rootfs: &f.Rootfs, BootArgs: &f.BootArgs}
+	u := app.VMUpdate{Name: &f.Name, Image: &f.Image, Kernel: &f.Kernel, Initrd: &f.Initrd, Rootfs: &f.Rootfs, BootArgs: &f.BootArgs}
 	errs := map[string]string{}
 	num := func(field, v string, dst **int) {
 		n, err := strconv.Atoi(v)
@@ -61,5 +61,30 @@ func (s *Server) provisionChoice(f *pages.VMForm, want bool) {
 func (s *Server) vmFormPage(c echo.Context, title string, f pages.VMForm) templ.Component {
 	f.ImageDirs = strings.Join(s.VMs.ImageDirs(), ", ")
 	f.DerivedBootArgs, _ = s.VMs.BootArgsFor(c.Request().Context(), &app.VM{Rootfs: "rootfs"})
+	if s.Images != nil {
+		if list, err := s.Images.List(c.Request().Context()); err == nil { // newest first
+			for _, im := range list {
+				if im.State != app.ImageReady {
+					continue
+				}
+				label := im.Name + " (" + orNone(im.Init) + cloudNote(im.CloudInit) + ")"
+				f.Images = append(f.Images, pages.ImageOption{Name: im.Name, Label: label})
+			}
+		}
+	}
 	return pages.VMFormPage(s.layout(c, title), f)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no init"
+	}
+	return s
+}
+
+func cloudNote(on bool) string {
+	if on {
+		return ", cloud-init"
+	}
+	return ", no cloud-init"
 }

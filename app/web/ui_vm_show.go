@@ -34,6 +34,7 @@ func (s *Server) renderVMPageWith(c echo.Context, rec *app.VM, g pages.GuestIPVi
 	v.GuestIP.CSRF = v.CSRF
 	v.Audit = audit
 	v.BootArgs, v.BootArgsDerived = s.VMs.BootArgsFor(c.Request().Context(), rec)
+	v.Image = rec.Image
 	v.Status = s.statusView(c, rec)
 	v.Status.Error = refused
 	v.Metrics = s.metricsView(c.Request().Context(), rec, c.QueryParam("window"))

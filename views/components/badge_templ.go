@@ -9,7 +9,7 @@ package components
 import "github.com/a-h/templ"
 import templruntime "github.com/a-h/templ/runtime"
 
-// StateBadge shows a VM's lifecycle state in its colour.
+// StateBadge shows a VM's lifecycle state (or an image's) in its colour.
 func StateBadge(state string) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
@@ -99,9 +99,9 @@ func StateBadge(state string) templ.Component {
 
 func stateClass(state string) string {
 	switch state {
-	case "running":
+	case "running", "ready":
 		return "badge-green"
-	case "starting", "stopping":
+	case "starting", "stopping", "building":
 		return "badge-amber"
 	case "failed":
 		return "badge-red"

@@ -47,7 +47,8 @@ type VMView struct {
 	VCPUs, MemoryMiB int
 	Kernel, Initrd   string
 	Rootfs, BootArgs string
-	BootArgsDerived  bool // BootArgs were not written by the operator but derived
+	Image            string // the image it was made from, "" for none
+	BootArgsDerived  bool   // BootArgs were not written by the operator but derived
 	MAC              string
 	Created          string
 	GuestIP          GuestIPView
@@ -138,6 +139,24 @@ type VMForm struct {
 	ProvisionUnavailable          string // why provisioning cannot be offered, if it cannot
 	ImageDirs                     string // where kernels and disks may come from, for the hints
 	DerivedBootArgs               string // what an empty boot args field becomes, with a root filesystem
+	Image                         string // the image chosen; "" for none
+	Images                        []ImageOption
+}
+
+// ImageOption is an image the form offers.
+type ImageOption struct {
+	Name, Label string
+}
+
+// Advanced reports whether the form's own-files part has something in it (a value or an
+// error), so that it opens.
+func (f VMForm) Advanced() bool {
+	for _, k := range []string{"kernel", "initrd", "rootfs", "boot_args"} {
+		if f.Errors[k] != "" {
+			return true
+		}
+	}
+	return f.Kernel != "" || f.Initrd != "" || f.Rootfs != "" || f.BootArgs != ""
 }
 
 // Login is the sign-in page.

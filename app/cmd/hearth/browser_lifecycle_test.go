@@ -28,16 +28,20 @@ func TestBrowserLifecycle(t *testing.T) {
 		chromedp.SendKeys(`#f-name`, "admin"),
 		chromedp.SendKeys(`#f-password`, "browser-pw-2"),
 		chromedp.Click(`[data-testid=sign-in]`),
-		chromedp.WaitVisible(`#f-kernel`),
+		chromedp.WaitVisible(`#f-name`),
 	)
-	step("create a bootable VM",
+	step("create a bootable VM from its own files (Advanced)",
 		chromedp.SendKeys(`#f-name`, "ui-guest"),
+		chromedp.Click(`[data-testid=vm-advanced] summary`),
+		chromedp.WaitVisible(`#f-kernel`),
 		chromedp.SendKeys(`#f-kernel`, kernel),
 		chromedp.SendKeys(`#f-initrd`, initrd),
 		chromedp.SetValue(`#f-boot_args`, "console=ttyS0 panic=-1 rdinit=/init"),
-		chromedp.Click(`[data-testid=vm-submit]`),
-		chromedp.WaitVisible(`[data-testid=vm-start]`),
 	)
+	// The click navigates: waiting for the next page in the same run of actions hangs
+	// chromedp here, so it is a step of its own.
+	step("submit", chromedp.Click(`[data-testid=vm-submit]`), chromedp.Sleep(time.Second))
+	step("the VM's page", chromedp.WaitVisible(`[data-testid=vm-start]`))
 	start := time.Now()
 	step("start", chromedp.Click(`[data-testid=vm-start]`), chromedp.WaitVisible(`#vm-status[data-state=running]`))
 	waitText("console shows the guest", `[data-testid=console]`, "HEARTH-MARKER", 90*time.Second)

@@ -45,6 +45,11 @@ Usage:
   hearth token create NAME [flags]     create an API token and print it (shown once)
   hearth token list [flags]            list API tokens: name, created, last used
   hearth token revoke NAME [flags]     revoke an API token: requests carrying it are refused
+  hearth image build NAME [--release bookworm] [--init systemd|openrc] [--size 2G]
+                                       build an image from Debian's packages (root, mmdebstrap)
+  hearth image import NAME --kernel F [--initrd F] --rootfs F
+                                       import an image from a kernel and an ext4 root filesystem
+  hearth image list | delete NAME      the images; delete one no VM uses
   hearth version                       print the version and the embedded agents
   hearth help                          this text
 
@@ -86,6 +91,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, se
 		return userCmd(ctx, rest, getenv, stdin, stdout, stderr)
 	case "token":
 		return tokenCmd(ctx, rest, getenv, stdout, stderr)
+	case "image":
+		return imageCmd(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "hearth %s\n", version)
 		list := agents.List()

@@ -23,6 +23,7 @@ import (
 	"hearth/app/hypervisor/firecracker"
 	"hearth/app/hypervisor/hostnet"
 	"hearth/app/hypervisor/qemu"
+	"hearth/app/image"
 	"hearth/app/install"
 	"hearth/app/metrics"
 	"hearth/app/store"
@@ -41,6 +42,7 @@ type Main struct {
 	Auth    *auth.Service
 	VMs     *vm.Service
 	Jobs    *install.Jobs
+	Images  *image.Service
 	Metrics *metrics.Collector
 
 	ln     net.Listener
@@ -85,7 +87,7 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 	jobs := &install.Jobs{DB: db, VMs: vms, Installer: &sshinstall.Installer{Agent: agents.For}, Agent: agent.New(agent.Options{}),
 		Signer: key, PublicURL: cfg.PublicURL, Logger: logger}
 	return &Main{
-		Config: cfg, Logger: logger, DB: db, VMs: vms, Jobs: jobs,
+		Config: cfg, Logger: logger, DB: db, VMs: vms, Jobs: jobs, Images: &image.Service{DB: db, DataDir: cfg.DataDir, Logger: logger},
 		Metrics: metrics.New(vms, metrics.Options{Interval: cfg.MetricsInterval, Logger: logger, Store: db}),
 		Auth:    auth.NewService(db, throttle(logger), 0),
 	}, nil
@@ -137,6 +139,9 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	} else if len(removed) > 0 {
 		logger.Warn("removed files a crash left in the data dir", "count", len(removed), "files", removed)
 	}
+	if err := m.Images.Sweep(ctx); err != nil {
+		return fail(fmt.Errorf("images left being made: %w", err))
+	}
 	if n, err := m.DB.FailRunningJobs(ctx, "the manager restarted while this install ran; run it again"); err != nil {
 		return fail(err)
 	} else if n > 0 {
@@ -147,7 +152,7 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 		return fail(err)
 	}
 	go m.Metrics.Run(ctx)
-	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Metrics: m.Metrics, Ping: m.DB.Ping,
+	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Metrics: m.Metrics, Images: m.Images, Ping: m.DB.Ping,
 		WriteProbe: (&writeProbe{db: m.DB, dataDir: cfg.DataDir}).check, Logger: logger,
 		SecureCookies: cfg.SecureCookies(), Version: version})
 	m.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
