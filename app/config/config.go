@@ -27,13 +27,15 @@ type Config struct {
 	DatabaseURL     string         // HEARTH_DATABASE_URL; "" means SQLite in DataDir
 	AdminPassword   string         // HEARTH_ADMIN_PASSWORD
 	PublicURL       string         // HEARTH_PUBLIC_URL
+	PublicURLSet    bool           // PublicURL was given, not derived from Listen
 	GuestCIDRs      []netip.Prefix // HEARTH_GUEST_CIDRS
 	LogLevel        string         // HEARTH_LOG_LEVEL
 	Hypervisor      string         // HEARTH_HYPERVISOR: firecracker, qemu, or auto
 	Firecracker     string         // HEARTH_FIRECRACKER: the firecracker binary
 	QEMU            string         // HEARTH_QEMU: the qemu-system-x86_64 binary
 	Bridge          string         // HEARTH_BRIDGE
-	BridgeCIDR      netip.Prefix   // HEARTH_BRIDGE_CIDR; invalid (unset) means VMs get no NIC
+	BridgeCIDR      netip.Prefix   // HEARTH_BRIDGE_CIDR; invalid (unset): the manager's own default network
+	NoNetwork       bool           // HEARTH_BRIDGE_CIDR=none: VMs get no NIC, and no bridge is made
 	Masquerade      bool           // HEARTH_MASQUERADE
 	AllocateIPs     bool           // HEARTH_ALLOCATE_IPS
 	MetricsInterval time.Duration  // HEARTH_METRICS_INTERVAL
@@ -135,11 +137,14 @@ func flags(c *Config, getenv func(string) string) (*flag.FlagSet, func() error) 
 	fs.StringVar(&c.Firecracker, "firecracker", env("HEARTH_FIRECRACKER", "firecracker"), "the firecracker binary (HEARTH_FIRECRACKER)")
 	fs.StringVar(&c.QEMU, "qemu", env("HEARTH_QEMU", "qemu-system-x86_64"), "the qemu-system-x86_64 binary (HEARTH_QEMU)")
 	fs.StringVar(&c.Bridge, "bridge", env("HEARTH_BRIDGE", "hearth0"), "host bridge for VMs' taps (HEARTH_BRIDGE)")
-	fs.StringVar(&bridgeCIDR, "bridge-cidr", env("HEARTH_BRIDGE_CIDR", ""), "the bridge's address and the VMs' network, e.g. 10.77.0.1/24; empty: VMs get no network (HEARTH_BRIDGE_CIDR)")
+	fs.StringVar(&bridgeCIDR, "bridge-cidr", env("HEARTH_BRIDGE_CIDR", ""), "the bridge's address and the VMs' network, e.g. 10.77.0.1/24; empty: a free /24 of 10.77.0.0/16 the manager picks once and keeps (as root); none: VMs get no network (HEARTH_BRIDGE_CIDR)")
 	c.Masquerade = envBool("HEARTH_MASQUERADE")
 	fs.Var(boolFlag{&c.Masquerade}, "masquerade", "NAT guests' traffic leaving the host: yes/no (HEARTH_MASQUERADE)")
-	c.AllocateIPs = envBool("HEARTH_ALLOCATE_IPS")
-	fs.Var(boolFlag{&c.AllocateIPs}, "allocate-ips", "give provisioned VMs a static address from the bridge network, through the seed's network-config: yes/no (HEARTH_ALLOCATE_IPS)")
+	c.AllocateIPs = true
+	if getenv("HEARTH_ALLOCATE_IPS") != "" {
+		c.AllocateIPs = envBool("HEARTH_ALLOCATE_IPS")
+	}
+	fs.Var(boolFlag{&c.AllocateIPs}, "allocate-ips", "give provisioned VMs a static address from the bridge network, through the seed's network-config; no: leave them to DHCP (HEARTH_ALLOCATE_IPS) (default yes)")
 	fs.StringVar(&c.Jailer, "jailer", env("HEARTH_JAILER", ""), "run firecracker through this jailer binary (HEARTH_JAILER)")
 	jailUID, jailGID := env("HEARTH_JAILER_UID", "65534"), env("HEARTH_JAILER_GID", "65534")
 	fs.StringVar(&c.JailerChroot, "jailer-chroot", env("HEARTH_JAILER_CHROOT", "/srv/jailer"), "the jailer's chroot base, on the data dir's filesystem (HEARTH_JAILER_CHROOT)")
@@ -167,6 +172,7 @@ func (c *Config) finish(envErr error, cidrs, bridgeCIDR, imageDirs, jailUID, jai
 	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
 		return errors.New("database url must be empty (SQLite) or start with postgres://")
 	}
+	c.PublicURLSet = c.PublicURL != ""
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.Listen
 	}
@@ -186,7 +192,9 @@ func (c *Config) finish(envErr error, cidrs, bridgeCIDR, imageDirs, jailUID, jai
 	if c.StopTimeout < time.Second || c.StopTimeout > time.Hour {
 		return fmt.Errorf("stop timeout %s: want between 1s and 1h", c.StopTimeout)
 	}
-	if bridgeCIDR != "" {
+	if bridgeCIDR == "none" {
+		c.NoNetwork = true
+	} else if bridgeCIDR != "" {
 		if c.BridgeCIDR, err = netip.ParsePrefix(bridgeCIDR); err != nil {
 			return fmt.Errorf("bridge cidr %q: want the bridge's address with its prefix, e.g. 10.77.0.1/24", bridgeCIDR)
 		}

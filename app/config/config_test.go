@@ -20,7 +20,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Listen: "127.0.0.1:8080", DataDir: "./data", PublicURL: "http://127.0.0.1:8080", LogLevel: "info",
-		Hypervisor: "auto", Firecracker: "firecracker", QEMU: "qemu-system-x86_64", Bridge: "hearth0",
+		Hypervisor: "auto", Firecracker: "firecracker", QEMU: "qemu-system-x86_64", Bridge: "hearth0", AllocateIPs: true,
 		JailerUID: 65534, JailerGID: 65534, JailerChroot: "/srv/jailer", MetricsInterval: 5 * time.Second, StopTimeout: 30 * time.Second,
 		GuestCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"),
 			netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("fd00::/8")}}
@@ -102,6 +102,19 @@ func TestYesNoAndDurations(t *testing.T) {
 	c, err := Load([]string{"--allocate-ips", "--masquerade=off", "--metrics-interval", "2s"}, env(map[string]string{"HEARTH_MASQUERADE": "yes"}))
 	if err != nil || !c.AllocateIPs || c.Masquerade || c.MetricsInterval != 2*time.Second {
 		t.Errorf("flags over the environment: %+v %v", c, err)
+	}
+	if c, err := Load([]string{"--allocate-ips=no"}, env(nil)); err != nil || c.AllocateIPs {
+		t.Errorf("--allocate-ips=no over the default yes: %v %v", c.AllocateIPs, err)
+	}
+	for v, want := range map[string]string{"": "default", "none": "none", "10.77.5.1/24": "10.77.5.1/24"} {
+		c, err := Load(nil, env(map[string]string{"HEARTH_BRIDGE_CIDR": v}))
+		got := c.BridgeCIDR.String()
+		if !c.BridgeCIDR.IsValid() {
+			got = map[bool]string{true: "none", false: "default"}[c.NoNetwork]
+		}
+		if err != nil || got != want {
+			t.Errorf("HEARTH_BRIDGE_CIDR=%q: %s %v; want %s", v, got, err, want)
+		}
 	}
 	if _, err := Load([]string{"--help"}, env(nil)); err != flag.ErrHelp {
 		t.Errorf("--help: %v, want flag.ErrHelp", err)

@@ -260,3 +260,17 @@ func TestMigrateFromBunMigrator(t *testing.T) {
 		}
 	})
 }
+
+func TestSettings(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if v, err := db.Setting(ctx, "bridge_cidr"); err != nil || v != "" {
+			t.Errorf("unset: %q %v", v, err)
+		}
+		db.SetSetting(ctx, "bridge_cidr", "10.77.0.1/24")
+		db.SetSetting(ctx, "bridge_cidr", "10.77.3.1/24")
+		if v, err := db.Setting(ctx, "bridge_cidr"); err != nil || v != "10.77.3.1/24" {
+			t.Errorf("after two sets: %q %v", v, err)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -36,6 +37,8 @@ type Deps struct {
 	// SecureCookies marks cookies Secure: set when the manager is reached over https.
 	SecureCookies bool
 	Version       string
+	// NetworkNote says why VMs get no network, for the VM pages ("" when they do).
+	NetworkNote string
 }
 
 // Installs starts and reports agent installs (install.Jobs).
@@ -95,4 +98,19 @@ func (s *Server) healthz(c echo.Context) error {
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
+}
+
+// GuestOnly serves, of h, only what a guest calls: its guest-IP registration. It is the
+// handler of the listener on the VMs' bridge, where the manager's pages have no business.
+func GuestOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+		if r.Method == http.MethodPost && len(parts) == 4 && parts[0] == "v1" && parts[1] == "vms" && parts[3] == "guest-ip" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"error":{"code":"not_found","message":"only the guest endpoints are served here"}}` + "\n")) //nolint:errcheck
+	})
 }

@@ -35,6 +35,7 @@ func (s *Server) renderVMPageWith(c echo.Context, rec *app.VM, g pages.GuestIPVi
 	v.Audit = audit
 	v.BootArgs, v.BootArgsDerived = s.VMs.BootArgsFor(c.Request().Context(), rec)
 	v.Image = rec.Image
+	v.NetworkNote = s.NetworkNote
 	v.Status = s.statusView(c, rec)
 	v.Status.Error = refused
 	v.Metrics = s.metricsView(c.Request().Context(), rec, c.QueryParam("window"))

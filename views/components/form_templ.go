@@ -389,7 +389,7 @@ func Alert(kind, msg string) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				var templ_7745c5c3_Var21 = []any{"alert", templ.KV("alert-error", kind == "error"), templ.KV("alert-success", kind == "success")}
+				var templ_7745c5c3_Var21 = []any{"alert", templ.KV("alert-error", kind == "error"), templ.KV("alert-success", kind == "success"), templ.KV("alert-warning", kind == "warning")}
 				templ_7745c5c3_Err = templ.RenderCSSItems(ctx, templ_7745c5c3_ElementWriter, templ_7745c5c3_Var21...)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err

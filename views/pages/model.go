@@ -61,6 +61,7 @@ type VMView struct {
 	Metrics          *MetricsView
 	HostKey          string
 	HostKeySource    string
+	NetworkNote      string // why VMs get no network and how to change that; "" when they do
 }
 
 // InstallView is the agent-install panel: the latest job's steps, or the start form.

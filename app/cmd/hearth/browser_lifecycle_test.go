@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -40,8 +41,16 @@ func TestBrowserLifecycle(t *testing.T) {
 	)
 	// The click navigates: waiting for the next page in the same run of actions hangs
 	// chromedp here, so it is a step of its own.
-	step("submit", chromedp.Click(`[data-testid=vm-submit]`), chromedp.Sleep(time.Second))
-	step("the VM's page", chromedp.WaitVisible(`[data-testid=vm-start]`))
+	step("submit", chromedp.Click(`[data-testid=vm-submit]`))
+	pg.WaitFor("the VM's page", 30*time.Second, func() (bool, error) {
+		// Not there yet: say where the browser is and what it shows, for the failure.
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid=vm-start]') ? "" :
+			location.pathname + ": " + document.body.innerText.slice(0, 400)`))
+		if err == nil && s != "" {
+			err = errors.New(s)
+		}
+		return err == nil, err
+	})
 	start := time.Now()
 	step("start", chromedp.Click(`[data-testid=vm-start]`), chromedp.WaitVisible(`#vm-status[data-state=running]`))
 	waitText("console shows the guest", `[data-testid=console]`, "HEARTH-MARKER", 90*time.Second)

@@ -25,7 +25,7 @@ func oneShot(ctx context.Context, args []string, want int, usageLine string, get
 	if len(names) != want {
 		return nil, nil, errors.New("usage: " + usageLine)
 	}
-	m, err := openServices(ctx, cfg, newLogger("warn", stderr))
+	m, err := openServices(ctx, cfg, newLogger("warn", stderr), false)
 	return m, names, err
 }
 

@@ -137,7 +137,7 @@ func TestSecondManagerRefused(t *testing.T) {
 	dataDir := t.TempDir()
 	first, _ := startMain(t, map[string]string{"HEARTH_DATA_DIR": dataDir})
 	cfg, err := config.Load(nil, func(k string) string {
-		return map[string]string{"HEARTH_DATA_DIR": dataDir, "HEARTH_LISTEN": "127.0.0.1:0"}[k]
+		return testEnv(map[string]string{"HEARTH_DATA_DIR": dataDir, "HEARTH_LISTEN": "127.0.0.1:0"})(k)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ func TestStartUpInterrupted(t *testing.T) {
 				if dialect == "postgres" {
 					env["HEARTH_DATABASE_URL"] = storetest.PostgresDSN(t)
 				}
-				return func(k string) string { return env[k] }
+				return testEnv(env)
 			}
 			// How long an uninterrupted start-up takes, to spread the interruptions over.
 			getenv := fresh()

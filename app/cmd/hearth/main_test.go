@@ -30,19 +30,33 @@ func TestMain(m *testing.M) {
 // noSetenv is setenv for in-process runs: the test binary's environment stays as it is.
 func noSetenv(string, string) error { return nil }
 
+// testEnv is getenv over env for the managers tests run. These tests run as root on the
+// host itself, where a manager left to its defaults would make its bridge: unless env says
+// otherwise, VMs get no network (HEARTH_BRIDGE_CIDR=none). TestDefaultNetwork tests the
+// default inside a network namespace of its own.
+func testEnv(env map[string]string) func(string) string {
+	return func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		if k == "HEARTH_BRIDGE_CIDR" {
+			return "none"
+		}
+		return ""
+	}
+}
+
 // startMain runs the real manager on a free loopback port over a fresh data dir, as `hearth
 // serve` would, and stops it at cleanup.
 func startMain(tb testing.TB, env map[string]string) (*Main, string) {
 	tb.Helper()
 	dataDir := tb.TempDir()
-	getenv := func(k string) string {
-		if v, ok := env[k]; ok {
-			return v
-		}
-		return map[string]string{"HEARTH_DATA_DIR": dataDir, "HEARTH_LISTEN": "127.0.0.1:0",
-			"HEARTH_IMAGE_DIRS": strings.Join(qemutest.ImageDirs(), ",")}[k]
+	all := map[string]string{"HEARTH_DATA_DIR": dataDir, "HEARTH_LISTEN": "127.0.0.1:0",
+		"HEARTH_IMAGE_DIRS": strings.Join(qemutest.ImageDirs(), ",")}
+	for k, v := range env {
+		all[k] = v
 	}
-	cfg, err := config.Load(nil, getenv)
+	cfg, err := config.Load(nil, testEnv(all))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -77,7 +91,7 @@ func TestServeFirstStart(t *testing.T) {
 // printed token against a served API.
 func TestCommands(t *testing.T) {
 	dataDir := t.TempDir()
-	getenv := func(k string) string { return map[string]string{"HEARTH_DATA_DIR": dataDir}[k] }
+	getenv := testEnv(map[string]string{"HEARTH_DATA_DIR": dataDir})
 	ctx := context.Background()
 	runCmd := func(stdin string, args ...string) (string, error) {
 		var out, errOut bytes.Buffer
@@ -188,7 +202,7 @@ func TestFailedStartCreatesNoAdmin(t *testing.T) {
 	dataDir := t.TempDir()
 	getenv := func(listen string) func(string) string {
 		return func(k string) string {
-			return map[string]string{"HEARTH_DATA_DIR": dataDir, "HEARTH_LISTEN": listen}[k]
+			return testEnv(map[string]string{"HEARTH_DATA_DIR": dataDir, "HEARTH_LISTEN": listen})(k)
 		}
 	}
 	cfg, err := config.Load(nil, getenv(taken.Addr().String()))

@@ -48,13 +48,20 @@ type Main struct {
 	ln     net.Listener
 	server *http.Server
 	done   chan error
-	lock   *os.File // the data dir's lock, held while serving
-	closed sync.Once
-	err    error // Close's outcome
+	lock   *os.File     // the data dir's lock, held while serving
+	guest  *http.Server // the guest endpoints on the bridge address, when the manager listens elsewhere
+	// Network is the VMs' bridge network (nil: none); NetworkNote says why there is none.
+	Network     *hostnet.Net
+	NetworkNote string
+	prov        *provision.Provisioner
+	closed      sync.Once
+	err         error // Close's outcome
 }
 
-// openServices opens and migrates the store and builds the use-case services.
-func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Main, error) {
+// openServices opens and migrates the store and builds the use-case services. Only a
+// serving manager (serving) sees to the VMs' network: a one-shot command neither chooses
+// nor records one.
+func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger, serving bool) (*Main, error) {
 	db, err := store.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -74,7 +81,7 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 	}
 	prov := &provision.Provisioner{PublicURL: cfg.PublicURL, ManagerKey: key}
 	rules := vm.Rules{CIDRs: cfg.GuestCIDRs}
-	rt, err := runtimeFor(cfg, logger)
+	rt, note, err := runtimeFor(ctx, cfg, db, logger, serving)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -88,6 +95,7 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 		Signer: key, PublicURL: cfg.PublicURL, Logger: logger}
 	return &Main{
 		Config: cfg, Logger: logger, DB: db, VMs: vms, Jobs: jobs, Images: &image.Service{DB: db, DataDir: cfg.DataDir, Logger: logger},
+		Network: rt.Network, NetworkNote: note, prov: prov,
 		Metrics: metrics.New(vms, metrics.Options{Interval: cfg.MetricsInterval, Logger: logger, Store: db}),
 		Auth:    auth.NewService(db, throttle(logger), 0),
 	}, nil
@@ -111,7 +119,7 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 		lock.Close()
 		return nil, err
 	}
-	m, err := openServices(ctx, cfg, logger)
+	m, err := openServices(ctx, cfg, logger, true)
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -151,16 +159,29 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	if err != nil {
 		return fail(err)
 	}
+	guestLn, err := m.guestEndpoints(logger)
+	if err != nil {
+		return fail(err)
+	}
 	go m.Metrics.Run(ctx)
 	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Metrics: m.Metrics, Images: m.Images, Ping: m.DB.Ping,
 		WriteProbe: (&writeProbe{db: m.DB, dataDir: cfg.DataDir}).check, Logger: logger,
-		SecureCookies: cfg.SecureCookies(), Version: version})
+		SecureCookies: cfg.SecureCookies(), Version: version, NetworkNote: m.NetworkNote})
 	m.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	m.done = make(chan error, 1)
 	go func() { m.done <- m.server.Serve(m.ln) }()
+	if guestLn != nil {
+		m.guest = &http.Server{Handler: web.GuestOnly(h), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+		go m.guest.Serve(guestLn) //nolint:errcheck // ends with Close
+	}
 	go m.sweepSessions(ctx)
+	if m.NetworkNote != "" {
+		logger.Warn(m.NetworkNote)
+	}
 
 	logger.Info("serving", "url", m.URL(), "database", m.DB.Dialect(), "where", m.DB.Where, "version", version)
 	if err := m.VMs.CanProvision(); err != nil {
@@ -221,6 +242,9 @@ func (m *Main) close() error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := m.server.Shutdown(sctx)
+	if m.guest != nil {
+		m.guest.Close()
+	}
 	m.VMs.Detach() // VMs keep running; the next start re-attaches to them
 	if e := <-m.done; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
 		err = e
@@ -281,12 +305,10 @@ var cliActor = app.Actor{Kind: app.ActorSystem, Name: "cli"}
 
 // runtimeFor finds the hypervisors on this host. "auto" prefers Firecracker where it and
 // KVM are usable, and QEMU (which also runs without KVM) otherwise.
-func runtimeFor(cfg config.Config, logger *slog.Logger) (vm.Runtime, error) {
+func runtimeFor(ctx context.Context, cfg config.Config, db *store.DB, logger *slog.Logger, serving bool) (vm.Runtime, string, error) {
 	rt := vm.Runtime{Drivers: map[string]hypervisor.Driver{}, ImageDirs: cfg.ImageDirs, Logger: logger, StopTimeout: cfg.StopTimeout}
-	if def := vm.DefaultImageDir(cfg.DataDir); len(cfg.ImageDirs) == 1 && cfg.ImageDirs[0] == def {
-		if err := os.MkdirAll(def, 0o750); err != nil {
-			return rt, fmt.Errorf("create the image directory: %w", err)
-		}
+	if err := os.MkdirAll(vm.DefaultImageDir(cfg.DataDir), 0o750); err != nil {
+		return rt, "", fmt.Errorf("create the image directory: %w", err)
 	}
 	if p, err := exec.LookPath(cfg.QEMU); err == nil {
 		rt.Drivers["qemu"] = &qemu.Driver{Binary: p}
@@ -298,14 +320,13 @@ func runtimeFor(cfg config.Config, logger *slog.Logger) (vm.Runtime, error) {
 		}
 		rt.Drivers["firecracker"] = fc
 	}
-	if cfg.BridgeCIDR.IsValid() {
-		n, err := hostnet.New(hostnet.Config{Bridge: cfg.Bridge, CIDR: cfg.BridgeCIDR, Masquerade: cfg.Masquerade})
+	var note string
+	if serving {
+		n, why, err := network(ctx, cfg, db)
 		if err != nil {
-			return rt, err
+			return rt, "", err
 		}
-		rt.Network = n
-	} else {
-		logger.Info("host networking off: set HEARTH_BRIDGE_CIDR (e.g. 10.77.0.1/24) to give VMs a NIC on a bridge")
+		rt.Network, note = n, why
 	}
 	rt.Default = cfg.Hypervisor
 	if rt.Default == "auto" {
@@ -323,5 +344,78 @@ func runtimeFor(cfg config.Config, logger *slog.Logger) (vm.Runtime, error) {
 		found = append(found, name)
 	}
 	logger.Info("hypervisors", "found", found, "default", rt.Default, "kvm", qemu.KVMUsable())
-	return rt, nil
+	return rt, note, nil
+}
+
+// bridgeSetting keeps the network the manager chose for its bridge.
+const bridgeSetting = "bridge_cidr"
+
+// canManageLinks says whether this process may make its bridge (a variable so that a test
+// can play a manager without the privilege; hostnet's own test drops it for real).
+var canManageLinks = hostnet.CanManage
+
+// network is the VMs' bridge network: the one configured; else, when the manager may manage
+// links, its own (a free /24 of 10.77.0.0/16, chosen once and kept in the database, as Incus
+// does for incusbr0); else none, with the reason and the remedy.
+func network(ctx context.Context, cfg config.Config, db *store.DB) (*hostnet.Net, string, error) {
+	cidr := cfg.BridgeCIDR
+	switch {
+	case cfg.NoNetwork:
+		return nil, "VMs get no network (HEARTH_BRIDGE_CIDR=none).", nil
+	case cidr.IsValid():
+	default:
+		if err := canManageLinks(); err != nil {
+			return nil, fmt.Sprintf("VMs get no network: %s. Run the manager as root (or with CAP_NET_ADMIN) and it makes its bridge %s, or set HEARTH_BRIDGE_CIDR to a bridge network of yours.", err, cfg.Bridge), nil
+		}
+		kept, err := db.Setting(ctx, bridgeSetting)
+		if err != nil {
+			return nil, "", err
+		}
+		if cidr, err = netip.ParsePrefix(kept); err != nil {
+			used, err := hostnet.InUse(cfg.Bridge)
+			if err != nil {
+				return nil, "", err
+			}
+			if cidr, err = hostnet.Choose(hostnet.DefaultPool, used); err != nil {
+				return nil, "", err
+			}
+			if err := db.SetSetting(ctx, bridgeSetting, cidr.String()); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	n, err := hostnet.New(hostnet.Config{Bridge: cfg.Bridge, CIDR: cidr, Masquerade: cfg.Masquerade})
+	return n, "", err
+}
+
+// guestEndpoints makes the VMs' network ready and lets guests reach the manager on it: the
+// bridge is made now (not at the first VM's start), and when the manager listens on a
+// single address elsewhere (loopback, by default) a second listener on the bridge's address
+// and the same port serves the guest endpoints, and nothing else. Unless HEARTH_PUBLIC_URL
+// says otherwise, that is the URL seeds give guests.
+func (m *Main) guestEndpoints(logger *slog.Logger) (net.Listener, error) {
+	if m.Network == nil {
+		return nil, nil
+	}
+	if err := m.Network.EnsureBridge(); err != nil {
+		return nil, fmt.Errorf("the VMs' network: %w", err)
+	}
+	bridge := m.Network.Gateway()
+	main, err := netip.ParseAddrPort(m.ln.Addr().String())
+	if err != nil {
+		return nil, err
+	}
+	on := netip.AddrPortFrom(bridge, main.Port())
+	var ln net.Listener
+	if !main.Addr().IsUnspecified() && main.Addr() != bridge {
+		if ln, err = net.Listen("tcp", on.String()); err != nil {
+			return nil, fmt.Errorf("listen for guests on %s: %w", on, err)
+		}
+	}
+	if !m.Config.PublicURLSet {
+		url := "http://" + on.String()
+		m.Config.PublicURL, m.prov.PublicURL, m.Jobs.PublicURL = url, url, url
+	}
+	logger.Info("VMs' network", "bridge", m.Network.Config().Bridge, "cidr", m.Network.Config().CIDR.String(), "guests_reach", m.Config.PublicURL)
+	return ln, nil
 }
