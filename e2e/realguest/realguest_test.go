@@ -6,8 +6,7 @@ package realguest
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,6 +28,7 @@ import (
 	"hearth/internal/testkit/browsertest"
 	"hearth/internal/testkit/qemutest"
 	"hearth/internal/testkit/testenv"
+	pimage "hearth/provision/image"
 )
 
 const (
@@ -39,18 +39,18 @@ const (
 func TestSystemdGuest(t *testing.T) { runVariant(t, "systemd") }
 func TestOpenRCGuest(t *testing.T)  { runVariant(t, "openrc") }
 
-// image returns the cached image for a variant, building it when the build script changed
-// (the cache key is a hash of the script, which holds the package list, and the variant).
-func image(t *testing.T, variant string) string {
+// builtImage returns the directory of the variant's image, built by the product's own
+// builder (provision/image, as `hearth image build` runs it) and cached under
+// HEARTH_E2E_CACHE/images keyed by image.Recipe, a hash of the build script and the spec:
+// a changed package list or script builds anew, and older builds are pruned.
+func builtImage(t *testing.T, variant string) string {
 	t.Helper()
-	script := filepath.Join("..", "images", "build.sh")
-	b, err := os.ReadFile(script)
-	if err != nil {
+	spec := pimage.Spec{Init: variant}
+	if err := spec.Normalize(); err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(append(b, variant...))
-	dir := filepath.Join(qemutest.CacheDir(), "images", variant+"-"+hex.EncodeToString(sum[:6]))
-	if _, err := os.Stat(filepath.Join(dir, "rootfs.ext4")); err == nil {
+	dir := filepath.Join(qemutest.CacheDir(), "images", variant+"-"+pimage.Recipe(spec))
+	if _, err := os.Stat(filepath.Join(dir, pimage.RootfsFile)); err == nil {
 		t.Logf("timing: %s image: cached in %s", variant, dir)
 		return dir
 	}
@@ -59,16 +59,16 @@ func image(t *testing.T, variant string) string {
 	}
 	start := time.Now()
 	os.RemoveAll(dir + ".tmp")
-	out, err := exec.Command("sh", script, variant, dir+".tmp").CombinedOutput()
-	if err != nil {
-		os.RemoveAll(dir + ".tmp")
-		t.Fatalf("build %s image: %v\n%s", variant, err, tail(string(out), 4000))
+	var log []string
+	step := func(name string) { t.Logf("%s image: step %s at %.0f s", variant, name, time.Since(start).Seconds()) }
+	if _, err := pimage.Build(context.Background(), spec, dir+".tmp", step, func(l string) { log = append(log, l) }); err != nil {
+		t.Fatalf("build %s image: %v\n%s", variant, err, tail(strings.Join(log, "\n"), 4000))
 	}
 	if err := os.Rename(dir+".tmp", dir); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("timing: %s image: built in %.0f s (%s)", variant, time.Since(start).Seconds(), dir)
-	// Images of older build scripts are never used again.
+	// Images of older recipes are never used again.
 	old, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), variant+"-*"))
 	for _, o := range old {
 		if o != dir {
@@ -108,7 +108,7 @@ func runVariant(t *testing.T, variant string) {
 	}
 	// The image is built (or found in the cache) before entering the test's network
 	// namespace, which has no route to Debian's mirror.
-	img := image(t, variant)
+	img := builtImage(t, variant)
 	if testenv.InOwnNetns(t) {
 		return
 	}
@@ -124,22 +124,37 @@ func runVariant(t *testing.T, variant string) {
 	t.Setenv("HEARTH_ARTIFACTS", art) // screenshots go beside the logs
 	scenarioStart := time.Now()
 
-	// The manager, as an operator runs it: QEMU driver, its bridge in this namespace,
-	// addresses allocated from it.
-	l, _ := net.Listen("tcp", "0.0.0.0:0")
+	// The manager, as an operator runs it after `make run`: its defaults but the QEMU
+	// driver, a quick metrics interval and a patient stop. No network setting: as root it
+	// makes its own bridge, allocates addresses and serves guests on the bridge.
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	data := t.TempDir()
-	env := append(os.Environ(), "HEARTH_DATA_DIR="+data, fmt.Sprintf("HEARTH_LISTEN=0.0.0.0:%d", port),
-		fmt.Sprintf("HEARTH_PUBLIC_URL=http://10.77.0.1:%d", port), "HEARTH_HYPERVISOR=qemu",
-		"HEARTH_BRIDGE_CIDR=10.77.0.1/24", "HEARTH_ALLOCATE_IPS=1", "HEARTH_METRICS_INTERVAL="+interval.String(),
-		"HEARTH_STOP_TIMEOUT=150s",             // shutting down under software emulation takes its time
-		"HEARTH_IMAGE_DIRS="+filepath.Dir(img), // the cached images are where VMs may boot from
+	env := append(os.Environ(), "HEARTH_DATA_DIR="+data, fmt.Sprintf("HEARTH_LISTEN=127.0.0.1:%d", port),
+		"HEARTH_HYPERVISOR=qemu", "HEARTH_METRICS_INTERVAL="+interval.String(),
+		"HEARTH_STOP_TIMEOUT=150s", // shutting down under software emulation takes its time
 		"HEARTH_ADMIN_PASSWORD=e2e-admin-password")
+	for _, k := range []string{"HEARTH_BRIDGE_CIDR", "HEARTH_ALLOCATE_IPS", "HEARTH_PUBLIC_URL", "HEARTH_IMAGE_DIRS"} {
+		if os.Getenv(k) != "" {
+			t.Fatalf("%s is set: this test runs the manager with its own network defaults", k)
+		}
+	}
 	tokenOut, err := exec.Command(bin, "token", "create", "e2e", "--data-dir", data).CombinedOutput()
 	if err != nil {
 		t.Fatalf("token: %v %s", err, tokenOut)
 	}
+	// The built image into the manager, as `hearth image import` does it for an operator's
+	// files: copied into the data dir, checked, inspected.
+	imageName := "debian-" + variant
+	importAt := time.Now()
+	if out, err := exec.Command(bin, "image", "import", imageName, "--data-dir", data, "--kernel", filepath.Join(img, pimage.KernelFile),
+		"--initrd", filepath.Join(img, pimage.InitrdFile), "--rootfs", filepath.Join(img, pimage.RootfsFile)).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "cloud-init true") {
+		t.Fatalf("image import: %v\n%s", err, out)
+	}
+	t.Logf("timing: %s image import: %.0f s", variant, time.Since(importAt).Seconds())
+	base := filepath.Join(data, "images", imageName, pimage.RootfsFile)
 	managerLog := filepath.Join(art, "manager.log")
 	logf, err := os.Create(managerLog)
 	if err != nil {
@@ -183,22 +198,27 @@ func runVariant(t *testing.T, variant string) {
 		chromedp.SendKeys(`#f-name`, "admin"),
 		chromedp.SendKeys(`#f-password`, "e2e-admin-password"),
 		chromedp.Click(`[data-testid=sign-in]`),
-		chromedp.WaitVisible(`#f-kernel`),
+		chromedp.WaitVisible(`#f-image`),
 	)
 	if pg.Eval("provision box", `String(document.querySelector('#f-provision')?.checked)`) != "true" {
 		pg.Fail("provisioning is not offered and ticked on the new-VM form", nil)
 	}
-	step("create a provisioned VM",
+	if got := pg.Eval("the image offered", `document.querySelector('#f-image option[value="`+imageName+`"]')?.textContent || ""`); got == "" {
+		pg.Fail("the new-VM form does not offer the image "+imageName, nil)
+	}
+	// Names and a pick: no path, no boot arguments typed (Advanced stays closed).
+	step("create a provisioned VM from the image",
 		chromedp.SendKeys(`#f-name`, "e2e-"+variant),
 		chromedp.SetValue(`#f-vcpus`, "2"),
 		chromedp.SetValue(`#f-memory_mib`, "768"),
-		chromedp.SendKeys(`#f-kernel`, filepath.Join(img, "vmlinuz")),
-		chromedp.SendKeys(`#f-initrd`, filepath.Join(img, "initrd.img")),
-		chromedp.SendKeys(`#f-rootfs`, filepath.Join(img, "rootfs.ext4")),
-		chromedp.SetValue(`#f-boot_args`, "console=ttyS0 root=/dev/vda rw panic=-1"),
-		chromedp.Click(`[data-testid=vm-submit]`),
-		chromedp.WaitVisible(`[data-testid=vm-start]`),
+		chromedp.SetValue(`#f-image`, imageName),
 	)
+	if open := pg.Eval("Advanced closed", `String(document.querySelector('[data-testid=vm-advanced]').open)`); open != "false" {
+		pg.Fail("Advanced is open on a fresh form", nil)
+	}
+	// The click navigates: a step of its own (see browsertest), then the VM's page.
+	step("submit", chromedp.Click(`[data-testid=vm-submit]`))
+	step("the VM's page", chromedp.WaitVisible(`[data-testid=vm-start]`))
 	loc, _ := chromedp.Run(ctx, chromedp.Location())
 	i := strings.LastIndex(loc, "/vms/")
 	if i < 0 {
@@ -206,7 +226,7 @@ func runVariant(t *testing.T, variant string) {
 	}
 	id := loc[i+len("/vms/"):]
 	_, vm := c.do("GET", "/v1/vms/"+id, "")
-	if vm["provisioned"] != true || vm["name"] != "e2e-"+variant {
+	if vm["provisioned"] != true || vm["name"] != "e2e-"+variant || vm["image"] != imageName {
 		t.Fatalf("the VM the form made (%s): %v", id, vm)
 	}
 	guestIP := strings.Split(fmt.Sprint(vm["address"]), "/")[0]
@@ -285,7 +305,7 @@ func runVariant(t *testing.T, variant string) {
 	if got := strings.TrimSpace(guest.run("hostname; getent hosts $(hostname) >/dev/null || echo unresolved")); got != "e2e-"+variant {
 		t.Errorf("guest hostname: %q, want e2e-%s resolving", got, variant)
 	}
-	if st, err := os.Stat(filepath.Join(img, "rootfs.ext4")); err != nil || st.ModTime().After(start) {
+	if st, err := os.Stat(base); err != nil || st.ModTime().After(start) {
 		t.Errorf("the base image was written while the guest ran: %v", err)
 	}
 	initName := strings.TrimSpace(guest.run("cat /proc/1/comm"))
@@ -375,7 +395,7 @@ func runVariant(t *testing.T, variant string) {
 	// Override the guest IP in the form with an address where no agent answers: it shows
 	// as manual and the collector follows it (the agent is missed at that address). Clear
 	// it: the guest's registration takes over and the agent is live again.
-	const elsewhere = "10.77.0.99"
+	elsewhere := guestIP[:strings.LastIndex(guestIP, ".")] + ".99" // on the bridge, where no agent answers
 	step("override the guest IP",
 		chromedp.SetValue(`#f-guest_ip`, elsewhere),
 		chromedp.Click(`[data-testid=guest-ip-save]`),

@@ -86,7 +86,7 @@ func VMList(rows []VMRow) templ.Component {
 			return templ_7745c5c3_Err
 		}
 		if len(rows) == 0 {
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, "<div class=\"px-6 py-16 text-center\"><p class=\"text-base font-medium\">No VMs yet</p><p class=\"mt-1 text-sm text-stone-500\">Define your first microVM; Hearth keeps its record and, soon, its guest agent.</p><a href=\"/vms/new\" class=\"btn btn-primary mt-5\">Create a VM</a></div>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, "<div class=\"px-6 py-16 text-center\"><p class=\"text-base font-medium\">No VMs yet</p><p class=\"mt-1 text-sm text-stone-500\">Pick an image and start it: the guest registers its address and its agent reports live numbers here.</p><a href=\"/vms/new\" class=\"btn btn-primary mt-5\">Create a VM</a></div>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
