@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"time"
 
 	"hearth/app"
@@ -32,11 +31,8 @@ func (s *Service) StartBuild(ctx context.Context, name string, b BuildSpec, by a
 	if err := spec.Normalize(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(s.root(), 0o750); err != nil {
+	if err := s.free(name); err != nil {
 		return nil, err
-	}
-	if _, err := os.Stat(s.Dir(name)); err == nil {
-		return nil, app.Errorf(app.ECONFLICT, "%s already holds files; an image named %s is left from before: delete it first", s.Dir(name), name)
 	}
 	im := &app.Image{Name: name, State: app.ImageBuilding, Source: app.ImageBuilt, Reference: spec.Reference(),
 		Arch: runtime.GOARCH, Init: spec.Init, CloudInit: true}
@@ -46,64 +42,25 @@ func (s *Service) StartBuild(ctx context.Context, name string, b BuildSpec, by a
 	if err := s.DB.CreateImage(ctx, im, entry(by, app.AuditImageCreate, "started building image "+name+" ("+spec.Reference()+")")); err != nil {
 		return nil, err
 	}
-	mine := *im
-	mine.Steps = append([]app.JobStep(nil), im.Steps...)
-	s.wg.Add(1)
-	go s.build(&mine, spec, by)
+	s.launch(im, func(mine *app.Image) { s.build(mine, spec, by) })
 	return im, nil
 }
 
 func (s *Service) build(im *app.Image, spec pimage.Spec, by app.Actor) {
-	defer s.wg.Done()
-	timeout := s.Timeout
-	if timeout == 0 {
-		timeout = 30 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := s.jobContext()
 	defer cancel()
 	build := s.Build
 	if build == nil {
 		build = pimage.Build
 	}
-	var mu sync.Mutex // step and logLine are called from the build's goroutine only, save from here
-	var tail logTail
-	save := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		im.Log = tail.String()
-		if err := s.DB.UpdateImage(ctx, im, nil); err != nil && ctx.Err() == nil {
-			s.logger().Warn("save image progress", "image", im.Name, "error", err)
-		}
-	}
-	current := -1
-	step := func(name string) {
-		for i := range im.Steps {
-			if im.Steps[i].Name == name {
-				if current >= 0 {
-					im.Steps[current].State = app.JobDone
-				}
-				im.Steps[i].State, current = app.JobRunning, i
-			}
-		}
-		save()
-	}
-	// The log is saved with each step and every few seconds, not each line: a build prints
-	// thousands.
-	lastSave := time.Now()
-	logLine := func(line string) {
-		tail.add(line)
-		if time.Since(lastSave) > 2*time.Second {
-			lastSave = time.Now()
-			save()
-		}
-	}
+	step, logLine, tail := s.progress(ctx, im)
 	staging := s.staging(im.Name)
 	os.RemoveAll(staging)
 	files, err := build(ctx, spec, staging, step, logLine)
 	if err == nil {
 		err = os.Rename(staging, s.Dir(im.Name))
 	}
-	s.finish(im, files, err, &tail, by)
+	s.finish(im, files, err, tail, by)
 }
 
 // finish records how a job ended, with a context of its own: the job's may have ended.

@@ -3,7 +3,6 @@ package image
 import (
 	"context"
 	"os"
-	"time"
 
 	"hearth/app"
 	pimage "hearth/provision/image"
@@ -45,11 +44,8 @@ func (s *Service) StartImport(ctx context.Context, name string, files ImportFile
 	if err := app.Invalid(fields); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(s.root(), 0o750); err != nil {
+	if err := s.free(name); err != nil {
 		return nil, err
-	}
-	if _, err := os.Stat(s.Dir(name)); err == nil {
-		return nil, app.Errorf(app.ECONFLICT, "%s already holds files; an image named %s is left from before: delete it first", s.Dir(name), name)
 	}
 	im := &app.Image{Name: name, State: app.ImageBuilding, Source: app.ImageImported,
 		Reference: "kernel " + src.Kernel + ", rootfs " + src.Rootfs}
@@ -62,36 +58,14 @@ func (s *Service) StartImport(ctx context.Context, name string, files ImportFile
 	if err := s.DB.CreateImage(ctx, im, entry(by, app.AuditImageCreate, "started importing image "+name+" from "+im.Reference)); err != nil {
 		return nil, err
 	}
-	mine := *im
-	mine.Steps = append([]app.JobStep(nil), im.Steps...)
-	s.wg.Add(1)
-	go s.importFiles(&mine, src, by)
+	s.launch(im, func(mine *app.Image) { s.importFiles(mine, src, by) })
 	return im, nil
 }
 
 func (s *Service) importFiles(im *app.Image, src pimage.Files, by app.Actor) {
-	defer s.wg.Done()
-	timeout := s.Timeout
-	if timeout == 0 {
-		timeout = 30 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := s.jobContext()
 	defer cancel()
-	var tail logTail
-	current := -1
-	step := func(name string) {
-		for i := range im.Steps {
-			if im.Steps[i].Name == name {
-				if current >= 0 {
-					im.Steps[current].State = app.JobDone
-				}
-				im.Steps[i].State, current = app.JobRunning, i
-			}
-		}
-		if err := s.DB.UpdateImage(ctx, im, nil); err != nil && ctx.Err() == nil {
-			s.logger().Warn("save image progress", "image", im.Name, "error", err)
-		}
-	}
+	step, _, tail := s.progress(ctx, im)
 	staging := s.staging(im.Name)
 	os.RemoveAll(staging)
 	files, facts, err := pimage.Import(ctx, src, staging, step)
@@ -103,5 +77,5 @@ func (s *Service) importFiles(im *app.Image, src pimage.Files, by app.Actor) {
 		}
 		err = os.Rename(staging, s.Dir(im.Name))
 	}
-	s.finish(im, files, err, &tail, by)
+	s.finish(im, files, err, tail, by)
 }

@@ -43,6 +43,18 @@ func checkName(name string) error {
 	return nil
 }
 
+// free checks that no files are under the image's name (a record deleted by hand leaves
+// them), and makes the images directory.
+func (s *Service) free(name string) error {
+	if err := os.MkdirAll(s.root(), 0o750); err != nil {
+		return err
+	}
+	if _, err := os.Stat(s.Dir(name)); err == nil {
+		return app.Errorf(app.ECONFLICT, "%s already holds files; an image named %s is left from before: delete it first", s.Dir(name), name)
+	}
+	return nil
+}
+
 // Dir is where the named image's files are.
 func (s *Service) Dir(name string) string { return filepath.Join(s.root(), name) }
 
@@ -92,12 +104,25 @@ func (s *Service) Sweep(ctx context.Context) error {
 		return err
 	}
 	left, _ := filepath.Glob(filepath.Join(s.root(), ".making-*"))
-	for _, p := range left {
+	uploads, _ := filepath.Glob(filepath.Join(s.root(), ".upload-*"))
+	for _, p := range append(left, uploads...) {
 		if err := os.RemoveAll(p); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// MaxUpload bounds an uploaded archive.
+const MaxUpload = 32 << 30
+
+// NewUpload makes the file an uploaded archive is written to, beside the images (same
+// filesystem, removed by StartOCI's job or, after a crash, by Sweep).
+func (s *Service) NewUpload() (*os.File, error) {
+	if err := os.MkdirAll(s.root(), 0o750); err != nil {
+		return nil, err
+	}
+	return os.CreateTemp(s.root(), ".upload-*.tar")
 }
 
 // Wait blocks until the jobs running end (shutdown, tests).
@@ -133,4 +158,61 @@ func (l *logTail) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Join(l.lines, "\n")
+}
+
+// launch runs job on a copy of im (the caller keeps the record it returns), counted by Wait.
+func (s *Service) launch(im *app.Image, job func(*app.Image)) {
+	mine := *im
+	mine.Steps = append([]app.JobStep(nil), im.Steps...)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		job(&mine)
+	}()
+}
+
+// jobContext bounds a whole build or import (Timeout, default 30 minutes).
+func (s *Service) jobContext() (context.Context, context.CancelFunc) {
+	timeout := s.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Minute
+	}
+	return context.WithTimeout(context.Background(), timeout)
+}
+
+// progress is how a job saves its steps and log as it goes: step marks a step running
+// (and the one before done); logLine keeps a line in the tail, which is saved with each
+// step and every few seconds, not each line (a build prints thousands).
+func (s *Service) progress(ctx context.Context, im *app.Image) (step, logLine func(string), tail *logTail) {
+	var mu sync.Mutex
+	tail = &logTail{}
+	save := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		im.Log = tail.String()
+		if err := s.DB.UpdateImage(ctx, im, nil); err != nil && ctx.Err() == nil {
+			s.logger().Warn("save image progress", "image", im.Name, "error", err)
+		}
+	}
+	current := -1
+	step = func(name string) {
+		for i := range im.Steps {
+			if im.Steps[i].Name == name {
+				if current >= 0 {
+					im.Steps[current].State = app.JobDone
+				}
+				im.Steps[i].State, current = app.JobRunning, i
+			}
+		}
+		save()
+	}
+	lastSave := time.Now()
+	logLine = func(line string) {
+		tail.add(line)
+		if time.Since(lastSave) > 2*time.Second {
+			lastSave = time.Now()
+			save()
+		}
+	}
+	return step, logLine, tail
 }

@@ -60,6 +60,11 @@ type imageBody struct {
 		Kernel string `json:"kernel"`
 		Initrd string `json:"initrd"`
 		Rootfs string `json:"rootfs"`
+		// Or an OCI image: from a registry, or an archive in the image directories.
+		OCI        string `json:"oci"`
+		OCIArchive string `json:"oci_archive"`
+		KernelFrom string `json:"kernel_from"`
+		Size       string `json:"size"`
 	} `json:"import"`
 }
 
@@ -118,8 +123,16 @@ func (s *Server) apiCreateImage(c echo.Context) error {
 	default:
 		// Files named over the API come from the image directories only, as VM inputs do.
 		resolve := vm.ImageDirs(s.VMs.ImageDirs()).Resolve
-		im, err = s.Images.StartImport(ctx, body.Name, image.ImportFiles{Kernel: body.Import.Kernel, Initrd: body.Import.Initrd,
-			Rootfs: body.Import.Rootfs}, resolve, actor(c))
+		in := body.Import
+		switch {
+		case (in.OCI != "" || in.OCIArchive != "") && (in.Kernel != "" || in.Initrd != "" || in.Rootfs != ""):
+			return app.Invalid(map[string]string{"import": "give files (kernel, rootfs) or an OCI image (oci, oci_archive), not both"})
+		case in.OCI != "" || in.OCIArchive != "" || in.KernelFrom != "":
+			im, err = s.Images.StartOCI(ctx, body.Name, image.OCISource{Ref: in.OCI, Archive: in.OCIArchive, KernelFrom: in.KernelFrom,
+				Size: in.Size}, resolve, actor(c))
+		default:
+			im, err = s.Images.StartImport(ctx, body.Name, image.ImportFiles{Kernel: in.Kernel, Initrd: in.Initrd, Rootfs: in.Rootfs}, resolve, actor(c))
+		}
 	}
 	if err != nil {
 		return err

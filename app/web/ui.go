@@ -26,7 +26,9 @@ func (s *Server) uiRoutes() {
 	ui := s.echo.Group("")
 	ui.Use(limitForm)
 	ui.Use(middleware.CSRFWithConfig(middleware.CSRFConfig{
-		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
+		// The query is for the archive upload, whose multipart body must not be read before
+		// its handler streams it (a browser passes by fetch metadata without either).
+		TokenLookup:    "header:X-CSRF-Token,query:_csrf,form:_csrf",
 		CookieName:     "hearth_csrf",
 		CookiePath:     "/",
 		CookieHTTPOnly: true,
@@ -64,6 +66,7 @@ func (s *Server) uiRoutes() {
 	in.POST("/vms/:id/guest-ip", s.setGuestIP)
 	in.GET("/images", s.imagesPage)
 	in.POST("/images", s.createImage)
+	in.POST("/images/oci", s.createOCIImage)
 	in.GET("/images/:name", s.imagePage)
 	in.GET("/images/:name/progress", s.imageProgressPanel)
 	in.POST("/images/:name/delete", s.deleteImage)
@@ -78,8 +81,8 @@ func (s *Server) uiRoutes() {
 func limitForm(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if r.Method == http.MethodGet || r.Method == http.MethodHead || isAPI(c) {
-			return next(c)
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || isAPI(c) || r.URL.Path == ociUploadPath {
+			return next(c) // the upload's handler bounds what it reads itself
 		}
 		limit := int64(MaxForm)
 		if r.URL.Path == "/login" {

@@ -58,6 +58,9 @@ func (s *Server) renderImages(c echo.Context, status int, v pages.ImagesView) er
 	now := time.Now()
 	for _, im := range list {
 		v.Rows = append(v.Rows, imageRow(im, now))
+		if im.State == app.ImageReady && im.Kernel != "" {
+			v.Kernels = append(v.Kernels, im.Name)
+		}
 	}
 	v.CSRF = csrfToken(c)
 	p := s.layout(c, "Images")

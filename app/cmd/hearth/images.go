@@ -17,6 +17,7 @@ import (
 
 const imageUsage = `hearth image build NAME [--release bookworm] [--init systemd|openrc] [--size 2G] [--mirror URL] [flags]
        hearth image import NAME --kernel FILE [--initrd FILE] --rootfs FILE [flags]
+       hearth image import NAME --oci REF | --oci-archive FILE [--kernel-from IMAGE] [--size 2G] [flags]
        hearth image list [flags]
        hearth image delete NAME [flags]`
 
@@ -50,7 +51,7 @@ func imageCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return errors.New("usage: " + imageUsage)
 	}
 	verb := args[0]
-	vals, rest, err := takeFlags(args[1:], "release", "init", "size", "mirror", "kernel", "initrd", "rootfs")
+	vals, rest, err := takeFlags(args[1:], "release", "init", "size", "mirror", "kernel", "initrd", "rootfs", "oci", "oci-archive", "kernel-from")
 	if err != nil {
 		return err
 	}
@@ -93,6 +94,12 @@ func imageCmd(ctx context.Context, args []string, getenv func(string) string, st
 	var im *app.Image
 	if verb == "build" {
 		im, err = m.Images.StartBuild(ctx, name, image.BuildSpec{Release: vals["release"], Init: vals["init"], Size: vals["size"], Mirror: vals["mirror"]}, cliActor)
+	} else if vals["oci"] != "" || vals["oci-archive"] != "" || vals["kernel-from"] != "" {
+		if vals["kernel"] != "" || vals["initrd"] != "" || vals["rootfs"] != "" {
+			return errors.New("give files (--kernel, --rootfs) or an OCI image (--oci, --oci-archive), not both")
+		}
+		im, err = m.Images.StartOCI(ctx, name, image.OCISource{Ref: vals["oci"], Archive: vals["oci-archive"],
+			KernelFrom: vals["kernel-from"], Size: vals["size"]}, nil, cliActor)
 	} else {
 		// The shell's operator may name any file they can read: no confinement here.
 		im, err = m.Images.StartImport(ctx, name, image.ImportFiles{Kernel: vals["kernel"], Initrd: vals["initrd"], Rootfs: vals["rootfs"]}, nil, cliActor)
