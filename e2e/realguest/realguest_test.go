@@ -200,6 +200,13 @@ func runVariant(t *testing.T, variant string) {
 		chromedp.Click(`[data-testid=sign-in]`),
 		chromedp.WaitVisible(`#f-image`),
 	)
+	// The Images page lists the imported image as ready, with what it is.
+	step("the Images page", chromedp.Navigate(c.base+"/images"), chromedp.WaitVisible(`tr[data-image="`+imageName+`"][data-image-state=ready]`))
+	if row := pg.Text("the image's row", `tr[data-image="`+imageName+`"]`); !strings.Contains(row, "cloud-init") || !strings.Contains(row, variant) {
+		pg.Fail("the image's row says "+row, nil)
+	}
+	browsertest.Screenshot(t, ctx, variant+"-images")
+	step("the New VM form", chromedp.Navigate(c.base+"/vms/new"), chromedp.WaitVisible(`#f-image`))
 	if pg.Eval("provision box", `String(document.querySelector('#f-provision')?.checked)`) != "true" {
 		pg.Fail("provisioning is not offered and ticked on the new-VM form", nil)
 	}

@@ -219,7 +219,7 @@ func VMFormPage(p layouts.Page, f VMForm) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			} else if len(f.Images) == 0 {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 19, "<p class=\"text-sm text-stone-500\">No images yet: <a href=\"/images\" class=\"underline\">build one</a> (about two minutes), or give your own files under Advanced.</p>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 19, "<p class=\"text-sm text-stone-500\">No images yet: <a href=\"/images\" class=\"underline\">build one</a> (a minute or two), or give your own files under Advanced.</p>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

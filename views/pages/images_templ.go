@@ -95,7 +95,7 @@ func Images(p layouts.Page, v ImagesView) templ.Component {
 				}()
 			}
 			ctx = templ.InitializeContext(ctx)
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<div class=\"mb-6\"><h1 class=\"text-2xl font-semibold tracking-tight\">Images</h1><p class=\"mt-1 text-sm text-stone-500\">What VMs boot from: a kernel, an initrd and an ext4 root filesystem. Build one from Debian's packages (about two minutes here), or import your own files or an OCI image.</p></div>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<div class=\"mb-6\"><h1 class=\"text-2xl font-semibold tracking-tight\">Images</h1><p class=\"mt-1 text-sm text-stone-500\">What VMs boot from: a kernel, an initrd and an ext4 root filesystem. Build one from Debian's packages (a minute or two), or import your own files or an OCI image.</p></div>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
