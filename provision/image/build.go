@@ -189,6 +189,9 @@ func Build(ctx context.Context, spec Spec, dir string, step func(string), logLin
 		if why == "" {
 			why = "no output"
 		}
+		if current == StepBootstrap && os.Geteuid() != 0 {
+			why += " (building needs root, or a host where mmdebstrap's unshare mode works)"
+		}
 		return nil, &StepError{current, fmt.Errorf("%v: %s", err, why)}
 	}
 	step(StepVmlinux)
