@@ -147,7 +147,7 @@ func ImportOCI(ctx context.Context, src OCI, dir string, step, logLine func(stri
 	}
 
 	step(StepKernel)
-	if err := t.kernel(dir, src.KernelFrom, logLine); err != nil {
+	if err := t.kernel(ctx, dir, src.KernelFrom, logLine); err != nil {
 		return nil, Facts{}, "", &StepError{StepKernel, err}
 	}
 
@@ -378,9 +378,9 @@ func (t *tree) bootable() error {
 	return nil
 }
 
-// kernel puts the kernel (and initrd) VMs boot into dir: the newest /boot/vmlinuz-* of the
-// tree (with its initrd.img-*), else kernelFrom's.
-func (t *tree) kernel(dir, kernelFrom string, logLine func(string)) error {
+// kernel puts the kernel (and initrd) VMs boot into dir: the last /boot/vmlinuz-* of the
+// tree by name (with its initrd.img-*), else kernelFrom's.
+func (t *tree) kernel(ctx context.Context, dir, kernelFrom string, logLine func(string)) error {
 	var kernels []string
 	if bfd, err := t.open("boot", unix.O_RDONLY|unix.O_DIRECTORY); err == nil {
 		names, _ := readNames(bfd)
@@ -409,7 +409,7 @@ func (t *tree) kernel(dir, kernelFrom string, logLine func(string)) error {
 	}
 	copied := false
 	for _, n := range []string{KernelFile, VmlinuxFile, InitrdFile} {
-		err := copyFile(context.Background(), filepath.Join(kernelFrom, n), filepath.Join(dir, n))
+		err := copyFile(ctx, filepath.Join(kernelFrom, n), filepath.Join(dir, n))
 		if err == nil {
 			copied = copied || n != InitrdFile
 			continue
