@@ -20,6 +20,7 @@ type Snapshot struct {
 	Swap            Swap         `json:"swap"`
 	Network         []NetIface   `json:"network"`
 	Disks           []Disk       `json:"disks"`
+	PageCache       *PageCache   `json:"page_cache"` // null where /proc/vmstat lacks the counters
 	Filesystems     []Filesystem `json:"filesystems"`
 	Interfaces      []Interface  `json:"interfaces"`
 	Errors          []string     `json:"errors,omitempty"`
@@ -107,6 +108,19 @@ type Disk struct {
 	WrittenBytes uint64 `json:"written_bytes"`
 	Reads        uint64 `json:"reads"`
 	Writes       uint64 `json:"writes"`
+}
+
+// PageCache is the guest's cumulative I/O through memory, from /proc/vmstat. What programs
+// write lands in the page cache first (DirtiedBytes) and reaches a disk later, if ever
+// (WrittenBackBytes): a file written and deleted within seconds is never written back.
+// Reads served from the cache are counted nowhere by the kernel; PagedInBytes and
+// MajorFaults are the reads that had to go to a disk.
+type PageCache struct {
+	DirtiedBytes     uint64 `json:"dirtied_bytes"`      // nr_dirtied × page size: written into the page cache
+	WrittenBackBytes uint64 `json:"written_back_bytes"` // nr_written × page size: written back to disks
+	PagedInBytes     uint64 `json:"paged_in_bytes"`     // pgpgin × 1 KiB: read from block devices
+	PagedOutBytes    uint64 `json:"paged_out_bytes"`    // pgpgout × 1 KiB: written to block devices
+	MajorFaults      uint64 `json:"major_faults"`       // pgmajfault: page faults that needed a disk read
 }
 
 // Filesystem is one real mounted filesystem's size and use.

@@ -25,7 +25,9 @@ type Reader struct {
 	Interfaces func() ([]api.Interface, error)
 	// Statfs measures a mounted filesystem; nil means syscall.Statfs.
 	Statfs func(path string) (size, used, avail uint64, err error)
-	Now    func() time.Time
+	// PageSize scales /proc/vmstat's page counts; 0 means the system's.
+	PageSize uint64
+	Now      func() time.Time
 }
 
 // reading is one pass over /proc: everything but the shares, which need two readings.
@@ -99,6 +101,11 @@ func (r *Reader) read() reading {
 		fail("diskstats", err)
 	} else {
 		s.Disks = disks
+	}
+	if pc, err := r.vmstat(); err != nil {
+		fail("vmstat", err)
+	} else {
+		s.PageCache = pc
 	}
 	if mounts, err := fs.GetMounts(); err != nil {
 		fail("mountinfo", err)

@@ -59,15 +59,34 @@ func (s *Sampler) Latest() *api.Snapshot {
 	return s.latest
 }
 
-// Run samples until ctx ends: a baseline now, a first full sample after a second (so the
-// agent is useful right after boot), then every interval.
-func (s *Sampler) Run(ctx context.Context) {
+// FirstWindow is what the first CPU share is measured over: short, so that an agent
+// answers with a CPU figure a moment after it starts (USER_HZ is 100, so a 250 ms window
+// still resolves 4 % of one CPU).
+const FirstWindow = 250 * time.Millisecond
+
+// Prime takes the baseline and, FirstWindow later (or one interval, if shorter), the first
+// full sample. An agent that serves only after Prime never answers without a CPU figure.
+func (s *Sampler) Prime(ctx context.Context) {
 	s.Sample()
-	first := time.Second
-	if s.interval < first {
-		first = s.interval
+	t := time.NewTimer(min(FirstWindow, s.interval))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
 	}
-	t := time.NewTimer(first)
+	s.Sample()
+}
+
+// Run samples every interval until ctx ends, priming first when Prime has not run.
+func (s *Sampler) Run(ctx context.Context) {
+	s.mu.RLock()
+	primed := s.have && s.latest != nil && s.latest.CPUUsagePercent != nil
+	s.mu.RUnlock()
+	if !primed {
+		s.Prime(ctx)
+	}
+	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
 		select {
@@ -75,7 +94,6 @@ func (s *Sampler) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			s.Sample()
-			t.Reset(s.interval)
 		}
 	}
 }

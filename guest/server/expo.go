@@ -192,6 +192,13 @@ func writeExposition(b *bytes.Buffer, s *api.Snapshot, version string) {
 			e.sample(f.name, float64(f.v(d)), "device", d.Device)
 		}
 	}
+	if pc := s.PageCache; pc != nil {
+		e.one("hearth_guest_page_cache_dirtied_bytes_total", "counter", "Bytes programs wrote into the page cache (nr_dirtied × page size).", float64(pc.DirtiedBytes))
+		e.one("hearth_guest_page_cache_written_back_bytes_total", "counter", "Bytes written back from the page cache to disks (nr_written × page size).", float64(pc.WrittenBackBytes))
+		e.one("hearth_guest_paged_in_bytes_total", "counter", "Bytes read from block devices (pgpgin).", float64(pc.PagedInBytes))
+		e.one("hearth_guest_paged_out_bytes_total", "counter", "Bytes written to block devices (pgpgout).", float64(pc.PagedOutBytes))
+		e.one("hearth_guest_major_faults_total", "counter", "Page faults that needed a disk read (pgmajfault).", float64(pc.MajorFaults))
+	}
 	// Two filesystems on one mountpoint (an overmount) would be duplicate series: keep the
 	// first of each mountpoint.
 	fss := make([]api.Filesystem, 0, len(s.Filesystems))

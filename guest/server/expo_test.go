@@ -28,6 +28,7 @@ func sampleSnapshot() *api.Snapshot {
 		Swap:       api.Swap{TotalBytes: 1 << 30, FreeBytes: 1 << 29},
 		Network:    []api.NetIface{{Interface: "eth0", RxBytes: 1000, TxBytes: 2000, RxPackets: 10, TxPackets: 20}},
 		Disks:      []api.Disk{{Device: "vda", ReadBytes: 4096, WrittenBytes: 8192, Reads: 1, Writes: 2}},
+		PageCache:  &api.PageCache{DirtiedBytes: 21 << 20, WrittenBackBytes: 16 << 10, PagedInBytes: 4096, PagedOutBytes: 16 << 10, MajorFaults: 7},
 		Filesystems: []api.Filesystem{{Mountpoint: "/", Device: "/dev/vda", FSType: "ext4", SizeBytes: 10 << 30, UsedBytes: 4 << 30, AvailBytes: 5 << 30},
 			{Mountpoint: "/", Device: "/dev/vdb", FSType: "xfs", SizeBytes: 1}},
 	}
@@ -92,6 +93,10 @@ func TestExpositionParsesAndAgrees(t *testing.T) {
 		{"hearth_guest_processes", []string{"state", "blocked"}, 1, dto.MetricType_GAUGE},
 		{"hearth_guest_network_transmit_bytes_total", []string{"interface", "eth0"}, 2000, dto.MetricType_COUNTER},
 		{"hearth_guest_disk_written_bytes_total", []string{"device", "vda"}, 8192, dto.MetricType_COUNTER},
+		{"hearth_guest_page_cache_dirtied_bytes_total", nil, 21 << 20, dto.MetricType_COUNTER},
+		{"hearth_guest_page_cache_written_back_bytes_total", nil, 16 << 10, dto.MetricType_COUNTER},
+		{"hearth_guest_paged_in_bytes_total", nil, 4096, dto.MetricType_COUNTER},
+		{"hearth_guest_major_faults_total", nil, 7, dto.MetricType_COUNTER},
 		{"hearth_guest_filesystem_used_bytes", []string{"mountpoint", "/", "fstype", "ext4"}, 4 << 30, dto.MetricType_GAUGE},
 		{"hearth_agent_info", []string{"version", "1.2.3", "hostname", "web-1"}, 1, dto.MetricType_GAUGE},
 		{"hearth_agent_sample_timestamp_seconds", nil, 1795680719.5, dto.MetricType_GAUGE},

@@ -46,7 +46,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
+	// Serve only once a first CPU figure exists: every answer then carries one.
 	sampler := collect.NewSampler(collect.NewReader(), cfg.SampleInterval, version)
+	sampler.Prime(ctx)
 	go sampler.Run(ctx)
 
 	ln, err := net.Listen("tcp", cfg.Listen)

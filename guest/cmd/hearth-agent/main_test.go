@@ -55,6 +55,10 @@ func TestRunAsScripted(t *testing.T) {
 	if err := json.Unmarshal(body, &m); err != nil || m["memory_usage_percent"] == nil {
 		t.Errorf("metrics body: %v %s", err, body)
 	}
+	// The very first answer already has a CPU figure: the agent serves once it has one.
+	if m["cpu_usage_percent"] == nil || m["page_cache"] == nil {
+		t.Errorf("the first answer has no CPU figure or page-cache counters: %s", body)
+	}
 	if resp, _ := get("/metrics", ""); resp == nil || resp.StatusCode != 401 {
 		t.Errorf("metrics without the token: %v", resp)
 	}
