@@ -101,10 +101,10 @@ func (c *Client) get(ctx context.Context, ip netip.Addr, path, token string) ([]
 }
 
 // Metrics asks the agent at ip for its metrics, presenting token.
-func (c *Client) Metrics(ctx context.Context, ip netip.Addr, token string) (api.Summary, error) {
+func (c *Client) Metrics(ctx context.Context, ip netip.Addr, token string) (Reading, error) {
 	body, err := c.get(ctx, ip, api.MetricsPath, token)
 	if err != nil {
-		return api.Summary{}, err
+		return Reading{}, err
 	}
 	return ParseMetrics(body)
 }
@@ -122,23 +122,53 @@ func (c *Client) Health(ctx context.Context, ip netip.Addr) (string, error) {
 	return CleanVersion(h.Version), nil
 }
 
+// Reading is what the manager takes of one answer: the seed document's two figures and the
+// version, the time the agent sampled, its page-cache counters and its filesystems.
+type Reading struct {
+	api.Summary
+	Time        time.Time        `json:"time"` // zero when the agent did not say
+	PageCache   *api.PageCache   `json:"page_cache"`
+	Filesystems []api.Filesystem `json:"filesystems"`
+}
+
+// Bounds on what a guest may report: more filesystems are dropped (the first are kept), and
+// their names are cleaned and cut to MaxName.
+const (
+	MaxFilesystems = 32
+	MaxName        = 256
+)
+
 // ParseMetrics reads the agent's JSON strictly: percentages must be real numbers in
-// [0, 100] (JSON has no NaN or Inf, so they fail to decode), memory must be there, and the
-// version is made a safe, bounded label.
-func ParseMetrics(body []byte) (api.Summary, error) {
-	var r api.Summary
+// [0, 100] (JSON has no NaN or Inf, so they fail to decode), memory must be there, counters
+// are whole non-negative numbers, a filesystem uses no more than its size; the version and
+// every name are made safe, bounded lines.
+func ParseMetrics(body []byte) (Reading, error) {
+	var r Reading
 	if err := json.Unmarshal(body, &r); err != nil {
-		return api.Summary{}, fmt.Errorf("agent answer is not valid JSON: %w", err)
+		return Reading{}, fmt.Errorf("agent answer is not valid JSON: %w", err)
 	}
 	for name, p := range map[string]*float64{"cpu_usage_percent": r.CPUUsagePercent, "memory_usage_percent": r.MemUsagePercent} {
 		if p != nil && (*p < 0 || *p > 100 || *p != *p) {
-			return api.Summary{}, fmt.Errorf("agent's %s %s is not a percentage", name, strconv.FormatFloat(*p, 'g', -1, 64))
+			return Reading{}, fmt.Errorf("agent's %s %s is not a percentage", name, strconv.FormatFloat(*p, 'g', -1, 64))
 		}
 	}
 	if r.MemUsagePercent == nil {
-		return api.Summary{}, errors.New("agent answer has no memory_usage_percent")
+		return Reading{}, errors.New("agent answer has no memory_usage_percent")
 	}
 	r.AgentVersion = CleanVersion(r.AgentVersion)
+	if len(r.Filesystems) > MaxFilesystems {
+		r.Filesystems = r.Filesystems[:MaxFilesystems]
+	}
+	for i := range r.Filesystems {
+		f := &r.Filesystems[i]
+		f.Mountpoint, f.Device, f.FSType = app.CleanLine(f.Mountpoint, MaxName), app.CleanLine(f.Device, MaxName), app.CleanLine(f.FSType, MaxName)
+		if f.Mountpoint == "" || f.UsedBytes > f.SizeBytes || f.AvailBytes > f.SizeBytes {
+			return Reading{}, fmt.Errorf("agent's filesystem %q: used %d and available %d bytes of %d", f.Mountpoint, f.UsedBytes, f.AvailBytes, f.SizeBytes)
+		}
+	}
+	if r.Filesystems == nil {
+		r.Filesystems = []api.Filesystem{}
+	}
 	return r, nil
 }
 

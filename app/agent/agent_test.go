@@ -18,6 +18,8 @@ func FuzzParseMetrics(f *testing.F) {
 	f.Add([]byte(`{"cpu_usage_percent": 12.5, "memory_usage_percent": 40, "agent_version": "1"}`))
 	f.Add([]byte(`{"cpu_usage_percent": -1}`))
 	f.Add([]byte(`{"memory_usage_percent": 1e308}`))
+	f.Add([]byte(`{"memory_usage_percent": 5, "page_cache": {"dirtied_bytes": 4096}, "filesystems": [{"mountpoint": "/", "size_bytes": 10, "used_bytes": 4}]}`))
+	f.Add([]byte(`{"memory_usage_percent": 5, "page_cache": {"dirtied_bytes": -1}, "filesystems": [{"mountpoint": "\u001b[31m/", "size_bytes": 1, "used_bytes": 4}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseMetrics(b)
 		if err != nil {
@@ -28,8 +30,13 @@ func FuzzParseMetrics(f *testing.F) {
 				t.Fatalf("accepted %v", *p)
 			}
 		}
-		if r.MemUsagePercent == nil || len(r.AgentVersion) > MaxVersion {
+		if r.MemUsagePercent == nil || len(r.AgentVersion) > MaxVersion || len(r.Filesystems) > MaxFilesystems {
 			t.Fatalf("accepted %+v", r)
+		}
+		for _, fs := range r.Filesystems {
+			if fs.UsedBytes > fs.SizeBytes || fs.Mountpoint == "" || len(fs.Mountpoint) > MaxName || strings.ContainsAny(fs.Mountpoint+fs.Device+fs.FSType, "\x1b\n") {
+				t.Fatalf("accepted filesystem %+v", fs)
+			}
 		}
 	})
 }
@@ -61,5 +68,27 @@ func TestHealthAndGuard(t *testing.T) {
 		if v != c.want || (c.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {
 			t.Errorf("Health = %q, %v; want %q, error with %q", v, err, c.want, c.wantErr)
 		}
+	}
+}
+
+// TestParseMetricsRefusals: what a hostile or broken guest may send about its I/O and
+// filesystems is refused with a reason, or bounded and cleaned.
+func TestParseMetricsRefusals(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"memory_usage_percent": 5, "page_cache": {"dirtied_bytes": -1}}`:                                       "not valid JSON",
+		`{"memory_usage_percent": 5, "page_cache": {"dirtied_bytes": 1.5}}`:                                      "not valid JSON",
+		`{"memory_usage_percent": 5, "filesystems": [{"mountpoint": "/", "size_bytes": 10, "used_bytes": 11}]}`:  "used 11",
+		`{"memory_usage_percent": 5, "filesystems": [{"mountpoint": "/", "size_bytes": 10, "avail_bytes": 11}]}`: "available 11",
+		`{"memory_usage_percent": 5, "filesystems": [{"mountpoint": "", "size_bytes": 10}]}`:                     "filesystem",
+		`{"memory_usage_percent": 5, "filesystems": {"mountpoint": "/"}}`:                                        "not valid JSON",
+	} {
+		if r, err := ParseMetrics([]byte(body)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %+v, %v; want an error with %q", body, r, err, want)
+		}
+	}
+	many := `{"memory_usage_percent": 5, "filesystems": [` + strings.TrimSuffix(strings.Repeat(`{"mountpoint": "/m\u001b[2J", "size_bytes": 10, "used_bytes": 1},`, 100), ",") + `]}`
+	r, err := ParseMetrics([]byte(many))
+	if err != nil || len(r.Filesystems) != MaxFilesystems || r.Filesystems[0].Mountpoint != "/m[2J" {
+		t.Errorf("100 filesystems with escapes: %d kept, first %q, %v", len(r.Filesystems), r.Filesystems[0].Mountpoint, err)
 	}
 }

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"hearth/app/agent"
 	"hearth/app/hypervisor"
 	"hearth/app/store"
+	"hearth/guest/api"
 )
 
 // VMs is what the collector needs of the VM service.
@@ -72,11 +74,24 @@ type vmState struct {
 	prevHost     *hostReading
 	prevCounters *hypervisor.Counters
 	prevAt       time.Time
-	pid          int
+	run          string // runKey of the VM at the last poll
 	agentVersion string
 	agentSeen    time.Time // last answer from the agent
 	lastError    string
+
+	// The agent's latest page-cache counters, the agent's time of them, and the rates from
+	// the last two distinct readings (a poll that finds the same reading keeps them).
+	pageCache *api.PageCache
+	pcAt      time.Time
+	pcRates   [4]*float64
+	// The filesystems the agent reported last in this run, and when.
+	filesystems []api.Filesystem
+	fsAt        time.Time
 }
+
+// runKey names one run of a VM: its hypervisor process, told from a reused pid by its
+// identity. Samples of another run are history, never the current figure.
+func runKey(v *app.VM) string { return fmt.Sprintf("%d/%s", v.PID, v.PIDIdentity) }
 
 // New returns a collector over vms.
 func New(vms VMs, opts Options) *Collector {
@@ -226,6 +241,11 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 	st.mu.Lock()
 	defer st.mu.Unlock()
 
+	if run := runKey(v); st.run != run { // a new process: old readings mean nothing
+		st.run, st.prevHost, st.prevCounters = run, nil, nil
+		st.pageCache, st.pcRates, st.filesystems = nil, [4]*float64{}, nil
+	}
+	s.run = st.run
 	agentErr := "no guest IP registered"
 	if v.GuestIP != "" {
 		if ip, err := c.vms.CheckGuestIP(v.GuestIP); err != nil {
@@ -236,13 +256,13 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 		} else {
 			s.Source, s.CPUPercent, s.MemPercent, s.AgentVersion = FromAgent, r.CPUUsagePercent, r.MemUsagePercent, r.AgentVersion
 			st.agentVersion, st.agentSeen, agentErr = r.AgentVersion, now, ""
+			st.pageCacheRates(r, now)
+			s.ProgWriteBps, s.WritebackBps, s.PageInBps, s.MajorFaultsPS = st.pcRates[0], st.pcRates[1], st.pcRates[2], st.pcRates[3]
+			st.filesystems, st.fsAt = r.Filesystems, now
 		}
 	}
 	// Host side: CPU of the hypervisor process, and its RSS ("host RSS": not guest memory).
 	if v.PID > 0 {
-		if st.pid != v.PID { // a new process: old readings mean nothing
-			st.pid, st.prevHost, st.prevCounters = v.PID, nil, nil
-		}
 		if h, err := readHost(c.proc, v.PID, now); err == nil {
 			if s.Source == "" {
 				s.Source, s.HostRSSBytes = FromHost, h.rss
@@ -277,9 +297,35 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 	return s, false
 }
 
+// pageCacheRates takes the agent's page-cache counters of r: rates over the agent's own
+// time between two distinct readings (the agent samples on its own interval, so two polls
+// may see the same one: it keeps the rates it had). A counter that went back, or a clock
+// that did, starts a new baseline.
+func (st *vmState) pageCacheRates(r agent.Reading, now time.Time) {
+	at := r.Time
+	if at.IsZero() {
+		at = now
+	}
+	pc, prev := r.PageCache, st.pageCache
+	switch {
+	case pc == nil:
+		st.pcRates = [4]*float64{}
+	case prev != nil && at.Equal(st.pcAt) && *pc == *prev:
+		return
+	case prev != nil && at.After(st.pcAt):
+		dt := at.Sub(st.pcAt).Seconds()
+		st.pcRates = [4]*float64{rate(prev.DirtiedBytes, pc.DirtiedBytes, dt), rate(prev.WrittenBackBytes, pc.WrittenBackBytes, dt),
+			rate(prev.PagedInBytes, pc.PagedInBytes, dt), rate(prev.MajorFaults, pc.MajorFaults, dt)}
+	default:
+		st.pcRates = [4]*float64{}
+	}
+	st.pageCache, st.pcAt = pc, at
+}
+
 func row(vmID string, s Sample) store.SampleRow {
 	r := store.SampleRow{VMID: vmID, At: s.Time, Source: s.Source, CPU: s.CPUPercent, Mem: s.MemPercent,
-		NetRx: s.NetRxBps, NetTx: s.NetTxBps, DiskRead: s.DiskReadBps, DiskWrite: s.DiskWriteBps}
+		NetRx: s.NetRxBps, NetTx: s.NetTxBps, DiskRead: s.DiskReadBps, DiskWrite: s.DiskWriteBps,
+		ProgWrite: s.ProgWriteBps, PageIn: s.PageInBps}
 	if s.HostRSSBytes > 0 {
 		rss := int64(s.HostRSSBytes)
 		r.HostRSS = &rss
@@ -314,7 +360,7 @@ func (c *Collector) Persisted(ctx context.Context, id string, since time.Time) (
 	out := make([]Sample, len(rows))
 	for i, r := range rows {
 		out[i] = Sample{Time: r.At, Source: r.Source, CPUPercent: r.CPU, MemPercent: r.Mem, NetRxBps: r.NetRx,
-			NetTxBps: r.NetTx, DiskReadBps: r.DiskRead, DiskWriteBps: r.DiskWrite}
+			NetTxBps: r.NetTx, DiskReadBps: r.DiskRead, DiskWriteBps: r.DiskWrite, ProgWriteBps: r.ProgWrite, PageInBps: r.PageIn}
 		if r.HostRSS != nil {
 			out[i].HostRSSBytes = uint64(*r.HostRSS)
 		}
@@ -343,15 +389,56 @@ func (c *Collector) RoundDurations() []time.Duration {
 	return out
 }
 
-// Latest returns the VM's newest sample.
-func (c *Collector) Latest(id string) (Sample, bool) {
+// Latest returns the newest sample of the VM's current run: right after a restart there is
+// none, however recent the last run's.
+func (c *Collector) Latest(v *app.VM) (Sample, bool) {
 	c.mu.Lock()
-	st := c.state[id]
+	st := c.state[v.ID]
 	c.mu.Unlock()
 	if st == nil {
 		return Sample{}, false
 	}
-	return st.ring.latest()
+	s, ok := st.ring.latest()
+	if !ok || s.run != runKey(v) {
+		return Sample{}, false
+	}
+	return s, true
+}
+
+// GuestIO is the agent's latest cumulative page-cache counters in the VM's current run.
+func (c *Collector) GuestIO(v *app.VM) *api.PageCache {
+	var out *api.PageCache
+	c.withState(v, func(st *vmState) {
+		if st.pageCache != nil {
+			pc := *st.pageCache
+			out = &pc
+		}
+	})
+	return out
+}
+
+// Filesystems are the filesystems the VM's agent reported last in its current run, and
+// when; nil before it reported any.
+func (c *Collector) Filesystems(v *app.VM) ([]api.Filesystem, time.Time) {
+	var out []api.Filesystem
+	var at time.Time
+	c.withState(v, func(st *vmState) { out, at = st.filesystems, st.fsAt })
+	return out, at
+}
+
+// withState runs f under the lock of the VM's state, if it has one of its current run.
+func (c *Collector) withState(v *app.VM, f func(*vmState)) {
+	c.mu.Lock()
+	st := c.state[v.ID]
+	c.mu.Unlock()
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.run == runKey(v) {
+		f(st)
+	}
 }
 
 // History returns the VM's samples since t, oldest first.

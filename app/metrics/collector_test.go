@@ -118,7 +118,7 @@ func TestFaultyAgents(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("a round took %v: a faulty agent held up the others", d)
 	}
-	s, ok := c.Latest("good")
+	s, ok := c.Latest(f.vms[0])
 	if !ok || s.Source != FromAgent || s.MemPercent == nil || s.CPUPercent == nil || s.AgentVersion != "test" {
 		t.Fatalf("good agent: %+v (%v) — %s", s, ok, c.LastError("good"))
 	}
@@ -127,8 +127,9 @@ func TestFaultyAgents(t *testing.T) {
 	}
 	why := map[string]string{"hangs": "deadline exceeded|Timeout", "garbage": "not valid JSON", "nan": "not valid JSON",
 		"range": "not a percentage", "huge": "larger than", "dies": "EOF"}
-	for name, want := range why {
-		if _, ok := c.Latest(name); ok {
+	for i, name := range names[1:] {
+		want := why[name]
+		if _, ok := c.Latest(f.vms[i+1]); ok {
 			t.Errorf("%s: a sample was kept", name)
 		}
 		got := c.LastError(name)
@@ -161,7 +162,7 @@ func TestHostFallback(t *testing.T) {
 	for time.Now().Before(deadline) { // use some CPU in this process
 	}
 	c.Round(context.Background())
-	s, _ := c.Latest("v1")
+	s, _ := c.Latest(f.vms[0])
 	if s.Source != FromHost || s.CPUPercent == nil || *s.CPUPercent <= 0 || s.HostRSSBytes == 0 || s.MemPercent != nil {
 		t.Errorf("host sample: %+v cpu %v", s, s.CPUPercent)
 	}

@@ -29,6 +29,13 @@ var (
 	pRSS        = prometheus.NewDesc("hearth_vm_host_rss_bytes", "Resident memory of the hypervisor process (host fallback; not guest memory).", labels, nil)
 	pNet        = prometheus.NewDesc("hearth_vm_network_bytes_per_second", "Network rate through the VM's NIC, from the hypervisor.", append(labels, "direction"), nil)
 	pDisk       = prometheus.NewDesc("hearth_vm_disk_bytes_per_second", "Disk rate of the VM, from the hypervisor.", append(labels, "direction"), nil)
+	pFSSize     = prometheus.NewDesc("hearth_vm_filesystem_size_bytes", "Size of a guest filesystem (agent).", append(labels, "mountpoint", "fstype"), nil)
+	pFSUsed     = prometheus.NewDesc("hearth_vm_filesystem_used_bytes", "Space used on a guest filesystem (agent).", append(labels, "mountpoint", "fstype"), nil)
+	pFSAvail    = prometheus.NewDesc("hearth_vm_filesystem_avail_bytes", "Space available to unprivileged users on a guest filesystem (agent).", append(labels, "mountpoint", "fstype"), nil)
+	pDirtied    = prometheus.NewDesc("hearth_vm_page_cache_dirtied_bytes_total", "Bytes the guest's programs wrote into its page cache (agent: nr_dirtied × page size).", labels, nil)
+	pWritten    = prometheus.NewDesc("hearth_vm_page_cache_written_back_bytes_total", "Bytes the guest wrote back from its page cache to disks (agent: nr_written × page size).", labels, nil)
+	pPagedIn    = prometheus.NewDesc("hearth_vm_paged_in_bytes_total", "Bytes the guest read from its disks (agent: pgpgin).", labels, nil)
+	pMajFaults  = prometheus.NewDesc("hearth_vm_major_faults_total", "Page faults in the guest that needed a disk read (agent: pgmajfault).", labels, nil)
 	pAge        = prometheus.NewDesc("hearth_vm_sample_age_seconds", "Age of the VM's latest sample.", labels, nil)
 	pUp         = prometheus.NewDesc("hearth_vm_agent_up", "1 if the VM's guest agent answered the last poll.", append(labels, "agent_version"), nil)
 	pRounds     = prometheus.NewDesc("hearth_collector_rounds_total", "Polling rounds completed.", nil, nil)
@@ -37,7 +44,8 @@ var (
 )
 
 func (p promVMs) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pCPU, pMem, pRSS, pNet, pDisk, pAge, pUp, pRounds, pRoundLast, pPollErrors} {
+	for _, d := range []*prometheus.Desc{pCPU, pMem, pRSS, pNet, pDisk, pFSSize, pFSUsed, pFSAvail, pDirtied, pWritten, pPagedIn, pMajFaults,
+		pAge, pUp, pRounds, pRoundLast, pPollErrors} {
 		ch <- d
 	}
 }
@@ -63,7 +71,7 @@ func (p promVMs) Collect(ch chan<- prometheus.Metric) {
 	if err == nil {
 		now := time.Now()
 		for _, v := range vms {
-			s, ok := c.Latest(v.ID)
+			s, ok := c.Latest(v)
 			if !ok {
 				continue
 			}
@@ -85,6 +93,22 @@ func (p promVMs) Collect(ch chan<- prometheus.Metric) {
 			for dir, r := range map[string]*float64{"read": s.DiskReadBps, "write": s.DiskWriteBps} {
 				if r != nil {
 					emit(pDisk, prometheus.GaugeValue, *r, id, name, dir)
+				}
+			}
+			if pc := c.GuestIO(v); pc != nil {
+				emit(pDirtied, prometheus.CounterValue, float64(pc.DirtiedBytes), id, name)
+				emit(pWritten, prometheus.CounterValue, float64(pc.WrittenBackBytes), id, name)
+				emit(pPagedIn, prometheus.CounterValue, float64(pc.PagedInBytes), id, name)
+				emit(pMajFaults, prometheus.CounterValue, float64(pc.MajorFaults), id, name)
+			}
+			fss, _ := c.Filesystems(v)
+			seen := map[string]bool{} // an overmount would make duplicate series: the first wins
+			for _, fs := range fss {
+				if mp := app.CleanLine(fs.Mountpoint, agent.MaxVersion); !seen[mp] {
+					seen[mp] = true
+					emit(pFSSize, prometheus.GaugeValue, float64(fs.SizeBytes), id, name, fs.Mountpoint, fs.FSType)
+					emit(pFSUsed, prometheus.GaugeValue, float64(fs.UsedBytes), id, name, fs.Mountpoint, fs.FSType)
+					emit(pFSAvail, prometheus.GaugeValue, float64(fs.AvailBytes), id, name, fs.Mountpoint, fs.FSType)
 				}
 			}
 			emit(pAge, prometheus.GaugeValue, now.Sub(s.Time).Seconds(), id, name)

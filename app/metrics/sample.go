@@ -26,7 +26,16 @@ type Sample struct {
 	NetTxBps     *float64  `json:"net_tx_bytes_per_second"`
 	DiskReadBps  *float64  `json:"disk_read_bytes_per_second"`
 	DiskWriteBps *float64  `json:"disk_write_bytes_per_second"`
-	AgentVersion string    `json:"agent_version,omitempty"`
+	// What the guest's programs did, from its page-cache counters (agent only): bytes
+	// written into the page cache, written back to disks, read from disks, and page
+	// faults that needed a disk, per second.
+	ProgWriteBps  *float64 `json:"disk_write_by_programs_bytes_per_second"`
+	WritebackBps  *float64 `json:"disk_writeback_bytes_per_second"`
+	PageInBps     *float64 `json:"disk_page_in_bytes_per_second"`
+	MajorFaultsPS *float64 `json:"major_faults_per_second"`
+	AgentVersion  string   `json:"agent_version,omitempty"`
+
+	run string // the hypervisor process it was taken of: a sample of an earlier run is not current
 }
 
 // ring keeps the newest samples of one VM, oldest first, up to its capacity.

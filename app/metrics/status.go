@@ -29,7 +29,7 @@ func (c *Collector) StatusOf(v *app.VM, now time.Time) Status {
 	if v.State != app.VMRunning {
 		return Status{State: StatusStopped}
 	}
-	s, ok := c.Latest(v.ID)
+	s, ok := c.Latest(v)
 	if !ok {
 		return Status{State: StatusWaiting, Why: c.LastError(v.ID)}
 	}

@@ -22,6 +22,8 @@ type SampleRow struct {
 	NetTx     *float64  `bun:"net_tx"`
 	DiskRead  *float64  `bun:"disk_read"`
 	DiskWrite *float64  `bun:"disk_write"`
+	ProgWrite *float64  `bun:"prog_write"` // written into the guest's page cache (agent)
+	PageIn    *float64  `bun:"page_in"`    // read from the guest's disks (agent)
 }
 
 // MinuteRow is a one-minute average.
@@ -37,6 +39,8 @@ type MinuteRow struct {
 	NetTx     *float64  `bun:"net_tx"`
 	DiskRead  *float64  `bun:"disk_read"`
 	DiskWrite *float64  `bun:"disk_write"`
+	ProgWrite *float64  `bun:"prog_write"` // written into the guest's page cache (agent)
+	PageIn    *float64  `bun:"page_in"`    // read from the guest's disks (agent)
 }
 
 // InsertSamples writes a round's samples in one statement.
@@ -99,8 +103,8 @@ func (db *DB) CompactSamples(ctx context.Context, now time.Time, rawFor, keepFor
 		}
 		type acc struct {
 			n    int
-			sums [6]float64
-			cnts [6]int
+			sums [8]float64
+			cnts [8]int
 		}
 		accs := map[key]*acc{}
 		var order []key
@@ -114,7 +118,7 @@ func (db *DB) CompactSamples(ctx context.Context, now time.Time, rawFor, keepFor
 				order = append(order, k)
 			}
 			a.n++
-			for i, v := range []*float64{r.CPU, r.Mem, r.NetRx, r.NetTx, r.DiskRead, r.DiskWrite} {
+			for i, v := range []*float64{r.CPU, r.Mem, r.NetRx, r.NetTx, r.DiskRead, r.DiskWrite, r.ProgWrite, r.PageIn} {
 				if v != nil {
 					a.sums[i] += *v
 					a.cnts[i]++
@@ -131,7 +135,7 @@ func (db *DB) CompactSamples(ctx context.Context, now time.Time, rawFor, keepFor
 				v := a.sums[i] / float64(a.cnts[i])
 				return &v
 			}
-			m := MinuteRow{VMID: k.vm, Minute: k.minute, N: a.n, CPU: avg(0), Mem: avg(1), NetRx: avg(2), NetTx: avg(3), DiskRead: avg(4), DiskWrite: avg(5)}
+			m := MinuteRow{VMID: k.vm, Minute: k.minute, N: a.n, CPU: avg(0), Mem: avg(1), NetRx: avg(2), NetTx: avg(3), DiskRead: avg(4), DiskWrite: avg(5), ProgWrite: avg(6), PageIn: avg(7)}
 			var old MinuteRow
 			if err := tx.NewSelect().Model(&old).Where("vm_id = ?", k.vm).Where("minute = ?", k.minute).Scan(ctx); err == nil {
 				merge := func(o, n *float64, on, nn int) *float64 { // weighted by sample counts
@@ -147,6 +151,7 @@ func (db *DB) CompactSamples(ctx context.Context, now time.Time, rawFor, keepFor
 				m.CPU, m.Mem = merge(old.CPU, m.CPU, old.N, m.N), merge(old.Mem, m.Mem, old.N, m.N)
 				m.NetRx, m.NetTx = merge(old.NetRx, m.NetRx, old.N, m.N), merge(old.NetTx, m.NetTx, old.N, m.N)
 				m.DiskRead, m.DiskWrite = merge(old.DiskRead, m.DiskRead, old.N, m.N), merge(old.DiskWrite, m.DiskWrite, old.N, m.N)
+				m.ProgWrite, m.PageIn = merge(old.ProgWrite, m.ProgWrite, old.N, m.N), merge(old.PageIn, m.PageIn, old.N, m.N)
 				m.N += old.N
 				if _, err := tx.NewUpdate().Model(&m).WherePK().Exec(ctx); err != nil {
 					return fmt.Errorf("store: update minute: %w", err)

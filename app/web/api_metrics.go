@@ -30,7 +30,7 @@ func (s *Server) apiVMMetrics(c echo.Context) error {
 	now := time.Now()
 	st := s.Metrics.StatusOf(v, now)
 	out := vmMetricsJSON{Status: st.State, Why: st.Why}
-	if sample, ok := s.Metrics.Latest(v.ID); ok {
+	if sample, ok := s.Metrics.Latest(v); ok {
 		out.Sample = sample
 		age := now.Sub(sample.Time).Seconds()
 		out.AgeSeconds = &age

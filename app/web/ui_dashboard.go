@@ -50,7 +50,7 @@ func (s *Server) dashboard(c echo.Context) (pages.Dashboard, error) {
 			d.Stale++
 			continue // not current: left out of the sums
 		}
-		if x, ok := s.Metrics.Latest(v.ID); ok {
+		if x, ok := s.Metrics.Latest(v); ok {
 			if x.CPUPercent != nil && x.Source == metrics.FromAgent {
 				cpuSum += *x.CPUPercent
 				cpuN++

@@ -38,7 +38,7 @@ func (s *Server) metricsView(ctx context.Context, rec *app.VM, window string) *p
 	default:
 		v.Label = "live · " + st.Source + " · " + age
 	}
-	if sample, ok := s.Metrics.Latest(rec.ID); ok && st.State != metrics.StatusStopped {
+	if sample, ok := s.Metrics.Latest(rec); ok && st.State != metrics.StatusStopped {
 		v.Stats = stats(sample)
 	}
 	if rec.State == app.VMRunning || st.State == metrics.StatusStale {

@@ -157,7 +157,7 @@ func BenchmarkCollector1000(b *testing.B) {
 	b.StopTimer()
 	live := 0
 	for i := 0; i < n; i++ {
-		if s, ok := c.Latest(fmt.Sprintf("vm%05d", i)); ok && s.Source == metrics.FromAgent {
+		if s, ok := c.Latest(&app.VM{ID: fmt.Sprintf("vm%05d", i), State: app.VMRunning}); ok && s.Source == metrics.FromAgent {
 			live++
 		}
 	}
