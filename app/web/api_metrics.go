@@ -9,6 +9,7 @@ import (
 
 	"hearth/app"
 	"hearth/app/metrics"
+	"hearth/guest/api"
 )
 
 // vmMetricsJSON is GET /v1/vms/{id}/metrics: the latest sample and the badge's state.
@@ -17,6 +18,10 @@ type vmMetricsJSON struct {
 	Status     string   `json:"status"`
 	AgeSeconds *float64 `json:"age_seconds"`
 	Why        string   `json:"why,omitempty"`
+	// The agent's cumulative page-cache counters and its filesystems, from its last answer in
+	// this run (null and [] before it answered).
+	PageCache   *api.PageCache   `json:"page_cache"`
+	Filesystems []api.Filesystem `json:"filesystems"`
 }
 
 func (s *Server) apiVMMetrics(c echo.Context) error {
@@ -29,7 +34,10 @@ func (s *Server) apiVMMetrics(c echo.Context) error {
 	}
 	now := time.Now()
 	st := s.Metrics.StatusOf(v, now)
-	out := vmMetricsJSON{Status: st.State, Why: st.Why}
+	out := vmMetricsJSON{Status: st.State, Why: st.Why, PageCache: s.Metrics.GuestIO(v), Filesystems: []api.Filesystem{}}
+	if fss, _ := s.Metrics.Filesystems(v); fss != nil {
+		out.Filesystems = fss
+	}
 	if sample, ok := s.Metrics.Latest(v); ok {
 		out.Sample = sample
 		age := now.Sub(sample.Time).Seconds()

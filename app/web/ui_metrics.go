@@ -3,12 +3,14 @@ package web
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"hearth/app"
 	"hearth/app/metrics"
+	"hearth/guest/api"
 	"hearth/views/components"
 	"hearth/views/pages"
 )
@@ -41,19 +43,146 @@ func (s *Server) metricsView(ctx context.Context, rec *app.VM, window string) *p
 	if sample, ok := s.Metrics.Latest(rec); ok && st.State != metrics.StatusStopped {
 		v.Stats = stats(sample)
 	}
+	if rec.State == app.VMRunning {
+		fss, at := s.Metrics.Filesystems(rec)
+		v.Filesystems = fsBars(fss)
+		if len(v.Filesystems) > 0 && st.State != metrics.StatusLive {
+			v.FSNote = fmt.Sprintf("as the agent reported them %.0f s ago", now.Sub(at).Seconds())
+		}
+	}
 	if rec.State == app.VMRunning || st.State == metrics.StatusStale {
-		hist := s.Metrics.History(rec.ID, now.Add(-windows[window]))
+		w := windows[window]
+		hist := s.Metrics.History(rec.ID, now.Add(-w))
 		if window == "24h" { // longer than memory keeps: from the database
-			if h, err := s.Metrics.Persisted(ctx, rec.ID, now.Add(-windows[window])); err == nil {
+			if h, err := s.Metrics.Persisted(ctx, rec.ID, now.Add(-w)); err == nil {
 				hist = h
 			}
 		}
-		v.Charts = []pages.Chart{
-			chart("CPU %", hist, now, windows[window], func(x metrics.Sample) *float64 { return x.CPUPercent }),
-			chart("Memory % (agent)", hist, now, windows[window], func(x metrics.Sample) *float64 { return x.MemPercent }),
+		g := grid{hist: hist, start: now.Add(-w), window: w, maxGap: 3 * s.Metrics.Interval()}
+		agentOnly := func(f func(metrics.Sample) *float64) func(metrics.Sample) *float64 {
+			return func(x metrics.Sample) *float64 {
+				if x.Source != metrics.FromAgent {
+					return nil
+				}
+				return f(x)
+			}
 		}
+		hostOnly := func(f func(metrics.Sample) *float64) func(metrics.Sample) *float64 {
+			return func(x metrics.Sample) *float64 {
+				if x.Source != metrics.FromHost {
+					return nil
+				}
+				return f(x)
+			}
+		}
+		cpu := func(x metrics.Sample) *float64 { return x.CPUPercent }
+		v.Charts = []pages.Chart{
+			g.chart("CPU %", 100,
+				line{"guest (agent)", "stroke-orange-600", false, agentOnly(cpu)},
+				line{"hypervisor process (host fallback)", "stroke-amber-500", true, hostOnly(cpu)}),
+			g.chart("Memory % (guest, agent)", 100,
+				line{"guest memory", "stroke-orange-600", false, func(x metrics.Sample) *float64 { return x.MemPercent }}),
+			g.chart("Network (hypervisor)", 0,
+				line{"in", "stroke-sky-600", false, func(x metrics.Sample) *float64 { return x.NetRxBps }},
+				line{"out", "stroke-violet-600", false, func(x metrics.Sample) *float64 { return x.NetTxBps }}),
+			g.chart("Disk", 0,
+				line{"device read", "stroke-emerald-600", false, func(x metrics.Sample) *float64 { return x.DiskReadBps }},
+				line{"device write", "stroke-orange-600", false, func(x metrics.Sample) *float64 { return x.DiskWriteBps }},
+				line{"written by programs (agent)", "stroke-stone-500", true, func(x metrics.Sample) *float64 { return x.ProgWriteBps }}),
+		}
+		v.Charts[1].Note = "host-fallback stretches have no guest memory (host RSS is not drawn as it)"
 	}
 	return v
+}
+
+// line is one series to draw: its legend, colour, and the value it takes of a sample
+// (nil where that sample has none, which breaks the line).
+type line struct {
+	name, class string
+	dashed      bool
+	val         func(metrics.Sample) *float64
+}
+
+// grid is a chart window over a VM's samples.
+type grid struct {
+	hist   []metrics.Sample
+	start  time.Time
+	window time.Duration
+	maxGap time.Duration // a step longer than this is a gap: no samples (stopped, manager down)
+}
+
+func (g grid) x(t time.Time) float64 {
+	return min(600, max(0, 600*t.Sub(g.start).Seconds()/g.window.Seconds()))
+}
+
+// chart draws lines against fixed (0: scaled to the largest value, as a rate in bytes/s).
+func (g grid) chart(title string, fixed float64, lines ...line) pages.Chart {
+	c := pages.Chart{Title: title, Empty: "no data in this window"}
+	top := fixed
+	if top == 0 {
+		top = 1024 // 1 KiB/s at least, so that idle noise stays flat
+		for _, x := range g.hist {
+			for _, l := range lines {
+				if v := l.val(x); v != nil && *v > top {
+					top = *v
+				}
+			}
+		}
+		top = niceCeil(top)
+		c.Max = bps(&top)
+	} else {
+		c.Max = fmt.Sprintf("%.0f %%", top)
+	}
+	for _, l := range lines {
+		c.Series = append(c.Series, pages.Series{Name: l.name, Class: l.class, Dashed: l.dashed,
+			Line: components.Line{Points: points(g.hist, l.val), Start: g.start, Window: g.window, Max: top, MaxGap: g.maxGap}})
+	}
+	c.Gaps, c.Sources = g.spans()
+	return c
+}
+
+// spans splits the window into stretches of one source and gaps with no samples.
+func (g grid) spans() (gaps, sources []pages.Span) {
+	add := func(to *[]pages.Span, from, until time.Time, kind string) {
+		x0, x1 := g.x(from), g.x(until)
+		if x1 <= x0 {
+			return
+		}
+		if n := len(*to); n > 0 && (*to)[n-1].Kind == kind && (*to)[n-1].X+(*to)[n-1].W >= x0-0.01 {
+			(*to)[n-1].W = x1 - (*to)[n-1].X
+			return
+		}
+		*to = append(*to, pages.Span{X: x0, W: x1 - x0, Kind: kind})
+	}
+	prev := g.start
+	have := false
+	for _, s := range g.hist {
+		if have && s.Time.Sub(prev) <= g.maxGap {
+			add(&sources, prev, s.Time, s.Source)
+		} else if s.Time.Sub(prev) > g.maxGap {
+			add(&gaps, prev, s.Time, "gap")
+		}
+		prev, have = s.Time, true
+	}
+	if end := g.start.Add(g.window); end.Sub(prev) > g.maxGap {
+		add(&gaps, prev, end, "gap")
+	}
+	return gaps, sources
+}
+
+// niceCeil rounds v up to a readable top for a rate axis: 1, 2, 5, 10, 20, 50, 100, 200
+// or 500 of the binary unit below it (B, KiB, MiB, …).
+func niceCeil(v float64) float64 {
+	unit := 1.0
+	for v > unit*1024 {
+		unit *= 1024
+	}
+	for _, m := range []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1024} {
+		if v <= m*unit {
+			return m * unit
+		}
+	}
+	return 1024 * unit
 }
 
 func pct(p *float64) string {
@@ -77,17 +206,63 @@ func bps(p *float64) string {
 	return ""
 }
 
+// measuring is what a figure says while the source has no value yet: the agent's CPU
+// share and the host's both need two readings.
+const measuring = "measuring…"
+
 func stats(x metrics.Sample) []pages.Stat {
 	mem := pages.Stat{Label: "Memory", Value: pct(x.MemPercent)}
 	if x.Source == metrics.FromHost {
 		mem = pages.Stat{Label: "Host RSS", Value: fmt.Sprintf("%.0f MiB", float64(x.HostRSSBytes)/(1<<20)), Hint: "hypervisor process, not guest memory"}
 	}
 	cpu := pages.Stat{Label: "CPU", Value: pct(x.CPUPercent)}
+	if x.CPUPercent == nil {
+		cpu.Value = measuring
+	}
 	if x.Source == metrics.FromHost {
 		cpu.Hint = "hypervisor process"
 	}
-	return []pages.Stat{cpu, mem, {Label: "Net in", Value: bps(x.NetRxBps)}, {Label: "Net out", Value: bps(x.NetTxBps)},
-		{Label: "Disk read", Value: bps(x.DiskReadBps)}, {Label: "Disk write", Value: bps(x.DiskWriteBps)}}
+	read := pages.Stat{Label: "Disk read", Value: bps(x.DiskReadBps) + " device",
+		Tip: "device: what the hypervisor read from the VM's disk. paged in: what the guest read from its disks (/proc/vmstat pgpgin). Reads the guest serves from its page cache reach neither and are counted by no kernel counter."}
+	write := pages.Stat{Label: "Disk write", Value: bps(x.DiskWriteBps) + " device",
+		Tip: "device: what the hypervisor wrote to the VM's disk. by programs: what the guest's programs wrote into its page cache (/proc/vmstat nr_dirtied × page size); the kernel writes it to the disk later, and a file written and deleted within seconds never reaches it. Files on tmpfs are memory and count in neither."}
+	if x.Source == metrics.FromAgent {
+		read.Second, write.Second = measuring+" paged in", measuring+" by programs"
+		if x.PageInBps != nil {
+			read.Second = bps(x.PageInBps) + " paged in"
+		}
+		if x.ProgWriteBps != nil {
+			write.Second = bps(x.ProgWriteBps) + " by programs"
+		}
+	}
+	return []pages.Stat{cpu, mem, {Label: "Net in", Value: bps(x.NetRxBps)}, {Label: "Net out", Value: bps(x.NetTxBps)}, read, write}
+}
+
+// fsBars are the guest's filesystems as bars, by mountpoint; "used %" is df's: used over
+// used plus what unprivileged users may still write.
+func fsBars(fss []api.Filesystem) []pages.FSBar {
+	out := make([]pages.FSBar, 0, len(fss))
+	for _, f := range fss {
+		if f.SizeBytes == 0 || f.UsedBytes+f.AvailBytes == 0 {
+			continue
+		}
+		p := 100 * float64(f.UsedBytes) / float64(f.UsedBytes+f.AvailBytes)
+		out = append(out, pages.FSBar{Mount: f.Mountpoint, FSType: f.FSType, Device: f.Device, Used: bytesOf(f.UsedBytes),
+			Size: bytesOf(f.SizeBytes), Percent: p, Warn: p >= 90})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Mount < out[j].Mount })
+	return out
+}
+
+func bytesOf(n uint64) string {
+	v := float64(n)
+	for _, u := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
+		if v < 1024 || u == "TiB" {
+			return fmt.Sprintf("%.1f %s", v, u)
+		}
+		v /= 1024
+	}
+	return ""
 }
 
 // points is one value of the samples as chart points; a sample without it breaks the line.
@@ -100,13 +275,6 @@ func points(hist []metrics.Sample, val func(metrics.Sample) *float64) []componen
 		}
 	}
 	return out
-}
-
-// chart is a percentage over the window; a pause longer than a twentieth of it (the VM was
-// stopped, the manager was down) breaks the line rather than bridging it.
-func chart(title string, hist []metrics.Sample, now time.Time, window time.Duration, val func(metrics.Sample) *float64) pages.Chart {
-	return pages.Chart{Title: title, Max: "100", Empty: "no data in this window",
-		Line: components.Line{Points: points(hist, val), Start: now.Add(-window), Window: window, Max: 100, MaxGap: window / 20}}
 }
 
 // sparkOf is the last 15 minutes of a percentage, with the latest value. A value older

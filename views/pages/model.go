@@ -104,21 +104,60 @@ type MetricsView struct {
 	Why    string // why the agent is missing
 	Window string // "15m", "1h" or "24h"
 	// Every is how often the panel polls: the collector's interval.
-	Every  time.Duration
-	Stats  []Stat
-	Charts []Chart
+	Every       time.Duration
+	Stats       []Stat
+	Filesystems []FSBar
+	FSNote      string // when the filesystems are not from the latest sample: how old they are
+	Charts      []Chart
 }
 
-// Stat is one current figure.
+// Stat is one current figure: Value, and Second beside it (e.g. what programs wrote next to
+// what the device saw); Tip explains the figure on hover.
 type Stat struct {
-	Label, Value, Hint string
+	Label, Value, Second, Hint, Tip string
 }
 
-// Chart is a line chart (drawn in a 600×120 box), newest on the right.
+// FSBar is one guest filesystem's use.
+type FSBar struct {
+	Mount, FSType, Device string
+	Used, Size            string // "1.2 GiB"
+	Percent               float64
+	Warn                  bool // at or above 90 %
+}
+
+// Chart is a line chart (drawn in a 600×120 box), newest on the right: one line per
+// series, behind them the stretches with no samples, below them a strip that says where
+// each stretch's samples came from.
 type Chart struct {
 	Title, Max string
-	Line       components.Line
+	Series     []Series
+	Gaps       []Span // x from 0 to 600
+	Sources    []Span // Kind "agent" or "host"
+	Note       string // what the chart does not draw, and why
 	Empty      string // what to say when there is nothing to draw
+}
+
+// Series is one line of a chart; Class colours it (a Tailwind stroke class).
+type Series struct {
+	Name, Class string
+	Dashed      bool
+	Line        components.Line
+}
+
+// Span is a stretch of a chart's window, in the chart's x units.
+type Span struct {
+	X, W float64
+	Kind string
+}
+
+// Drawn reports whether any series has something to draw.
+func (c Chart) Drawn() bool {
+	for _, s := range c.Series {
+		if s.Line.Path(600, 120) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // AuditRow is one audit-log line on the VM page.
