@@ -290,14 +290,21 @@ func runVariant(t *testing.T, variant string) {
 	// be in the activity log.
 	pg.WaitText("the callback's registration in the activity log", `[data-testid=audit-log]`, "("+"callback)", 2*time.Minute)
 	pg.WaitText("the page shows live · agent", `[data-testid=metrics-badge]`, "live · agent", 30*time.Second)
-	figs := pageFigures(pg)
-	if _, err := percent(figs.CPU); err != nil {
-		pg.Fail("CPU figure on the page", err)
-	}
+	// The API has a CPU figure: the page has it by its next poll (every interval).
+	var figs figures
+	pg.WaitFor("the page's CPU figure, once the API has one", 2*interval+5*time.Second, func() (bool, error) {
+		figs = pageFigures(pg)
+		_, err := percent(figs.CPU)
+		return err == nil, nil
+	})
 	if _, err := percent(figs.Memory); err != nil {
 		pg.Fail("memory figure on the page", err)
 	}
 	t.Logf("page: %q, CPU %s, memory %s", figs.Badge, figs.CPU, figs.Memory)
+	// The guest's root filesystem, as its agent reports it, is a bar on the page.
+	step("the root filesystem's bar", chromedp.WaitVisible(`[data-testid=filesystems] li[data-mount="/"]`))
+	t.Logf("page: root filesystem %s %% used (warn %s)", pg.Eval("used", `document.querySelector('[data-testid=filesystems] li[data-mount="/"]').dataset.usedPercent`),
+		pg.Eval("warn", `document.querySelector('[data-testid=filesystems] li[data-mount="/"]').dataset.warn`))
 	browsertest.Screenshot(t, ctx, variant+"-live")
 
 	_, vm = c.do("GET", "/v1/vms/"+id, "")
@@ -439,14 +446,15 @@ func runVariant(t *testing.T, variant string) {
 		t.Errorf("the stop was not graceful: %s", r)
 	}
 
-	// Rename the stopped VM in its edit form and boot it again: its seed was rendered again
-	// as a new cloud-init instance, so the guest takes the new name, and its agent comes
-	// back with the seed's new registration token.
+	// Rename the stopped VM in its edit form, make it the default size (1 vCPU) and boot it
+	// again: its seed was rendered again as a new cloud-init instance, so the guest takes
+	// the new name, and its agent comes back with the seed's new registration token.
 	renamed := "e2e-" + variant + "-renamed"
-	step("rename",
+	step("rename and 1 vCPU",
 		chromedp.Click(`a[href$="/edit"]`),
 		chromedp.WaitVisible(`#f-name`),
 		chromedp.SetValue(`#f-name`, renamed),
+		chromedp.SetValue(`#f-vcpus`, "1"),
 		chromedp.Click(`[data-testid=vm-submit]`),
 		chromedp.WaitVisible(`[data-testid=vm-start]`),
 	)
@@ -455,6 +463,12 @@ func runVariant(t *testing.T, variant string) {
 	}
 	restart := time.Now()
 	step("start again", chromedp.Click(`[data-testid=vm-start]`), chromedp.WaitVisible(`#vm-status[data-state=running]`))
+	// A new run shows none of the last run's numbers, however recent.
+	if _, m := c.do("GET", "/v1/vms/"+id+"/metrics", ""); m["time"] != nil {
+		if at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(m["time"])); at.Before(restart) {
+			t.Errorf("right after the restart the API shows the last run's sample: %v", m)
+		}
+	}
 	for {
 		_, v := c.do("GET", "/v1/vms/"+id, "")
 		at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(v["guest_ip_updated_at"]))
@@ -475,6 +489,7 @@ func runVariant(t *testing.T, variant string) {
 		t.Errorf("cloud-init instance id after the rename %q, want %s-r1", got, id)
 	}
 	pg.WaitText("the page shows live · agent after the rename", `[data-testid=metrics-badge]`, "live · agent", 30*time.Second)
+	storyStress(t, pg, c, id, guest, variant)
 	step("stop again", chromedp.Click(`[data-testid=vm-stop]`))
 	took = pg.WaitText("stopped again", `#vm-status [data-state]`, "stopped", 3*time.Minute)
 	t.Logf("timing: %s graceful stop after the rename: %.0f s", variant, took.Seconds())
@@ -499,6 +514,100 @@ func runVariant(t *testing.T, variant string) {
 		return nil
 	})
 	t.Logf("timing: %s whole scenario: %.0f s", variant, time.Since(scenarioStart).Seconds())
+}
+
+// storyStress runs the stress loop of the story this product comes from (testdata/story.sh)
+// on the 1-vCPU guest and requires what the story promises, as Hearth reports it on the API
+// and the page: CPU in 40–90 %, programs writing at least 5 MiB/s, network in and out, and
+// all of it falling back once the loop is stopped.
+func storyStress(t *testing.T, pg browsertest.Page, c client, id string, guest guestShell, variant string) {
+	t.Helper()
+	if n := strings.TrimSpace(guest.run("nproc")); n != "1" {
+		t.Fatalf("the renamed guest has %s vCPUs, want 1", n)
+	}
+	calm := waitCPU(t, pg, c, id, "calm before the story's loop", func(p float64) bool { return p < 30 }, 3*time.Minute)
+	quiet := apiRates(c, id, 4)
+	t.Logf("story (%s), before: CPU %% %s; %s", variant, fmtPcts(calm.api), quiet)
+	managerURL := strings.TrimSpace(guest.run(`sudo sh -c '. /etc/hearth-agent.conf; echo "$HEARTH_MANAGER_URL"'`))
+	script, err := os.ReadFile("testdata/story.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guest.upload("/tmp/hearth-story.sh", script)
+	guest.run("nohup sh /tmp/hearth-story.sh " + managerURL + "/healthz </dev/null >/dev/null 2>&1 &")
+	inBand := func(p float64) bool { return p >= 40 && p <= 90 }
+	busy := waitCPU(t, pg, c, id, "the story's loop: CPU in the 40–90 % band on 1 vCPU", inBand, 3*time.Minute)
+	loaded := apiRates(c, id, 6)
+	if loaded.maxProg < 5 {
+		t.Errorf("programs' write rate under the story's loop: %s; want at least 5 MiB/s", loaded)
+	}
+	if loaded.rx <= 0 || loaded.tx <= 0 {
+		t.Errorf("network under the story's loop: %s; want in and out above 0 B/s", loaded)
+	}
+	var page string
+	pg.WaitFor("the page shows programs writing at least 5 MiB/s", 30*time.Second, func() (bool, error) {
+		page = pg.Eval("programs' write figure", `document.querySelector('[data-stat="Disk write"] [data-figure=second]')?.innerText.trim() || ''`)
+		r, err := rateOf(strings.TrimSuffix(page, " by programs"))
+		return err == nil && r >= 5<<20, nil
+	})
+	f := pageFigures(pg)
+	t.Logf("story (%s), under the loop: API CPU %% %s; %s; page CPU %s, disk write %s · %s", variant, fmtPcts(busy.api), loaded,
+		strings.Join(busy.page, ", "), f.DiskWrite, page)
+	browsertest.Screenshot(t, pg.Ctx, variant+"-story")
+
+	guest.run("pkill -f '[h]earth-story'; pkill -x yes; true")
+	after := waitCPU(t, pg, c, id, "CPU falls after the story's loop", func(p float64) bool { return p < 30 }, 2*time.Minute)
+	var fell rates
+	for start := time.Now(); ; {
+		fell = apiRates(c, id, 4)
+		if fell.maxProg < 1 && fell.rx < loaded.rx && fell.tx < loaded.tx {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Errorf("after the story's loop: %s; under it: %s; want programs' writes below 1 MiB/s and less network", fell, loaded)
+			break
+		}
+	}
+	t.Logf("story (%s), stopped: API CPU %% %s; %s", variant, fmtPcts(after.api), fell)
+}
+
+// rates are the means (and the largest programs' write rate) of a few API samples.
+type rates struct{ prog, maxProg, rx, tx float64 }
+
+func (r rates) String() string {
+	return fmt.Sprintf("programs write %.1f MiB/s (max %.1f), net in %.0f B/s, out %.0f B/s", r.prog, r.maxProg, r.rx, r.tx)
+}
+
+// apiRates reads n distinct samples of the VM's metrics, one per interval.
+func apiRates(c client, id string, n int) rates {
+	var r rates
+	var last string
+	for got := 0; got < n; {
+		_, m := c.do("GET", "/v1/vms/"+id+"/metrics", "")
+		if at := fmt.Sprint(m["time"]); at != last && m["source"] == "agent" {
+			last = at
+			got++
+			num := func(k string) float64 { v, _ := m[k].(float64); return v }
+			p := num("disk_write_by_programs_bytes_per_second") / (1 << 20)
+			r.prog += p / float64(n)
+			r.maxProg = max(r.maxProg, p)
+			r.rx += num("net_rx_bytes_per_second") / float64(n)
+			r.tx += num("net_tx_bytes_per_second") / float64(n)
+		}
+		time.Sleep(interval)
+	}
+	return r
+}
+
+// rateOf parses a figure like "21.3 MiB/s" into bytes per second.
+func rateOf(s string) (float64, error) {
+	num, unit, _ := strings.Cut(strings.TrimSpace(s), " ")
+	v, err := strconv.ParseFloat(num, 64)
+	mult := map[string]float64{"B/s": 1, "KiB/s": 1 << 10, "MiB/s": 1 << 20, "GiB/s": 1 << 30}[unit]
+	if err != nil || mult == 0 {
+		return 0, fmt.Errorf("%q is not a rate", s)
+	}
+	return v * mult, nil
 }
 
 // cpuSeen is the CPU% figures a wait saw, each time it changed: on the API and the page.
