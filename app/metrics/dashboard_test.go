@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestGrafanaDashboard keeps docs/grafana-dashboard.json honest: it parses, and every
@@ -25,9 +27,11 @@ func TestGrafanaDashboard(t *testing.T) {
 		t.Fatalf("dashboard: %v (%d panels)", err, len(d.Panels))
 	}
 	exported := map[string]bool{}
-	for _, desc := range []string{pCPU.String(), pMem.String(), pRSS.String(), pNet.String(), pDisk.String(), pAge.String(),
-		pUp.String(), pRounds.String(), pRoundLast.String(), pPollErrors.String()} {
-		m := regexp.MustCompile(`fqName: "([a-z_]+)"`).FindStringSubmatch(desc)
+	descs := make(chan *prometheus.Desc, 64)
+	promVMs{}.Describe(descs)
+	close(descs)
+	for desc := range descs {
+		m := regexp.MustCompile(`fqName: "([a-z_]+)"`).FindStringSubmatch(desc.String())
 		exported[m[1]] = true
 	}
 	names := regexp.MustCompile(`hearth_[a-z_]+`)
