@@ -41,6 +41,9 @@ type Counters struct {
 	DiskReadBytes              uint64
 	DiskWriteBytes             uint64
 	DiskReads, DiskWrites      uint64
+	// NoNet: the VM has no network, or its counters could not be read; no rate is made of
+	// the zeros above.
+	NoNet bool
 }
 
 // Exit says how a hypervisor process ended.

@@ -281,7 +281,9 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 		if cur, err := m.Counters(ctx); err == nil {
 			if st.prevCounters != nil {
 				dt := now.Sub(st.prevAt).Seconds()
-				s.NetRxBps, s.NetTxBps = rate(st.prevCounters.NetRxBytes, cur.NetRxBytes, dt), rate(st.prevCounters.NetTxBytes, cur.NetTxBytes, dt)
+				if !cur.NoNet && !st.prevCounters.NoNet {
+					s.NetRxBps, s.NetTxBps = rate(st.prevCounters.NetRxBytes, cur.NetRxBytes, dt), rate(st.prevCounters.NetTxBytes, cur.NetTxBytes, dt)
+				}
 				s.DiskReadBps, s.DiskWriteBps = rate(st.prevCounters.DiskReadBytes, cur.DiskReadBytes, dt), rate(st.prevCounters.DiskWriteBytes, cur.DiskWriteBytes, dt)
 			}
 			st.prevCounters, st.prevAt = &cur, now

@@ -249,8 +249,7 @@ func (m *machine) Stop(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// Counters: disks from query-blockstats; network from the host side of the tap (what the
-// guest sends is what the tap receives).
+// Counters: disks from query-blockstats; network from the host side of the tap.
 func (m *machine) Counters(ctx context.Context) (hypervisor.Counters, error) {
 	var c hypervisor.Counters
 	raw, err := m.qmp.exec(ctx, "query-blockstats", nil)
@@ -270,14 +269,13 @@ func (m *machine) Counters(ctx context.Context) (hypervisor.Counters, error) {
 		c.DiskReads += uint64(b.Stats.RdOps)
 		c.DiskWrites += uint64(b.Stats.WrOps)
 	}
+	c.NoNet = true
 	if m.tap != "" {
-		read := func(name string) uint64 {
-			b, _ := os.ReadFile(filepath.Join("/sys/class/net", m.tap, "statistics", name))
-			n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-			return n
+		if st, err := tapStats(m.tap); err == nil {
+			// What the guest sends is what the tap receives, and the other way round.
+			c.NetRxBytes, c.NetTxBytes, c.NetRxPackets, c.NetTxPackets = st.TxBytes, st.RxBytes, st.TxPackets, st.RxPackets
+			c.NoNet = false
 		}
-		c.NetRxBytes, c.NetTxBytes = read("tx_bytes"), read("rx_bytes")
-		c.NetRxPackets, c.NetTxPackets = read("tx_packets"), read("rx_packets")
 	}
 	return c, nil
 }
