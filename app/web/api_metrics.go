@@ -15,9 +15,10 @@ import (
 // vmMetricsJSON is GET /v1/vms/{id}/metrics: the latest sample and the badge's state.
 type vmMetricsJSON struct {
 	metrics.Sample
-	Status     string   `json:"status"`
-	AgeSeconds *float64 `json:"age_seconds"`
-	Why        string   `json:"why,omitempty"`
+	Time       *time.Time `json:"time"` // null before the run's first sample
+	Status     string     `json:"status"`
+	AgeSeconds *float64   `json:"age_seconds"`
+	Why        string     `json:"why,omitempty"`
 	// The agent's cumulative page-cache counters and its filesystems, from its last answer in
 	// this run (null and [] before it answered).
 	PageCache   *api.PageCache   `json:"page_cache"`
@@ -40,6 +41,7 @@ func (s *Server) apiVMMetrics(c echo.Context) error {
 	}
 	if sample, ok := s.Metrics.Latest(v); ok {
 		out.Sample = sample
+		out.Time = &sample.Time
 		age := now.Sub(sample.Time).Seconds()
 		out.AgeSeconds = &age
 	}

@@ -114,7 +114,8 @@ func TestMetricsPanelTellsWhatHappens(t *testing.T) {
 	// A restart: a new hypervisor process. Nothing of the last run is current.
 	e.db.SetRun(ctx, v.ID, store.Run{State: app.VMRunning, Driver: "qemu", PID: os.Getpid(), Identity: "boot/next"}, nil)
 	_, body = e.api("GET", "/v1/vms/"+v.ID+"/metrics", "", "")
-	if !strings.Contains(body, `"status":"waiting"`) || !strings.Contains(body, `"cpu_usage_percent":null`) || !strings.Contains(body, `"filesystems":[]`) {
+	if !strings.Contains(body, `"status":"waiting"`) || !strings.Contains(body, `"cpu_usage_percent":null`) || !strings.Contains(body, `"filesystems":[]`) ||
+		!strings.Contains(body, `"time":null`) {
 		t.Errorf("right after a restart: %s", body)
 	}
 	if p := panel(); !strings.Contains(p, "waiting for first sample") || strings.Contains(p, `data-stat="CPU"`) || strings.Contains(p, `data-mount=`) {
