@@ -134,6 +134,7 @@ check-deps: ## enforce the dependency direction of docs/architecture.md
 	$(call forbid,./app/install,app/vm|app/auth|app/metrics|app/image|app/web|app/cmd|app/hypervisor|views,a use case imports no other use case)
 	$(call forbid,./app/image,app/vm|app/auth|app/metrics|app/install|app/web|app/cmd|app/hypervisor|views,a use case imports no other use case)
 	$(call forbid,./app/hypervisor/...,$(USECASES)|app/store|app/web|app/cmd|app/agent|provision|views,drivers know nothing of use cases or the store)
+	$(call forbid,./app/console,app$$|app/(vm|auth|metrics|install|image|web|cmd|store|hypervisor|agent|config)|views|provision|guest|migrations|static,the console hub imports nothing of ours)
 	$(call forbid,./app/agent,$(USECASES)|app/store|app/web|app/cmd|app/hypervisor|provision|views,the agent client knows only the domain and guest/api)
 	$(call forbid,./provision/...,$(USECASES)|app/store|app/web|app/cmd|app/hypervisor|app/agent|app/config|views,provision is a toolbox: the domain at most)
 	$(call forbid_direct,./app/web,app/store|app/hypervisor|app/install|app/agent|provision|app/cmd|migrations,the web edge reaches use cases only)

@@ -4,6 +4,8 @@
 package hypervisor
 
 import (
+	"hearth/app/console"
+
 	"context"
 	"time"
 )
@@ -70,6 +72,12 @@ type Machine interface {
 	Counters(ctx context.Context) (Counters, error)
 	// ConsolePath is the file the guest's serial console is written to.
 	ConsolePath() string
+}
+
+// Consoler is a Machine whose serial console the manager holds: output logged and shared,
+// input to the guest (console.Hub).
+type Consoler interface {
+	Console() *console.Hub
 }
 
 // Releaser is a Machine that holds connections to its hypervisor (QMP, the metrics FIFO)

@@ -1,6 +1,7 @@
 // Package qemu runs VMs with qemu-system-x86_64: direct kernel boot, virtio disks (a per-VM
 // copy-on-write overlay of the root image, the seed read-only), a tap netdev, the serial
-// console to a file, and QMP on a unix socket for status, shutdown and block statistics.
+// console on a unix socket (held by a console.Hub, which logs it), and QMP on a unix socket
+// for status, shutdown and block statistics.
 // It uses KVM when /dev/kvm is usable and software emulation (TCG) otherwise.
 package qemu
 
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"hearth/app/console"
 	"hearth/app/hypervisor"
 )
 
@@ -32,8 +34,11 @@ func (d *Driver) Name() string { return "qemu" }
 
 // Files in a VM's run directory.
 const (
-	qmpSocket   = "qmp.sock"
-	overlayFile = "rootfs.qcow2"
+	qmpSocket = "qmp.sock"
+	// ConsoleSocket is the serial port's socket in the run directory: QEMU serves it and
+	// keeps it as long as the VM runs, so a manager that restarts reconnects to it.
+	ConsoleSocket = "console.sock"
+	overlayFile   = "rootfs.qcow2"
 )
 
 func (d *Driver) accel() string {
@@ -123,12 +128,16 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	}
 	sock := filepath.Join(spec.Dir, qmpSocket)
 	os.Remove(sock)
-	console := spec.Console
-	os.WriteFile(console, nil, 0o640) //nolint:errcheck // truncate the last boot's console
+	consoleSock := filepath.Join(spec.Dir, ConsoleSocket)
+	os.Remove(consoleSock)
+	os.WriteFile(spec.Console, nil, 0o640) //nolint:errcheck // truncate the last boot's console
+	os.Remove(spec.Console + ".1")
+	// -S: the guest starts once the console is held, so its first line is in the log.
 	args := []string{"-name", "hearth-" + spec.VMID, "-nodefaults", "-no-user-config", "-display", "none",
 		"-machine", "pc,accel=" + d.accel(), "-smp", strconv.Itoa(spec.VCPUs), "-m", strconv.Itoa(spec.MemoryMiB),
-		"-serial", "file:" + console, "-kernel", spec.Kernel, "-append", spec.BootArgs,
-		"-qmp", "unix:" + sock + ",server=on,wait=off", "-no-reboot"}
+		"-chardev", "socket,id=ser0,path=" + consoleSock + ",server=on,wait=off", "-serial", "chardev:ser0",
+		"-kernel", spec.Kernel, "-append", spec.BootArgs,
+		"-qmp", "unix:" + sock + ",server=on,wait=off", "-no-reboot", "-S"}
 	if spec.Initrd != "" {
 		args = append(args, "-initrd", spec.Initrd)
 	}
@@ -169,6 +178,17 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 		q, err := dialQMP(ctx, sock)
 		if err == nil {
 			m.qmp = q
+			m.holdConsole(consoleSock)
+			if !m.hub.WaitConnected(10 * time.Second) {
+				m.Kill()
+				<-m.Done()
+				return nil, errors.New("qemu: the serial console socket did not answer within 10 s")
+			}
+			if _, err := q.exec(ctx, "cont", nil); err != nil {
+				m.Kill()
+				<-m.Done()
+				return nil, fmt.Errorf("qemu: start the guest: %w", err)
+			}
 			return m, nil
 		}
 		select {
@@ -191,15 +211,39 @@ type machine struct {
 	console string
 	tap     string
 	qmp     *qmp
+	hub     *console.Hub
 }
 
 func (m *machine) ConsolePath() string { return m.console }
+
+// Console is the VM's serial console.
+func (m *machine) Console() *console.Hub { return m.hub }
+
+// holdConsole opens the hub on the console socket; once QEMU has exited and the hub has
+// read what was left, it lets go.
+func (m *machine) holdConsole(sock string) {
+	m.hub = console.Open(sock, m.console, console.Options{})
+	go func() {
+		<-m.Done()
+		deadline := time.Now().Add(time.Second)
+		for ok, ch := m.hub.Connected(); ok && time.Now().Before(deadline); ok, ch = m.hub.Connected() {
+			select {
+			case <-ch:
+			case <-time.After(time.Until(deadline)):
+			}
+		}
+		m.hub.Close()
+	}()
+}
 
 // Release closes the QMP connection (QEMU serves one client at a time) and leaves the VM
 // running for the next manager.
 func (m *machine) Release() {
 	if m.qmp != nil {
 		m.qmp.close()
+	}
+	if m.hub != nil {
+		m.hub.Close()
 	}
 }
 
@@ -214,7 +258,9 @@ func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int, iden
 	if err != nil {
 		return nil, fmt.Errorf("qemu: QMP of pid %d: %w", pid, err)
 	}
-	return &machine{Process: proc, dir: spec.Dir, console: spec.Console, tap: spec.Tap, qmp: q}, nil
+	m := &machine{Process: proc, dir: spec.Dir, console: spec.Console, tap: spec.Tap, qmp: q}
+	m.holdConsole(filepath.Join(spec.Dir, ConsoleSocket))
+	return m, nil
 }
 
 // Stop presses the ACPI power button (system_powerdown) and waits; then asks QEMU to quit;

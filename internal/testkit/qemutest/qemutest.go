@@ -95,6 +95,25 @@ if [ -n "$pb" ]; then wait $reader; echo "HEARTH-POWEROFF"; $B poweroff -f; fi
 while :; do $B sleep 60; done
 `
 
+// ShellInit is Init with a shell on the serial console once booted (the power button
+// still powers off): what a console test types into.
+var ShellInit = strings.Replace(Init, `if [ -n "$pb" ]; then
+	$B dd if="$pb" of=/dev/null bs=24 count=1 2>/dev/null &
+	reader=$!
+	$B sleep 0.2
+fi
+echo "HEARTH-MARKER: booted (power button: $pb)"
+if [ -n "$pb" ]; then wait $reader; echo "HEARTH-POWEROFF"; $B poweroff -f; fi
+while :; do $B sleep 60; done
+`, `if [ -n "$pb" ]; then
+	( $B dd if="$pb" of=/dev/null bs=24 count=1 2>/dev/null; echo "HEARTH-POWEROFF"; $B poweroff -f ) &
+	$B sleep 0.2
+fi
+$B --install -s /bin
+echo "HEARTH-MARKER: booted (power button: $pb)"
+while :; do $B setsid $B cttyhack $B sh -i; done
+`, 1)
+
 // Initramfs builds an initramfs (newc cpio) with busybox-static, the modules and Init.
 func Initramfs(t testing.TB, modulesDir string) string {
 	t.Helper()
@@ -175,4 +194,10 @@ func (c *cpio) node(name string, mode uint32, maj, min int) { c.entry(name, mode
 func (c *cpio) close() []byte {
 	c.entry("TRAILER!!!", 0, 0, 0, nil)
 	return c.buf.Bytes()
+}
+
+func init() {
+	if ShellInit == Init {
+		panic("qemutest: ShellInit no longer matches Init's ending")
+	}
 }
