@@ -93,9 +93,15 @@ css: node_modules ## rebuild static/css/app.css with the Tailwind CLI
 htmx: node_modules ## vendor htmx from node_modules into static/js
 	cp node_modules/htmx.org/dist/htmx.min.js static/js/htmx.min.js
 
+.PHONY: xterm
+xterm: node_modules ## vendor xterm.js and its fit addon from node_modules into static/
+	sed '/^\/\/# sourceMappingURL=/d' node_modules/@xterm/xterm/lib/xterm.js > static/js/xterm.js
+	sed '/^\/\/# sourceMappingURL=/d' node_modules/@xterm/addon-fit/lib/addon-fit.js > static/js/addon-fit.js
+	cp node_modules/@xterm/xterm/css/xterm.css static/css/xterm.css
+
 .PHONY: check-generated
-check-generated: generate css htmx ## fail if committed generated files (templ, CSS, htmx) are stale
-	@git diff --exit-code --stat -- views static || { echo "generated files are stale: run make generate css htmx and commit"; exit 1; }
+check-generated: generate css htmx xterm ## fail if committed generated files (templ, CSS, htmx) are stale
+	@git diff --exit-code --stat -- views static || { echo "generated files are stale: run make generate css htmx xterm and commit"; exit 1; }
 
 .PHONY: lint
 lint: ## gofmt and go vet

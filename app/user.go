@@ -63,6 +63,7 @@ const (
 	AuditVMStart      = "vm.start"
 	AuditVMStop       = "vm.stop"
 	AuditVMState      = "vm.state"
+	AuditConsole      = "vm.console" // a console opened, and how long it stayed open (input is never logged)
 	AuditTokenCreate  = "token.create"
 	AuditTokenRevoke  = "token.revoke"
 	AuditUserCreate   = "user.create"

@@ -40,6 +40,7 @@ type Config struct {
 	AllocateIPs     bool           // HEARTH_ALLOCATE_IPS
 	MetricsInterval time.Duration  // HEARTH_METRICS_INTERVAL
 	StopTimeout     time.Duration  // HEARTH_STOP_TIMEOUT: graceful shutdown before the kill
+	ConsoleIdle     time.Duration  // HEARTH_CONSOLE_IDLE: a console viewer who types nothing this long is disconnected
 	Jailer          string         // HEARTH_JAILER: run firecracker through this jailer binary
 	JailerUID       int            // HEARTH_JAILER_UID
 	JailerGID       int            // HEARTH_JAILER_GID
@@ -150,6 +151,8 @@ func flags(c *Config, getenv func(string) string) (*flag.FlagSet, func() error) 
 	fs.StringVar(&c.JailerChroot, "jailer-chroot", env("HEARTH_JAILER_CHROOT", "/srv/jailer"), "the jailer's chroot base, on the data dir's filesystem (HEARTH_JAILER_CHROOT)")
 	c.MetricsInterval = envDuration("HEARTH_METRICS_INTERVAL", 5*time.Second)
 	fs.Var(durationFlag{&c.MetricsInterval}, "metrics-interval", "how often running VMs are polled, e.g. 5s (HEARTH_METRICS_INTERVAL)")
+	c.ConsoleIdle = envDuration("HEARTH_CONSOLE_IDLE", 30*time.Minute)
+	fs.Var(durationFlag{&c.ConsoleIdle}, "console-idle", "how long a console viewer may type nothing before it is disconnected, e.g. 30m (HEARTH_CONSOLE_IDLE)")
 	c.StopTimeout = envDuration("HEARTH_STOP_TIMEOUT", 30*time.Second)
 	fs.Var(durationFlag{&c.StopTimeout}, "stop-timeout", "how long a stopping guest may take to power off after the ACPI power button (Firecracker: Ctrl+Alt+Del) before it is killed, e.g. 30s (HEARTH_STOP_TIMEOUT)")
 	fs.StringVar(&imageDirs, "image-dirs", env("HEARTH_IMAGE_DIRS", ""), "comma-separated directories VM kernels, initrds and root filesystems must lie in; default: the data dir's images/ (HEARTH_IMAGE_DIRS)")
@@ -188,6 +191,9 @@ func (c *Config) finish(envErr error, cidrs, bridgeCIDR, imageDirs, jailUID, jai
 	}
 	if c.MetricsInterval < time.Second || c.MetricsInterval > time.Hour {
 		return fmt.Errorf("metrics interval %s: want between 1s and 1h", c.MetricsInterval)
+	}
+	if c.ConsoleIdle < 10*time.Second || c.ConsoleIdle > 24*time.Hour {
+		return fmt.Errorf("console idle %s: want between 10s and 24h", c.ConsoleIdle)
 	}
 	if c.StopTimeout < time.Second || c.StopTimeout > time.Hour {
 		return fmt.Errorf("stop timeout %s: want between 1s and 1h", c.StopTimeout)

@@ -18,8 +18,8 @@ import (
 type Options struct {
 	LogMax  int64 // rotate console.log past this many bytes (default 1 MiB); console.log.1 keeps the one before
 	History int   // bytes a viewer gets first when it joins (default 64 KiB)
-	// Backlog is how many chunks a viewer may fall behind before it is cut off (default 256):
-	// a slow viewer never holds up the guest or the others.
+	// Backlog is how many bytes a viewer may fall behind before it is cut off (default
+	// 1 MiB): a slow viewer never holds up the guest or the others.
 	Backlog int
 }
 
@@ -43,12 +43,53 @@ type Hub struct {
 	done    chan struct{}
 }
 
-// Viewer is one subscriber: C carries output in order; it is closed when the viewer fell
-// too far behind (Dropped then says so) or the hub closed.
+// Viewer is one subscriber. Output waits for it in one buffer (a serial port delivers a
+// byte or a few at a time: they are taken together); Ready signals that there is some, or
+// that the viewer ended.
 type Viewer struct {
-	C       chan []byte
 	hub     *Hub
+	ready   chan struct{}
+	pending []byte
+	ended   bool
 	dropped bool
+}
+
+// Ready is signalled when output is pending or the viewer has ended: call Take.
+func (v *Viewer) Ready() <-chan struct{} { return v.ready }
+
+// Take returns the pending output, oldest first, and false once the viewer has ended and
+// nothing is left (Dropped then says whether it fell behind).
+func (v *Viewer) Take() ([]byte, bool) {
+	v.hub.mu.Lock()
+	defer v.hub.mu.Unlock()
+	b := v.pending
+	v.pending = nil
+	return b, len(b) > 0 || !v.ended
+}
+
+// Next waits for output and returns it; false once the viewer has ended.
+func (v *Viewer) Next() ([]byte, bool) {
+	for {
+		b, open := v.Take()
+		if len(b) > 0 || !open {
+			return b, open
+		}
+		<-v.ready
+	}
+}
+
+func (v *Viewer) signal() {
+	select {
+	case v.ready <- struct{}{}:
+	default:
+	}
+}
+
+// end ends the viewer (the hub's lock held).
+func (v *Viewer) end(dropped bool) {
+	v.ended, v.dropped = true, dropped
+	delete(v.hub.subs, v)
+	v.signal()
 }
 
 // Open starts holding the console at sock, appending its output to logPath. It dials until
@@ -61,7 +102,7 @@ func Open(sock, logPath string, opts Options) *Hub {
 		opts.History = 64 << 10
 	}
 	if opts.Backlog <= 0 {
-		opts.Backlog = 256
+		opts.Backlog = 1 << 20
 	}
 	h := &Hub{sock: sock, logPath: logPath, opts: opts, subs: map[*Viewer]struct{}{},
 		changed: make(chan struct{}), done: make(chan struct{})}
@@ -164,15 +205,14 @@ func (h *Hub) output(p []byte) {
 	if over := len(h.hist) - h.opts.History; over > 0 {
 		h.hist = append(h.hist[:0], h.hist[over:]...)
 	}
-	chunk := append([]byte(nil), p...)
 	for v := range h.subs {
-		select {
-		case v.C <- chunk:
-		default: // too far behind: cut it off rather than wait
-			v.dropped = true
-			delete(h.subs, v)
-			close(v.C)
+		if len(v.pending)+len(p) > h.opts.Backlog { // too far behind: cut it off rather than wait
+			v.pending = nil
+			v.end(true)
+			continue
 		}
+		v.pending = append(v.pending, p...)
+		v.signal()
 	}
 }
 
@@ -214,23 +254,22 @@ func (h *Hub) appendLog(p []byte) {
 func (h *Hub) Join() (*Viewer, []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	v := &Viewer{C: make(chan []byte, h.opts.Backlog), hub: h}
+	v := &Viewer{hub: h, ready: make(chan struct{}, 1)}
 	if h.closed {
-		close(v.C)
-		return v, append([]byte(nil), h.hist...)
+		v.ended = true
+		v.signal()
+	} else {
+		h.subs[v] = struct{}{}
 	}
-	h.subs[v] = struct{}{}
 	return v, append([]byte(nil), h.hist...)
 }
 
 // Leave unsubscribes the viewer.
 func (v *Viewer) Leave() {
-	h := v.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if _, ok := h.subs[v]; ok {
-		delete(h.subs, v)
-		close(v.C)
+	v.hub.mu.Lock()
+	defer v.hub.mu.Unlock()
+	if !v.ended {
+		v.end(false)
 	}
 }
 
@@ -298,8 +337,7 @@ func (h *Hub) Close() {
 		h.conn.Close()
 	}
 	for v := range h.subs {
-		delete(h.subs, v)
-		close(v.C)
+		v.end(false)
 	}
 	close(h.changed)
 	h.changed = make(chan struct{})

@@ -55,12 +55,16 @@ func read(t *testing.T, v *Viewer, want string) string {
 	var got []byte
 	deadline := time.After(5 * time.Second)
 	for !bytes.Contains(got, []byte(want)) {
+		b, open := v.Take()
+		got = append(got, b...)
+		if len(b) > 0 {
+			continue
+		}
+		if !open {
+			t.Fatalf("viewer ended before %q; got %q", want, got)
+		}
 		select {
-		case b, ok := <-v.C:
-			if !ok {
-				t.Fatalf("viewer closed before %q; got %q", want, got)
-			}
-			got = append(got, b...)
+		case <-v.Ready():
 		case <-deadline:
 			t.Fatalf("no %q; got %q", want, got)
 		}
@@ -127,8 +131,8 @@ func TestHubSurvives(t *testing.T) {
 	guest.Write([]byte("second\n"))
 	read(t, v, "second")
 	h.Close()
-	if _, ok := <-v.C; ok {
-		t.Error("a viewer of a closed hub still gets output")
+	if _, open := v.Next(); open {
+		t.Error("a viewer of a closed hub is still open")
 	}
 
 	h2 := Open(sock, log, Options{})
@@ -148,14 +152,14 @@ func TestHubBounds(t *testing.T) {
 	dir := t.TempDir()
 	sock, log := filepath.Join(dir, "console.sock"), filepath.Join(dir, "console.log")
 	s := listen(t, sock)
-	h := Open(sock, log, Options{LogMax: 10 << 10, History: 1 << 10, Backlog: 64})
+	h := Open(sock, log, Options{LogMax: 10 << 10, History: 1 << 10, Backlog: 8 << 10})
 	defer h.Close()
 	guest := s.accept()
 	h.WaitConnected(5 * time.Second)
 	slow, _ := h.Join()
 	fast, _ := h.Join()
-	// In lock step with the reading viewer, so that each line is a chunk of its own: 300
-	// chunks, far more than the 64 the idle viewer may fall behind, and 30 KB of log.
+	// 30 KB written, in lock step with the reading viewer: far more than the 8 KiB the idle
+	// viewer may fall behind, and three times the log's bound.
 	line := strings.Repeat("x", 99) + "\n"
 	for i := 0; i < 300; i++ {
 		guest.Write([]byte(line))

@@ -1,11 +1,18 @@
 package vm
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"regexp"
 	"strings"
+	"time"
+
+	"hearth/app"
+	"hearth/app/console"
+	"hearth/app/hypervisor"
 )
 
 // Tail returns the last n lines of a text file as plain text, "" if it cannot be read: a
@@ -44,6 +51,32 @@ func (s *Service) ConsoleTail(id string, n int) string {
 		return ""
 	}
 	return Tail(s.files(id).Console(), n)
+}
+
+// Console returns the running VM's serial console: ENOTFOUND, ECONFLICT when the VM is not
+// running, EUNAVAILABLE when its driver gives no interactive console.
+func (s *Service) Console(ctx context.Context, id string) (*console.Hub, error) {
+	v, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if v.State != app.VMRunning {
+		return nil, app.Errorf(app.ECONFLICT, "the VM is %s: its console is there while it runs", v.State)
+	}
+	if c, ok := s.Machine(id).(hypervisor.Consoler); ok && c.Console() != nil {
+		return c.Console(), nil
+	}
+	return nil, app.Errorf(app.EUNAVAILABLE, "this VM's hypervisor (%s) gives no interactive console", v.RunningDriver)
+}
+
+// ConsoleOpened records that by opened the VM's console; ConsoleClosed, for how long.
+func (s *Service) ConsoleOpened(ctx context.Context, id string, by app.Actor) error {
+	return s.db.Audit(ctx, *entry(by, app.AuditConsole, id, "opened the console"))
+}
+
+// ConsoleClosed records the end of a console session that opened at since, and why.
+func (s *Service) ConsoleClosed(ctx context.Context, id string, by app.Actor, since time.Time, why string) error {
+	return s.db.Audit(ctx, *entry(by, app.AuditConsole, id, fmt.Sprintf("closed the console after %s (%s)", time.Since(since).Round(time.Second), why)))
 }
 
 // ansi matches terminal escape sequences: CSI (ESC [ … final), OSC (ESC ] … BEL or ST), and

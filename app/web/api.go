@@ -29,6 +29,7 @@ func (s *Server) apiRoutes(g *echo.Group) {
 	g.POST("/vms/:id/registration-token", s.apiRotateToken, operatorOnly)
 	g.GET("/vms/:id/seed.iso", s.seedISO, operatorOnly)
 	g.GET("/vms/:id/metrics", s.apiVMMetrics, operatorOnly)
+	g.GET("/vms/:id/console", s.apiConsole, operatorOnly)
 	g.POST("/vms/:id/start", s.apiLifecycle(s.VMs.Start, http.StatusOK), operatorOnly)
 	g.POST("/vms/:id/stop", s.apiLifecycle(s.VMs.Stop, http.StatusAccepted), operatorOnly)
 	g.POST("/vms/:id/restart", s.apiLifecycle(s.VMs.Restart, http.StatusAccepted), operatorOnly)

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -39,6 +41,10 @@ type Deps struct {
 	Version       string
 	// NetworkNote says why VMs get no network, for the VM pages ("" when they do).
 	NetworkNote string
+	// ConsoleIdle disconnects a console viewer who typed nothing for this long (default
+	// 30 min); ConsoleViewers bounds the viewers of one VM's console at once (default 8).
+	ConsoleIdle    time.Duration
+	ConsoleViewers int
 }
 
 // Installs starts and reports agent installs (install.Jobs).
@@ -51,6 +57,21 @@ type Installs interface {
 type Server struct {
 	Deps
 	echo *echo.Echo
+
+	consoleMu sync.Mutex
+	viewers   map[string]int // console viewers per VM
+	sessions  sync.WaitGroup // console sessions being served
+}
+
+// WaitConsoles waits up to d for the console sessions being served to end (their hubs were
+// closed) so that their ends are audited before the store closes.
+func (s *Server) WaitConsoles(d time.Duration) {
+	done := make(chan struct{})
+	go func() { s.sessions.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
 }
 
 // MaxBody bounds every request body; the API has nothing bigger to say.
@@ -61,7 +82,13 @@ func New(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{Deps: d, echo: echo.New()}
+	if d.ConsoleIdle <= 0 {
+		d.ConsoleIdle = 30 * time.Minute
+	}
+	if d.ConsoleViewers <= 0 {
+		d.ConsoleViewers = 8
+	}
+	s := &Server{Deps: d, echo: echo.New(), viewers: map[string]int{}}
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	// Trust no forwarding headers: the address audited and throttled is the peer's own.

@@ -56,6 +56,7 @@ func (s *Server) uiRoutes() {
 	in.GET("/vms/:id/activity", s.vmActivity)
 	in.GET("/vms/:id/status", s.vmStatus)
 	in.GET("/vms/:id/metrics", s.vmMetrics)
+	in.GET("/vms/:id/console/ws", s.uiConsole)
 	in.POST("/vms/:id/start", s.uiLifecycle(s.VMs.Start))
 	in.POST("/vms/:id/stop", s.uiLifecycle(s.VMs.Stop))
 	in.POST("/vms/:id/restart", s.uiLifecycle(s.VMs.Restart))

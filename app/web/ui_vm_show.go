@@ -36,6 +36,7 @@ func (s *Server) renderVMPageWith(c echo.Context, rec *app.VM, g pages.GuestIPVi
 	v.BootArgs, v.BootArgsDerived = s.VMs.BootArgsFor(c.Request().Context(), rec)
 	v.Image = rec.Image
 	v.NetworkNote = s.NetworkNote
+	v.ConsoleIdle = humanDuration(s.ConsoleIdle)
 	v.Status = s.statusView(c, rec)
 	v.Status.Error = refused
 	v.Metrics = s.metricsView(c.Request().Context(), rec, c.QueryParam("window"))
@@ -47,7 +48,10 @@ func (s *Server) renderVMPageWith(c echo.Context, rec *app.VM, g pages.GuestIPVi
 		iv := installView(rec.ID, j, v.CSRF)
 		v.Install = &iv
 	}
-	return render(c, status, pages.VM(s.layout(c, rec.Name), v))
+	p := s.layout(c, rec.Name)
+	p.Scripts, p.Styles = []string{"js/xterm.js", "js/addon-fit.js", "js/console.js"}, []string{"css/xterm.css"}
+	terminalCSP(c)
+	return render(c, status, pages.VM(p, v))
 }
 
 // vmActivity is GET /vms/{id}/activity: the audit list, reloaded on changes and polled.
@@ -104,4 +108,15 @@ func ago(now, t time.Time) string {
 		return fmt.Sprintf("%d h ago", int(d.Hours()))
 	}
 	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+// humanDuration says 30 min, 2 h or 45s.
+func humanDuration(d time.Duration) string {
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%d h", d/time.Hour)
+	case d >= time.Minute && d%time.Minute == 0:
+		return fmt.Sprintf("%d min", d/time.Minute)
+	}
+	return d.String()
 }

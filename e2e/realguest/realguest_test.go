@@ -307,6 +307,14 @@ func runVariant(t *testing.T, variant string) {
 		pg.Eval("warn", `document.querySelector('[data-testid=filesystems] li[data-mount="/"]').dataset.warn`))
 	browsertest.Screenshot(t, ctx, variant+"-live")
 
+	// The console, as a person checks which machine this is: Enter in the page's terminal,
+	// and the guest's getty answers with its name.
+	pg.WaitText("the terminal is connected", `[data-testid=terminal-status]`, "connected", 30*time.Second)
+	step("press Enter in the terminal", chromedp.Click(`#vm-terminal`), chromedp.KeyEvent("\r"))
+	prompt := pg.WaitText("the guest's login prompt in the terminal", `#vm-terminal .xterm-rows`, "e2e-"+variant+" login:", time.Minute)
+	t.Logf("console (%s): the login prompt names the guest %.1f s after Enter", variant, prompt.Seconds())
+	browsertest.Screenshot(t, ctx, variant+"-console")
+
 	_, vm = c.do("GET", "/v1/vms/"+id, "")
 	guest := sshTo(t, data, guestIP, fmt.Sprint(vm["host_key"]))
 	// Each boot is its own instance (cloud-init's instance id is the VM's id) on its own

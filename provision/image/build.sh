@@ -50,7 +50,10 @@ start() {
 }
 SCRIPT
 chmod 0755 "$1/etc/init.d/hearth-ifup"
-chroot "$1" rc-update add hearth-ifup boot'
+chroot "$1" rc-update add hearth-ifup boot
+# A login prompt on the serial port (the console Hearth shows), as systemd gives one by
+# itself for console=ttyS0.
+echo "T0:2345:respawn:/sbin/getty -L 115200 ttyS0 vt100" >> "$1/etc/inittab"'
 	;;
 *)
 	echo "usage: build.sh systemd|openrc RELEASE SIZE OUT_DIR [MIRROR]" >&2

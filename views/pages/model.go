@@ -62,6 +62,7 @@ type VMView struct {
 	HostKey          string
 	HostKeySource    string
 	NetworkNote      string // why VMs get no network and how to change that; "" when they do
+	ConsoleIdle      string // how long a silent console viewer stays connected, e.g. "30m0s"
 }
 
 // InstallView is the agent-install panel: the latest job's steps, or the start form.
@@ -84,7 +85,8 @@ type StatusView struct {
 	VMID, State, Reason string
 	Driver              string
 	PID                 int
-	Console             string // last lines of the serial console
+	Console             string // last lines of the serial console, when there is no terminal on it
+	Interactive         bool   // the running VM's console is held: the page's terminal shows it
 	Error               string // why the last action was refused
 	CSRF                string
 	CanRun              bool   // this manager runs VMs at all

@@ -13,11 +13,12 @@ import (
 )
 
 // TestBrowserLifecycle: a VM created in the UI starts, shows running with the guest's
-// console, stops and is deleted, on QEMU here (software emulation).
+// console in the page's terminal, answers a command typed there, stops (the page then says
+// so and shows the last console lines) and is deleted, on QEMU here (software emulation).
 func TestBrowserLifecycle(t *testing.T) {
 	qemutest.QEMU(t)
 	kernel, mods := qemutest.Kernel(t)
-	initrd := qemutest.Initramfs(t, mods)
+	initrd := qemutest.InitramfsWith(t, mods, qemutest.ShellInit, nil)
 	ctx := browsertest.New(t, 90*time.Second)
 	m, _ := startMain(t, map[string]string{"HEARTH_ADMIN_PASSWORD": "browser-pw-2", "HEARTH_HYPERVISOR": "qemu"})
 	base := m.URL()
@@ -53,8 +54,16 @@ func TestBrowserLifecycle(t *testing.T) {
 	})
 	start := time.Now()
 	step("start", chromedp.Click(`[data-testid=vm-start]`), chromedp.WaitVisible(`#vm-status[data-state=running]`))
-	waitText("console shows the guest", `[data-testid=console]`, "HEARTH-MARKER", 90*time.Second)
-	t.Logf("UI start click to marker on the page: %.1f s", time.Since(start).Seconds())
+	waitText("the terminal shows the guest", `#vm-terminal .xterm-rows`, "HEARTH-MARKER", 90*time.Second)
+	t.Logf("UI start click to marker in the page's terminal: %.1f s", time.Since(start).Seconds())
+	// Type into the xterm (its hidden textarea takes the keys); the shell's answer, joined
+	// from two halves, is not an echo of what was typed.
+	typed, printed := marker("UI-")
+	step("type into the terminal", chromedp.Click(`#vm-terminal`), browsertest.Type(typed), chromedp.KeyEvent("\r"))
+	waitText("the guest answers in the terminal", `#vm-terminal .xterm-rows`, printed, 60*time.Second)
+	if st := pg.Eval("terminal status", `document.querySelector('[data-testid=terminal-status]').dataset.state`); st != "live" {
+		t.Errorf("the terminal's status says %q while connected", st)
+	}
 	browsertest.Screenshot(t, ctx, "vm-running")
 	if s := text("badge", `#vm-status [data-state]`); s != "running" {
 		t.Errorf("badge says %q", s)
@@ -64,6 +73,11 @@ func TestBrowserLifecycle(t *testing.T) {
 	}
 	step("stop", chromedp.Click(`[data-testid=vm-stop]`))
 	waitText("stopped", `#vm-status [data-state]`, "stopped", 60*time.Second)
+	waitText("the page says the VM is stopped, with its last lines", `[data-testid=console-tail]`, "The VM is stopped — its last console lines:", 10*time.Second)
+	waitText("the terminal says so too", `[data-testid=terminal-status]`, "the VM is stopped", 10*time.Second)
+	if tail := text("last lines", `[data-testid=console]`); !strings.Contains(tail, printed) || strings.Contains(tail, "\x1b") {
+		t.Errorf("the stopped VM's last lines: %q", tail)
+	}
 	// Delete follows the state without a reload (the status poll sends it out of band).
 	pg.WaitFor("Delete enabled after the stop", 10*time.Second, func() (bool, error) {
 		return pg.Eval("Delete after the stop", `String(document.querySelector('[data-testid=vm-delete]').disabled)`) == "false", nil

@@ -47,6 +47,7 @@ type Main struct {
 
 	ln     net.Listener
 	server *http.Server
+	web    *web.Server
 	done   chan error
 	lock   *os.File     // the data dir's lock, held while serving
 	guest  *http.Server // the guest endpoints on the bridge address, when the manager listens elsewhere
@@ -166,7 +167,8 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	go m.Metrics.Run(ctx)
 	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Metrics: m.Metrics, Images: m.Images, Ping: m.DB.Ping,
 		WriteProbe: (&writeProbe{db: m.DB, dataDir: cfg.DataDir}).check, Logger: logger,
-		SecureCookies: cfg.SecureCookies(), Version: version, NetworkNote: m.NetworkNote})
+		SecureCookies: cfg.SecureCookies(), Version: version, NetworkNote: m.NetworkNote, ConsoleIdle: cfg.ConsoleIdle})
+	m.web = h
 	m.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
@@ -246,6 +248,9 @@ func (m *Main) close() error {
 		m.guest.Close()
 	}
 	m.VMs.Detach() // VMs keep running; the next start re-attaches to them
+	if m.web != nil {
+		m.web.WaitConsoles(2 * time.Second) // their sessions end with the hubs: audit them first
+	}
 	if e := <-m.done; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
 		err = e
 	}

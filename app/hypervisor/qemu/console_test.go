@@ -21,12 +21,16 @@ func expect(t *testing.T, v *console.Viewer, want string, within time.Duration) 
 	var got []byte
 	deadline := time.After(within)
 	for !bytes.Contains(got, []byte(want)) {
+		b, open := v.Take()
+		got = append(got, b...)
+		if len(b) > 0 {
+			continue
+		}
+		if !open {
+			t.Fatalf("the console closed before %q (dropped: %v); got:\n%s", want, v.Dropped(), got)
+		}
 		select {
-		case b, ok := <-v.C:
-			if !ok {
-				t.Fatalf("the console closed before %q; got:\n%s", want, got)
-			}
-			got = append(got, b...)
+		case <-v.Ready():
 		case <-deadline:
 			t.Fatalf("no %q within %s; got:\n%s", want, within, got)
 		}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 
 	"hearth/internal/testkit/testenv"
@@ -141,5 +143,16 @@ func (p Page) WaitText(step, sel, want string, within time.Duration) time.Durati
 	return p.WaitFor(step, within, func() (bool, error) {
 		s, err := chromedp.Run(p.Ctx, chromedp.Text(sel))
 		return err == nil && strings.Contains(s, want), err
+	})
+}
+
+// Type types text into the focused element as text input (Input.insertText), the way an
+// IME or a paste delivers it. Key-by-key events (chromedp.SendKeys) reach a terminal such
+// as xterm.js twice, as a keydown and as a keypress: an operator's keyboard does not.
+// Text input carries no Enter: follow it with chromedp.KeyEvent("").
+func Type(text string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, input.InsertText, input.InsertTextParams{Text: text})
+		return err
 	})
 }
