@@ -149,7 +149,7 @@ func (p Page) WaitText(step, sel, want string, within time.Duration) time.Durati
 // Type types text into the focused element as text input (Input.insertText), the way an
 // IME or a paste delivers it. Key-by-key events (chromedp.SendKeys) reach a terminal such
 // as xterm.js twice, as a keydown and as a keypress: an operator's keyboard does not.
-// Text input carries no Enter: follow it with chromedp.KeyEvent("").
+// Text input carries no Enter: follow it with chromedp.KeyEvent("").
 func Type(text string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		_, err := cdp.Call(ctx, t, input.InsertText, input.InsertTextParams{Text: text})
