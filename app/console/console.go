@@ -29,11 +29,12 @@ var ErrNotConnected = errors.New("the console is not connected")
 
 // Hub is one VM's console.
 type Hub struct {
-	sock, logPath string
-	opts          Options
+	dial    func() (io.ReadWriteCloser, error)
+	logPath string
+	opts    Options
 
 	mu      sync.Mutex
-	conn    net.Conn
+	conn    io.ReadWriteCloser
 	hist    []byte // the newest opts.History bytes of output
 	subs    map[*Viewer]struct{}
 	log     *os.File
@@ -92,9 +93,16 @@ func (v *Viewer) end(dropped bool) {
 	v.signal()
 }
 
-// Open starts holding the console at sock, appending its output to logPath. It dials until
-// the socket answers, and again whenever the connection ends, until Close.
+// Open starts holding the console served on the unix socket sock (QEMU's socket chardev),
+// appending its output to logPath. It dials until the socket answers, and again whenever
+// the connection ends, until Close.
 func Open(sock, logPath string, opts Options) *Hub {
+	return OpenDial(func() (io.ReadWriteCloser, error) { return net.Dial("unix", sock) }, logPath, opts)
+}
+
+// OpenDial is Open for any way of reaching the console: dial is called until it succeeds,
+// and again whenever the connection it gave ends.
+func OpenDial(dial func() (io.ReadWriteCloser, error), logPath string, opts Options) *Hub {
 	if opts.LogMax <= 0 {
 		opts.LogMax = 1 << 20
 	}
@@ -104,7 +112,7 @@ func Open(sock, logPath string, opts Options) *Hub {
 	if opts.Backlog <= 0 {
 		opts.Backlog = 1 << 20
 	}
-	h := &Hub{sock: sock, logPath: logPath, opts: opts, subs: map[*Viewer]struct{}{},
+	h := &Hub{dial: dial, logPath: logPath, opts: opts, subs: map[*Viewer]struct{}{},
 		changed: make(chan struct{}), done: make(chan struct{})}
 	h.hist = tail(logPath, opts.History) // what the last manager saw, for the first viewers
 	go h.run()
@@ -132,7 +140,7 @@ func (h *Hub) run() {
 	defer close(h.done)
 	wait := 50 * time.Millisecond
 	for {
-		conn, err := net.Dial("unix", h.sock)
+		conn, err := h.dial()
 		if err != nil {
 			if !h.sleep(wait) {
 				return
@@ -170,7 +178,7 @@ func (h *Hub) sleep(d time.Duration) bool {
 	return !h.closed
 }
 
-func (h *Hub) setConn(c net.Conn) bool {
+func (h *Hub) setConn(c io.ReadWriteCloser) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed && c != nil {
@@ -182,7 +190,7 @@ func (h *Hub) setConn(c net.Conn) bool {
 	return true
 }
 
-func (h *Hub) pump(conn net.Conn) {
+func (h *Hub) pump(conn io.ReadWriteCloser) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := conn.Read(buf)
@@ -319,7 +327,9 @@ func (h *Hub) Write(p []byte) (int, error) {
 	if c == nil {
 		return 0, ErrNotConnected
 	}
-	c.SetWriteDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
+	if d, ok := c.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		d.SetWriteDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck // not every pipe can
+	}
 	return c.Write(p)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"hearth/app/console"
 	"hearth/app/hypervisor"
 )
 
@@ -30,6 +32,11 @@ const (
 	socketFile  = "firecracker.sock"
 	metricsFIFO = "metrics.fifo"
 	logFile     = "firecracker.log"
+	// The serial port: firecracker's stdout and stdin are these FIFOs, which it holds open
+	// for as long as it runs, so any manager can open them again (see serialPipes).
+	serialOut  = "console.out"
+	serialIn   = "console.in"
+	stderrFile = "firecracker.stderr"
 )
 
 // DefaultBootArgs is the command line Firecracker's guests use: the serial console, reboot
@@ -101,11 +108,24 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 			os.Lchown(p, d.Jailer.UID, d.Jailer.GID) //nolint:errcheck // firecracker reports what it cannot open
 		}
 	}
-	console, err := os.OpenFile(spec.Console, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	os.WriteFile(spec.Console, nil, 0o640) //nolint:errcheck // truncate the last boot's console
+	os.Remove(spec.Console + ".1")
+	out, in, err := serialPipes(hostDir)
 	if err != nil {
 		return nil, err
 	}
-	defer console.Close()
+	defer out.Close()
+	defer in.Close()
+	if d.Jailer != nil {
+		for _, name := range []string{serialOut, serialIn} {
+			os.Lchown(filepath.Join(hostDir, name), d.Jailer.UID, d.Jailer.GID) //nolint:errcheck
+		}
+	}
+	stderr, err := os.OpenFile(filepath.Join(spec.Dir, stderrFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	defer stderr.Close()
 	// O_RDWR keeps the FIFO open for writing too, so the reader never sees EOF between
 	// flushes, and the open does not block waiting for firecracker.
 	fifoFile, err := os.OpenFile(fifo, os.O_RDWR, 0)
@@ -113,13 +133,18 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 		return nil, fmt.Errorf("firecracker: open metrics fifo: %w", err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = console, console // the serial console is firecracker's stdout
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, stderr // the serial port is firecracker's stdio
 	proc, err := hypervisor.StartProcess(cmd)
 	if err != nil {
 		fifoFile.Close()
 		return nil, fmt.Errorf("firecracker: start %s: %w", bin, err)
 	}
+	// Its stdout must never block on a full pipe while no manager reads: the flag is the
+	// open file's, shared with firecracker's copy. What does not fit is dropped.
+	syscall.SetNonblock(int(out.Fd()), true) //nolint:errcheck
 	m := newMachine(proc, sock, spec.Console, fifoFile)
+	m.stderr = filepath.Join(spec.Dir, stderrFile)
+	m.holdConsole(hostDir)
 	if d.Jailer != nil {
 		jail := d.Jailer.dir(or(d.Binary, "firecracker"), spec.VMID)
 		go func() { <-proc.Done(); os.RemoveAll(jail) }() // the jail goes with its process
@@ -158,9 +183,11 @@ func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int, iden
 		return nil, fmt.Errorf("firecracker: reopen metrics fifo: %w", err)
 	}
 	m := newMachine(proc, sock, spec.Console, fifo)
+	m.stderr = filepath.Join(spec.Dir, stderrFile)
 	if _, err := m.client.Describe(ctx); err != nil {
 		return nil, err
 	}
+	m.holdConsole(hostDir)
 	return m, nil
 }
 
@@ -168,13 +195,82 @@ type machine struct {
 	*hypervisor.Process
 	client  *Client
 	console string
+	stderr  string
 	totals  *totals
 	fifo    *os.File
+	hub     *console.Hub
 }
 
-// Release closes this manager's end of the metrics FIFO (there must be one reader) and
-// leaves the VM running for the next manager.
-func (m *machine) Release() { m.fifo.Close() }
+// Release closes this manager's end of the metrics FIFO (there must be one reader) and of
+// the console, and leaves the VM running for the next manager.
+func (m *machine) Release() {
+	m.fifo.Close()
+	if m.hub != nil {
+		m.hub.Close()
+	}
+}
+
+// Console is the VM's serial console.
+func (m *machine) Console() *console.Hub { return m.hub }
+
+// serialPipes makes the serial FIFOs in dir (a fresh pair per boot) and opens firecracker's
+// ends: stdout and stdin, both read-write, so firecracker never sees EOF or EPIPE whether
+// or not a manager has the other ends open.
+func serialPipes(dir string) (out, in *os.File, err error) {
+	for _, name := range []string{serialOut, serialIn} {
+		p := filepath.Join(dir, name)
+		os.Remove(p)
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			return nil, nil, fmt.Errorf("firecracker: serial fifo: %w", err)
+		}
+	}
+	if out, err = os.OpenFile(filepath.Join(dir, serialOut), os.O_RDWR, 0); err != nil {
+		return nil, nil, fmt.Errorf("firecracker: serial fifo: %w", err)
+	}
+	if in, err = os.OpenFile(filepath.Join(dir, serialIn), os.O_RDWR, 0); err != nil {
+		out.Close()
+		return nil, nil, fmt.Errorf("firecracker: serial fifo: %w", err)
+	}
+	return out, in, nil
+}
+
+// fifoConsole is the manager's side of the serial FIFOs: it reads what the guest writes and
+// writes what viewers type.
+type fifoConsole struct{ r, w *os.File }
+
+func (f fifoConsole) Read(p []byte) (int, error)  { return f.r.Read(p) }
+func (f fifoConsole) Write(p []byte) (int, error) { return f.w.Write(p) }
+func (f fifoConsole) Close() error                { return errors.Join(f.r.Close(), f.w.Close()) }
+
+// holdConsole opens the hub on the serial FIFOs in dir; once firecracker has exited and
+// the hub has read what was left, it lets go. Non-blocking opens: they never wait for a
+// firecracker that is gone (reading then ends at once, and the hub tries again).
+func (m *machine) holdConsole(dir string) {
+	dial := func() (io.ReadWriteCloser, error) {
+		r, err := os.OpenFile(filepath.Join(dir, serialOut), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return nil, err
+		}
+		w, err := os.OpenFile(filepath.Join(dir, serialIn), os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		return fifoConsole{r, w}, nil
+	}
+	m.hub = console.OpenDial(dial, m.console, console.Options{})
+	go func() {
+		<-m.Done()
+		deadline := time.Now().Add(time.Second)
+		for ok, ch := m.hub.Connected(); ok && time.Now().Before(deadline); ok, ch = m.hub.Connected() {
+			select {
+			case <-ch:
+			case <-time.After(time.Until(deadline)):
+			}
+		}
+		m.hub.Close()
+	}()
+}
 
 func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, sock, fifo, logp string) error {
 	// Wait until the API socket accepts a connection, not merely exists: between its
@@ -187,7 +283,7 @@ func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, sock, fif
 		}
 		select {
 		case <-m.Done():
-			return fmt.Errorf("firecracker exited before opening its API socket (exit %d); see %s", m.Exit().Code, m.console)
+			return fmt.Errorf("firecracker exited before opening its API socket (exit %d); see %s and %s", m.Exit().Code, m.stderr, m.console)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

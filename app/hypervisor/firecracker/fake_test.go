@@ -1,6 +1,7 @@
 package firecracker
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -147,6 +148,12 @@ func fakeFirecracker(args []string) int {
 		return 3
 	}
 	fmt.Println("fake firecracker: console line from the guest") // stdout is the serial console
+	go func() { // the guest's side of the serial port: it answers every line typed
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			fmt.Printf("guest read: %s\n", sc.Text())
+		}
+	}()
 	st := &fakeState{}
 	exit := make(chan int, 1)
 	fault := func(w http.ResponseWriter, msg string) {
