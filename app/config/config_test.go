@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want := Config{Listen: "127.0.0.1:8080", DataDir: "./data", PublicURL: "http://127.0.0.1:8080", LogLevel: "info",
 		Hypervisor: "auto", Firecracker: "firecracker", QEMU: "qemu-system-x86_64", Bridge: "hearth0", AllocateIPs: true,
-		JailerUID: 65534, JailerGID: 65534, JailerChroot: "/srv/jailer", MetricsInterval: 5 * time.Second, StopTimeout: 30 * time.Second,
+		JailerUID: 65534, JailerGID: 65534, JailerChroot: "/srv/jailer", MetricsInterval: 5 * time.Second, StopTimeout: 30 * time.Second, ConsoleIdle: 30 * time.Minute,
 		GuestCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"),
 			netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("fd00::/8")}}
 	cwd, _ := os.Getwd()
