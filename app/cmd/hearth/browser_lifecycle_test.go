@@ -33,7 +33,7 @@ func TestBrowserLifecycle(t *testing.T) {
 		chromedp.WaitVisible(`#f-name`),
 	)
 	step("create a bootable VM from its own files (Advanced)",
-		chromedp.SendKeys(`#f-name`, "ui-guest"),
+		chromedp.SetValue(`#f-name`, "ui-guest"), // SendKeys right after a load can lose keys under load
 		chromedp.Click(`[data-testid=vm-advanced] summary`),
 		chromedp.WaitVisible(`#f-kernel`),
 		chromedp.SendKeys(`#f-kernel`, kernel),
@@ -71,6 +71,16 @@ func TestBrowserLifecycle(t *testing.T) {
 	if d := pg.Eval("Delete while running", `String(document.querySelector('[data-testid=vm-delete]').disabled)`); d != "true" {
 		t.Errorf("Delete is enabled while the VM runs (%s)", d)
 	}
+	// A VM restart: the terminal reconnects by itself to the new run's console.
+	step("restart", chromedp.Click(`[data-testid=vm-restart]`))
+	pg.WaitFor("the terminal shows the new boot, not the old session", 120*time.Second, func() (bool, error) {
+		rows := pg.Eval("terminal rows", `document.querySelector('#vm-terminal .xterm-rows')?.innerText || ''`)
+		return strings.Contains(rows, "HEARTH-MARKER") && !strings.Contains(rows, printed) &&
+			pg.Eval("terminal status", `document.querySelector('[data-testid=terminal-status]').dataset.state`) == "live", nil
+	})
+	typed, printed = marker("UI2-")
+	step("type after the restart", chromedp.Click(`#vm-terminal`), browsertest.Type(typed), chromedp.KeyEvent("\r"))
+	waitText("the new run answers", `#vm-terminal .xterm-rows`, printed, 60*time.Second)
 	step("stop", chromedp.Click(`[data-testid=vm-stop]`))
 	waitText("stopped", `#vm-status [data-state]`, "stopped", 60*time.Second)
 	waitText("the page says the VM is stopped, with its last lines", `[data-testid=console-tail]`, "The VM is stopped — its last console lines:", 10*time.Second)
