@@ -148,7 +148,7 @@ func fakeFirecracker(args []string) int {
 		return 3
 	}
 	fmt.Println("fake firecracker: console line from the guest") // stdout is the serial console
-	go func() { // the guest's side of the serial port: it answers every line typed
+	go func() {                                                  // the guest's side of the serial port: it answers every line typed
 		sc := bufio.NewScanner(os.Stdin)
 		for sc.Scan() {
 			fmt.Printf("guest read: %s\n", sc.Text())
