@@ -254,7 +254,9 @@ func runVariant(t *testing.T, variant string) {
 	})
 
 	start := time.Now()
-	step("start", chromedp.Click(`[data-testid=vm-start]`), chromedp.WaitVisible(`#vm-status[data-state=running]`))
+	// Lifecycle buttons sit in the panel the page swaps every 3 s: clicked by ClickButton.
+	pg.ClickButton("start", `[data-testid=vm-start]`)
+	step("running", chromedp.WaitVisible(`#vm-status[data-state=running]`))
 
 	// Within a bounded time: the first-boot callback registers the guest IP, the agent
 	// answers, and the page says "live · agent" with CPU and memory figures.
@@ -446,7 +448,7 @@ func runVariant(t *testing.T, variant string) {
 	pg.WaitText("the agent is live again at the registered address", `[data-testid=metrics-badge]`, "live · agent", 30*time.Second)
 
 	// Stop and delete in the UI: nothing of the VM may be left.
-	step("stop", chromedp.Click(`[data-testid=vm-stop]`))
+	pg.ClickButton("stop", `[data-testid=vm-stop]`)
 	took := pg.WaitText("stopped", `#vm-status [data-state]`, "stopped", 3*time.Minute)
 	_, vm = c.do("GET", "/v1/vms/"+id, "")
 	t.Logf("timing: %s graceful stop: %.0f s", variant, took.Seconds())
@@ -470,7 +472,8 @@ func runVariant(t *testing.T, variant string) {
 		t.Errorf("the page names the VM %q after the rename", got)
 	}
 	restart := time.Now()
-	step("start again", chromedp.Click(`[data-testid=vm-start]`), chromedp.WaitVisible(`#vm-status[data-state=running]`))
+	pg.ClickButton("start again", `[data-testid=vm-start]`)
+	step("running again", chromedp.WaitVisible(`#vm-status[data-state=running]`))
 	// A new run shows none of the last run's numbers, however recent.
 	if _, m := c.do("GET", "/v1/vms/"+id+"/metrics", ""); m["time"] != nil {
 		if at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(m["time"])); at.Before(restart) {
@@ -498,7 +501,7 @@ func runVariant(t *testing.T, variant string) {
 	}
 	pg.WaitText("the page shows live · agent after the rename", `[data-testid=metrics-badge]`, "live · agent", 30*time.Second)
 	storyStress(t, pg, c, id, guest, variant)
-	step("stop again", chromedp.Click(`[data-testid=vm-stop]`))
+	pg.ClickButton("stop again", `[data-testid=vm-stop]`)
 	took = pg.WaitText("stopped again", `#vm-status [data-state]`, "stopped", 3*time.Minute)
 	t.Logf("timing: %s graceful stop after the rename: %.0f s", variant, took.Seconds())
 	// Deleting removes the console log with the VM's files: keep it first.

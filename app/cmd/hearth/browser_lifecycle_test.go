@@ -53,7 +53,8 @@ func TestBrowserLifecycle(t *testing.T) {
 		return err == nil, err
 	})
 	start := time.Now()
-	step("start", chromedp.Click(`[data-testid=vm-start]`), chromedp.WaitVisible(`#vm-status[data-state=running]`))
+	pg.ClickButton("start", `[data-testid=vm-start]`)
+	step("running", chromedp.WaitVisible(`#vm-status[data-state=running]`))
 	waitText("the terminal shows the guest", `#vm-terminal .xterm-rows`, "HEARTH-MARKER", 90*time.Second)
 	t.Logf("UI start click to marker in the page's terminal: %.1f s", time.Since(start).Seconds())
 	// Type into the xterm (its hidden textarea takes the keys); the shell's answer, joined
@@ -72,7 +73,7 @@ func TestBrowserLifecycle(t *testing.T) {
 		t.Errorf("Delete is enabled while the VM runs (%s)", d)
 	}
 	// A VM restart: the terminal reconnects by itself to the new run's console.
-	clickButton(pg, "restart")
+	pg.ClickButton("restart", `[data-testid=vm-restart]`)
 	pg.WaitFor("the terminal shows the new boot, not the old session", 120*time.Second, func() (bool, error) {
 		rows := pg.Eval("terminal rows", `document.querySelector('#vm-terminal .xterm-rows')?.innerText || ''`)
 		return strings.Contains(rows, "HEARTH-MARKER") && !strings.Contains(rows, printed) &&
@@ -81,7 +82,7 @@ func TestBrowserLifecycle(t *testing.T) {
 	typed, printed = marker("UI2-")
 	step("type after the restart", chromedp.Click(`#vm-terminal`), browsertest.Type(typed), chromedp.KeyEvent("\r"))
 	waitText("the new run answers", `#vm-terminal .xterm-rows`, printed, 60*time.Second)
-	clickButton(pg, "stop")
+	pg.ClickButton("stop", `[data-testid=vm-stop]`)
 	waitText("stopped", `#vm-status [data-state]`, "stopped", 60*time.Second)
 	waitText("the page says the VM is stopped, with its last lines", `[data-testid=console-tail]`, "The VM is stopped — its last console lines:", 10*time.Second)
 	waitText("the terminal says so too", `[data-testid=terminal-status]`, "the VM is stopped", 10*time.Second)
@@ -100,16 +101,4 @@ func TestBrowserLifecycle(t *testing.T) {
 	if s := text("list", `#vm-list`); strings.Contains(s, "ui-guest") {
 		t.Errorf("the deleted VM is still listed: %q", s)
 	}
-}
-
-// clickButton clicks a lifecycle button in the status panel. The panel is swapped every 3 s,
-// so a node found a moment ago can be gone at the click: the click is one script, tried
-// until the button is there.
-func clickButton(pg browsertest.Page, action string) {
-	pg.T.Helper()
-	pg.WaitFor("click "+action, 10*time.Second, func() (bool, error) {
-		ok, err := chromedp.Run(pg.Ctx, chromedp.Evaluate[bool](`(() => { const b = document.querySelector('[data-testid=vm-`+action+`]');
-			if (!b || b.disabled) return false; b.click(); return true })()`))
-		return err == nil && ok, nil
-	})
 }

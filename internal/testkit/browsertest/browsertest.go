@@ -156,3 +156,14 @@ func Type(text string) chromedp.Action[chromedp.Void] {
 		return err
 	})
 }
+
+// ClickButton clicks the enabled element sel (a button of a panel htmx swaps on a poll) in
+// one script, tried until it is there: a node found a moment ago can be gone by the click.
+func (p Page) ClickButton(step, sel string) {
+	p.T.Helper()
+	p.WaitFor(step, 15*time.Second, func() (bool, error) {
+		ok, err := chromedp.Run(p.Ctx, chromedp.Evaluate[bool](`(() => { const b = document.querySelector(`+"`"+sel+"`"+`);
+			if (!b || b.disabled) return false; b.click(); return true })()`))
+		return err == nil && ok, nil
+	})
+}
