@@ -361,6 +361,22 @@ func (h *Hub) Close() {
 	h.mu.Unlock()
 }
 
+// CloseAfter closes the hub once done is closed (the hypervisor exited) and the hub has
+// read what was left on the connection, or a second later.
+func (h *Hub) CloseAfter(done <-chan struct{}) {
+	go func() {
+		<-done
+		deadline := time.Now().Add(time.Second)
+		for ok, ch := h.Connected(); ok && time.Now().Before(deadline); ok, ch = h.Connected() {
+			select {
+			case <-ch:
+			case <-time.After(time.Until(deadline)):
+			}
+		}
+		h.Close()
+	}()
+}
+
 // Done is closed once the hub has stopped.
 func (h *Hub) Done() <-chan struct{} { return h.done }
 

@@ -259,17 +259,7 @@ func (m *machine) holdConsole(dir string) {
 		return fifoConsole{r, w}, nil
 	}
 	m.hub = console.OpenDial(dial, m.console, console.Options{})
-	go func() {
-		<-m.Done()
-		deadline := time.Now().Add(time.Second)
-		for ok, ch := m.hub.Connected(); ok && time.Now().Before(deadline); ok, ch = m.hub.Connected() {
-			select {
-			case <-ch:
-			case <-time.After(time.Until(deadline)):
-			}
-		}
-		m.hub.Close()
-	}()
+	m.hub.CloseAfter(m.Done())
 }
 
 func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, sock, fifo, logp string) error {

@@ -223,17 +223,7 @@ func (m *machine) Console() *console.Hub { return m.hub }
 // read what was left, it lets go.
 func (m *machine) holdConsole(sock string) {
 	m.hub = console.Open(sock, m.console, console.Options{})
-	go func() {
-		<-m.Done()
-		deadline := time.Now().Add(time.Second)
-		for ok, ch := m.hub.Connected(); ok && time.Now().Before(deadline); ok, ch = m.hub.Connected() {
-			select {
-			case <-ch:
-			case <-time.After(time.Until(deadline)):
-			}
-		}
-		m.hub.Close()
-	}()
+	m.hub.CloseAfter(m.Done())
 }
 
 // Release closes the QMP connection (QEMU serves one client at a time) and leaves the VM
