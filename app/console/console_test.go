@@ -1,13 +1,15 @@
-package console
+package console_test
 
 import (
-	"bytes"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"hearth/app/console"
+	"hearth/internal/testkit/consoletest"
 )
 
 // serial is the hypervisor's side of a console socket: it accepts one connection at a
@@ -50,26 +52,9 @@ func (s *serial) accept() net.Conn {
 	}
 }
 
-func read(t *testing.T, v *Viewer, want string) string {
+func read(t *testing.T, v *console.Viewer, want string) string {
 	t.Helper()
-	var got []byte
-	deadline := time.After(5 * time.Second)
-	for !bytes.Contains(got, []byte(want)) {
-		b, open := v.Take()
-		got = append(got, b...)
-		if len(b) > 0 {
-			continue
-		}
-		if !open {
-			t.Fatalf("viewer ended before %q; got %q", want, got)
-		}
-		select {
-		case <-v.Ready():
-		case <-deadline:
-			t.Fatalf("no %q; got %q", want, got)
-		}
-	}
-	return string(got)
+	return string(consoletest.Expect(t, v, want, 5*time.Second))
 }
 
 // TestHubShares: two viewers see the same bytes, input from either reaches the guest, the
@@ -78,7 +63,7 @@ func TestHubShares(t *testing.T) {
 	dir := t.TempDir()
 	sock, log := filepath.Join(dir, "console.sock"), filepath.Join(dir, "console.log")
 	s := listen(t, sock)
-	h := Open(sock, log, Options{})
+	h := console.Open(sock, log, console.Options{})
 	defer h.Close()
 	guest := s.accept()
 	if !h.WaitConnected(5 * time.Second) {
@@ -120,7 +105,7 @@ func TestHubSurvives(t *testing.T) {
 	dir := t.TempDir()
 	sock, log := filepath.Join(dir, "console.sock"), filepath.Join(dir, "console.log")
 	s := listen(t, sock)
-	h := Open(sock, log, Options{})
+	h := console.Open(sock, log, console.Options{})
 	guest := s.accept()
 	v, _ := h.Join()
 	guest.Write([]byte("first boot\n"))
@@ -135,7 +120,7 @@ func TestHubSurvives(t *testing.T) {
 		t.Error("a viewer of a closed hub is still open")
 	}
 
-	h2 := Open(sock, log, Options{})
+	h2 := console.Open(sock, log, console.Options{})
 	defer h2.Close()
 	guest = s.accept()
 	w, hist := h2.Join()
@@ -152,7 +137,7 @@ func TestHubBounds(t *testing.T) {
 	dir := t.TempDir()
 	sock, log := filepath.Join(dir, "console.sock"), filepath.Join(dir, "console.log")
 	s := listen(t, sock)
-	h := Open(sock, log, Options{LogMax: 10 << 10, History: 1 << 10, Backlog: 8 << 10})
+	h := console.Open(sock, log, console.Options{LogMax: 10 << 10, History: 1 << 10, Backlog: 8 << 10})
 	defer h.Close()
 	guest := s.accept()
 	h.WaitConnected(5 * time.Second)
@@ -191,9 +176,9 @@ func TestHubBounds(t *testing.T) {
 // TestWriteWithoutConsole: input while nothing is connected is refused, not lost silently.
 func TestWriteWithoutConsole(t *testing.T) {
 	dir := t.TempDir()
-	h := Open(filepath.Join(dir, "nothing.sock"), filepath.Join(dir, "console.log"), Options{})
+	h := console.Open(filepath.Join(dir, "nothing.sock"), filepath.Join(dir, "console.log"), console.Options{})
 	defer h.Close()
-	if _, err := h.Write([]byte("x")); err != ErrNotConnected {
+	if _, err := h.Write([]byte("x")); err != console.ErrNotConnected {
 		t.Errorf("write with no console: %v", err)
 	}
 }

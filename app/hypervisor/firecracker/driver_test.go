@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"hearth/app/console"
 	"hearth/app/hypervisor"
+	"hearth/internal/testkit/consoletest"
 )
 
 func fakeDriver(t *testing.T) (*Driver, string) {
@@ -174,37 +174,16 @@ func TestSerialConsoleThroughFIFOs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.(*machine).Kill(); <-m.Done() })
-	read := func(v *console.Viewer, want string) string {
-		t.Helper()
-		var got []byte
-		deadline := time.After(10 * time.Second)
-		for !strings.Contains(string(got), want) {
-			b, open := v.Take()
-			got = append(got, b...)
-			if len(b) > 0 {
-				continue
-			}
-			if !open {
-				t.Fatalf("the console ended before %q; got %q", want, got)
-			}
-			select {
-			case <-v.Ready():
-			case <-deadline:
-				t.Fatalf("no %q; got %q", want, got)
-			}
-		}
-		return string(got)
-	}
 	hub := m.(hypervisor.Consoler).Console()
 	v, hist := hub.Join()
 	if !strings.Contains(string(hist), "console line from the guest") {
-		read(v, "console line from the guest")
+		consoletest.Expect(t, v, "console line from the guest", 10*time.Second)
 	}
 	if !hub.WaitConnected(5 * time.Second) {
 		t.Fatal("the hub did not open the FIFOs")
 	}
 	hub.Write([]byte("uname -a\n"))
-	read(v, "guest read: uname -a")
+	consoletest.Expect(t, v, "guest read: uname -a", 10*time.Second)
 
 	m.(hypervisor.Releaser).Release()
 	m2, err := d.Attach(ctx, spec, m.PID(), m.Identity())
@@ -218,7 +197,7 @@ func TestSerialConsoleThroughFIFOs(t *testing.T) {
 	}
 	hub2.WaitConnected(5 * time.Second)
 	hub2.Write([]byte("again\n"))
-	read(w, "guest read: again")
+	consoletest.Expect(t, w, "guest read: again", 10*time.Second)
 	if err := m2.Stop(ctx, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}

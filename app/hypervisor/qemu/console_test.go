@@ -10,33 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"hearth/app/console"
 	"hearth/app/hypervisor"
+	"hearth/internal/testkit/consoletest"
 	"hearth/internal/testkit/qemutest"
 )
-
-// expect reads v until want has been seen, returning what came.
-func expect(t *testing.T, v *console.Viewer, want string, within time.Duration) []byte {
-	t.Helper()
-	var got []byte
-	deadline := time.After(within)
-	for !bytes.Contains(got, []byte(want)) {
-		b, open := v.Take()
-		got = append(got, b...)
-		if len(b) > 0 {
-			continue
-		}
-		if !open {
-			t.Fatalf("the console closed before %q (dropped: %v); got:\n%s", want, v.Dropped(), got)
-		}
-		select {
-		case <-v.Ready():
-		case <-deadline:
-			t.Fatalf("no %q within %s; got:\n%s", want, within, got)
-		}
-	}
-	return got
-}
 
 // TestSerialConsole: a real guest with a shell on ttyS0. A command typed into the console
 // runs (its random marker comes back computed, not echoed); two viewers see the same
@@ -63,11 +40,11 @@ func TestSerialConsole(t *testing.T) {
 	a, hist := hub.Join()
 	b, _ := hub.Join()
 	// -S held the guest until the console was there: the kernel's first line is logged.
-	boot := append(hist, expect(t, a, "HEARTH-MARKER: booted", 90*time.Second)...)
+	boot := append(hist, consoletest.Expect(t, a, "HEARTH-MARKER: booted", 90*time.Second)...)
 	if !bytes.Contains(boot, []byte("Linux version")) {
 		t.Errorf("the kernel's first lines are not in the console:\n%.400s", boot)
 	}
-	expect(t, b, "HEARTH-MARKER: booted", 5*time.Second)
+	consoletest.Expect(t, b, "HEARTH-MARKER: booted", 5*time.Second)
 
 	mark := make([]byte, 4)
 	rand.Read(mark)
@@ -75,8 +52,8 @@ func TestSerialConsole(t *testing.T) {
 	// The shell prints the marker joined from two halves: an echo of the typed line alone
 	// never contains it.
 	hub.Write([]byte("\necho M-" + x[:4] + "''" + x[4:] + "-K\n"))
-	gotA := expect(t, a, "M-"+x+"-K", 60*time.Second)
-	gotB := expect(t, b, "M-"+x+"-K", 5*time.Second)
+	gotA := consoletest.Expect(t, a, "M-"+x+"-K", 60*time.Second)
+	gotB := consoletest.Expect(t, b, "M-"+x+"-K", 5*time.Second)
 	if !bytes.HasSuffix(gotA, gotB) && !bytes.HasSuffix(gotB, gotA) {
 		t.Errorf("two viewers saw different bytes:\n%q\n%q", gotA, gotB)
 	}
@@ -96,7 +73,7 @@ func TestSerialConsole(t *testing.T) {
 		t.Fatal("the new manager's hub did not connect")
 	}
 	hub2.Write([]byte("echo AGAIN-" + x[:4] + "''" + x[4:] + "\n"))
-	expect(t, c, "AGAIN-"+x, 60*time.Second)
+	consoletest.Expect(t, c, "AGAIN-"+x, 60*time.Second)
 	m2.(hypervisor.Releaser).Release()
 	log, _ := os.ReadFile(spec.Console)
 	if !bytes.Contains(log, []byte("Linux version")) || !bytes.Contains(log, []byte("AGAIN-"+x)) {
