@@ -63,10 +63,21 @@ func (s *Service) Console(ctx context.Context, id string) (*console.Hub, error) 
 	if v.State != app.VMRunning {
 		return nil, app.Errorf(app.ECONFLICT, "the VM is %s: its console is there while it runs", v.State)
 	}
-	if c, ok := s.Machine(id).(hypervisor.Consoler); ok && c.Console() != nil {
-		return c.Console(), nil
+	if h := s.hub(id); h != nil {
+		return h, nil
 	}
 	return nil, app.Errorf(app.EUNAVAILABLE, "this VM's hypervisor (%s) gives no interactive console", v.RunningDriver)
+}
+
+// Interactive reports whether the manager holds the VM's console now (it runs, and its
+// driver gives one): for a page already holding the VM's record.
+func (s *Service) Interactive(id string) bool { return s.hub(id) != nil }
+
+func (s *Service) hub(id string) *console.Hub {
+	if c, ok := s.Machine(id).(hypervisor.Consoler); ok {
+		return c.Console()
+	}
+	return nil
 }
 
 // ConsoleOpened records that by opened the VM's console; ConsoleClosed, for how long.

@@ -14,10 +14,7 @@ import (
 func (s *Server) statusView(c echo.Context, rec *app.VM) pages.StatusView {
 	v := pages.StatusView{VMID: rec.ID, Name: rec.Name, State: string(rec.State), Reason: rec.StateReason, Driver: rec.RunningDriver,
 		PID: rec.PID, CSRF: csrfToken(c), CanRun: s.VMs.CanRun()}
-	if rec.State == app.VMRunning {
-		_, err := s.VMs.Console(c.Request().Context(), rec.ID)
-		v.Interactive = err == nil
-	}
+	v.Interactive = rec.State == app.VMRunning && s.VMs.Interactive(rec.ID)
 	if rec.State != app.VMDefined && !v.Interactive {
 		v.Console = s.VMs.ConsoleTail(rec.ID, 30)
 	}

@@ -29,11 +29,13 @@ func TestBrowserLifecycle(t *testing.T) {
 		chromedp.WaitVisible(`[data-testid=sign-in]`),
 		chromedp.SendKeys(`#f-name`, "admin"),
 		chromedp.SendKeys(`#f-password`, "browser-pw-2"),
-		chromedp.Click(`[data-testid=sign-in]`),
-		chromedp.WaitVisible(`#f-name`),
 	)
+	// The sign-in form has a #f-name too: wait for a field only the VM form has, or the
+	// next step may fill the sign-in page on its way out.
+	step("submit the sign-in", chromedp.Click(`[data-testid=sign-in]`))
+	step("the new-VM form", chromedp.WaitVisible(`#f-vcpus`))
 	step("create a bootable VM from its own files (Advanced)",
-		chromedp.SetValue(`#f-name`, "ui-guest"), // SendKeys right after a load can lose keys under load
+		chromedp.SendKeys(`#f-name`, "ui-guest"),
 		chromedp.Click(`[data-testid=vm-advanced] summary`),
 		chromedp.WaitVisible(`#f-kernel`),
 		chromedp.SendKeys(`#f-kernel`, kernel),
