@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -32,7 +31,7 @@ type Options struct {
 	Concurrency int           // polls at once, default 64
 	BodyCap     int64         // agent answer cap, default 1 MiB
 	AgentPort   int           // default api.DefaultPort (8080)
-	History     time.Duration // kept in memory, default 1 h
+	History     time.Duration // kept in memory, default 15 min (longer windows read Store)
 	ProcRoot    string        // default /proc
 	Logger      *slog.Logger
 	// Store persists samples (raw for RawFor, then minute averages for KeepFor); nil keeps
@@ -47,6 +46,7 @@ type Store interface {
 	InsertSamples(ctx context.Context, rows []store.SampleRow) error
 	CompactSamples(ctx context.Context, now time.Time, rawFor, keepFor time.Duration, batch int) (int, error)
 	Samples(ctx context.Context, vmID string, since time.Time) ([]store.SampleRow, error)
+	Minutes(ctx context.Context, vmID string, since time.Time) ([]store.MinuteRow, error)
 }
 
 // Collector polls every running VM each interval.
@@ -63,6 +63,8 @@ type Collector struct {
 	statsMu      sync.Mutex
 	lastRound    time.Duration
 	rounds       uint64
+	overruns     uint64            // rounds that took longer than the interval
+	lastOverrun  time.Duration     // how much the last round took beyond the interval, 0 if none
 	pollErrors   map[string]uint64 // by kind: agent, host, counters
 	roundSeconds []float64         // recent round durations, for the p99 the bench reports
 }
@@ -74,7 +76,7 @@ type vmState struct {
 	prevHost     *hostReading
 	prevCounters *hypervisor.Counters
 	prevAt       time.Time
-	run          string // runKey of the VM at the last poll
+	run          runID // of the VM at the last poll
 	agentVersion string
 	agentSeen    time.Time // last answer from the agent
 	lastError    string
@@ -89,9 +91,14 @@ type vmState struct {
 	fsAt        time.Time
 }
 
-// runKey names one run of a VM: its hypervisor process, told from a reused pid by its
+// runID names one run of a VM: its hypervisor process, told from a reused pid by its
 // identity. Samples of another run are history, never the current figure.
-func runKey(v *app.VM) string { return fmt.Sprintf("%d/%s", v.PID, v.PIDIdentity) }
+type runID struct {
+	pid      int
+	identity string
+}
+
+func runOf(v *app.VM) runID { return runID{v.PID, v.PIDIdentity} }
 
 // New returns a collector over vms.
 func New(vms VMs, opts Options) *Collector {
@@ -108,7 +115,7 @@ func New(vms VMs, opts Options) *Collector {
 		opts.BodyCap = 1 << 20
 	}
 	if opts.History <= 0 {
-		opts.History = time.Hour
+		opts.History = 15 * time.Minute
 	}
 	if opts.ProcRoot == "" {
 		opts.ProcRoot = "/proc"
@@ -149,8 +156,12 @@ func (c *Collector) Run(ctx context.Context) {
 	}
 }
 
-// Round polls every running VM once, at most Concurrency at a time. A VM that hangs costs
-// one slot for at most the timeout: it never holds up the others beyond that.
+// Round polls every running VM once with at most Concurrency workers: a VM that hangs
+// costs one worker for at most the timeout, never holds up the others beyond that, and no
+// round starts a goroutine per VM. The round's samples are persisted in one statement. A
+// round that takes longer than the interval is reported (a log line and
+// hearth_collector_round_overrun_seconds); Run's ticker drops the ticks it missed, so
+// rounds never pile up.
 func (c *Collector) Round(ctx context.Context) {
 	start := time.Now()
 	vms, err := c.vms.List(ctx)
@@ -158,61 +169,76 @@ func (c *Collector) Round(ctx context.Context) {
 		c.opts.Logger.Warn("metrics: list VMs", "error", err)
 		return
 	}
-	sem := make(chan struct{}, c.opts.Concurrency)
-	var wg sync.WaitGroup
-	live := map[string]bool{}
-	var rowsMu sync.Mutex
-	var rows []store.SampleRow
-	for _, v := range vms {
-		if v.State != app.VMRunning {
-			continue
-		}
-		live[v.ID] = true
-		st := c.stateFor(v.ID)
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(v *app.VM) {
-			defer func() { <-sem; wg.Done() }()
-			pctx, cancel := context.WithTimeout(ctx, c.opts.Timeout+time.Second)
-			defer cancel()
-			if s, ok := c.poll(pctx, v, st); ok && c.opts.Store != nil {
-				rowsMu.Lock()
-				rows = append(rows, row(v.ID, s))
-				rowsMu.Unlock()
-			}
-		}(v)
+	type job struct {
+		v  *app.VM
+		st *vmState
 	}
-	wg.Wait()
-	if c.opts.Store != nil {
-		if err := c.opts.Store.InsertSamples(ctx, rows); err != nil {
-			c.countError("store")
-			c.opts.Logger.Warn("metrics: persist samples", "error", err)
+	var jobs []job
+	running := make(map[string]bool, len(vms))
+	for _, v := range vms {
+		if v.State == app.VMRunning {
+			running[v.ID] = true
+			jobs = append(jobs, job{v, c.stateFor(v.ID)})
 		}
 	}
 	c.mu.Lock()
-	for id := range c.state { // forget VMs that are gone, so memory follows the fleet
-		if !live[id] && !c.existsIn(vms, id) {
+	for id := range c.state { // a VM that stopped or is gone lets its history go
+		if !running[id] {
 			delete(c.state, id)
 		}
 	}
 	c.mu.Unlock()
+
+	rows := make([]store.SampleRow, len(jobs))
+	taken := make([]bool, len(jobs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(c.opts.Concurrency, len(jobs)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				pctx, cancel := context.WithTimeout(ctx, c.opts.Timeout+time.Second)
+				if s, ok := c.poll(pctx, jobs[i].v, jobs[i].st); ok {
+					rows[i], taken[i] = row(jobs[i].v.ID, s), true
+				}
+				cancel()
+			}
+		}()
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if c.opts.Store != nil {
+		kept := rows[:0]
+		for i, r := range rows {
+			if taken[i] {
+				kept = append(kept, r)
+			}
+		}
+		if err := c.opts.Store.InsertSamples(ctx, kept); err != nil {
+			c.countError("store")
+			c.opts.Logger.Warn("metrics: persist samples", "error", err)
+		}
+	}
 	d := time.Since(start)
+	over := max(0, d-c.opts.Interval)
+	if over > 0 {
+		c.opts.Logger.Warn("metrics: polling round overran its interval", "took", d.Round(time.Millisecond),
+			"interval", c.opts.Interval, "vms", len(jobs), "concurrency", c.opts.Concurrency)
+	}
 	c.statsMu.Lock()
-	c.lastRound, c.rounds = d, c.rounds+1
+	c.lastRound, c.rounds, c.lastOverrun = d, c.rounds+1, over
+	if over > 0 {
+		c.overruns++
+	}
 	c.roundSeconds = append(c.roundSeconds, d.Seconds())
 	if len(c.roundSeconds) > 1000 {
 		c.roundSeconds = c.roundSeconds[len(c.roundSeconds)-1000:]
 	}
 	c.statsMu.Unlock()
-}
-
-func (c *Collector) existsIn(vms []*app.VM, id string) bool {
-	for _, v := range vms {
-		if v.ID == id {
-			return true
-		}
-	}
-	return false
 }
 
 func (c *Collector) stateFor(id string) *vmState {
@@ -241,7 +267,7 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 	st.mu.Lock()
 	defer st.mu.Unlock()
 
-	if run := runKey(v); st.run != run { // a new process: old readings mean nothing
+	if run := runOf(v); st.run != run { // a new process: old readings mean nothing
 		st.run, st.prevHost, st.prevCounters = run, nil, nil
 		st.pageCache, st.pcRates, st.filesystems = nil, [4]*float64{}, nil
 	}
@@ -370,6 +396,31 @@ func (c *Collector) Persisted(ctx context.Context, id string, since time.Time) (
 	return out, nil
 }
 
+// Averages returns a VM's stored one-minute averages since t, as samples stamped at the
+// start of their minute (for the week's chart). A minute has no source of its own: it
+// counts as the agent's where it has guest memory (which only the agent reports).
+func (c *Collector) Averages(ctx context.Context, id string, since time.Time) ([]Sample, error) {
+	if c.opts.Store == nil {
+		return nil, nil
+	}
+	rows, err := c.opts.Store.Minutes(ctx, id, since)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Sample, len(rows))
+	for i, r := range rows {
+		out[i] = Sample{Time: r.Minute, Source: FromHost, CPUPercent: r.CPU, MemPercent: r.Mem, NetRxBps: r.NetRx,
+			NetTxBps: r.NetTx, DiskReadBps: r.DiskRead, DiskWriteBps: r.DiskWrite, ProgWriteBps: r.ProgWrite, PageInBps: r.PageIn}
+		if r.Mem != nil {
+			out[i].Source = FromAgent
+		}
+	}
+	return out, nil
+}
+
+// Kept is how far back History reaches; longer windows read Persisted and Averages.
+func (c *Collector) Kept() time.Duration { return c.opts.History }
+
 // rate is Δ/Δt, or nil when it cannot be told (no time, or a counter that went back: the
 // hypervisor restarted).
 func rate(prev, cur uint64, dt float64) *float64 {
@@ -400,8 +451,8 @@ func (c *Collector) Latest(v *app.VM) (Sample, bool) {
 	if st == nil {
 		return Sample{}, false
 	}
-	s, ok := st.ring.latest()
-	if !ok || s.run != runKey(v) {
+	s, ok := st.ring.newest()
+	if !ok || s.run != runOf(v) {
 		return Sample{}, false
 	}
 	return s, true
@@ -438,7 +489,7 @@ func (c *Collector) withState(v *app.VM, f func(*vmState)) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.run == runKey(v) {
+	if st.run == runOf(v) {
 		f(st)
 	}
 }

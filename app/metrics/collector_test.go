@@ -185,11 +185,82 @@ func TestRingKeepsTheNewest(t *testing.T) {
 		r.add(Sample{Time: base.Add(time.Duration(i) * time.Second)})
 	}
 	got := r.since(base)
-	if len(got) != 3 || got[0].Time != base.Add(2*time.Second) || got[2].Time != base.Add(4*time.Second) {
+	if len(got) != 3 || !got[0].Time.Equal(base.Add(2*time.Second)) || !got[2].Time.Equal(base.Add(4*time.Second)) {
 		t.Errorf("ring: %v", got)
 	}
 	if got := r.since(base.Add(4 * time.Second)); len(got) != 1 {
 		t.Errorf("since the last: %v", got)
+	}
+}
+
+// TestRingGrowsWithUse: a ring holds what was taken, not its limit up front, and packing
+// keeps every value (to float32) and every "no value".
+func TestRingGrowsWithUse(t *testing.T) {
+	r := newRing(720)
+	if n, c := r.size(); n != 0 || c != 0 {
+		t.Fatalf("a new ring holds %d, room for %d: memory before any sample", n, c)
+	}
+	base := time.Unix(1000, 0).UTC()
+	cpu, rx, pf := 61.25, 1704.5, 3.0
+	for i := 0; i < 20; i++ {
+		s := Sample{Time: base.Add(time.Duration(i) * 5 * time.Second), Source: FromAgent, CPUPercent: &cpu, NetRxBps: &rx}
+		if i%2 == 1 {
+			s = Sample{Time: s.Time, Source: FromHost, HostRSSBytes: 300 << 20, MajorFaultsPS: &pf}
+		}
+		r.add(s)
+	}
+	if n, c := r.size(); n != 20 || c > 40 {
+		t.Errorf("20 samples: held %d, room for %d", n, c)
+	}
+	got := r.since(base)
+	if len(got) != 20 {
+		t.Fatalf("since: %d samples", len(got))
+	}
+	a, h := got[0], got[1]
+	if a.Source != FromAgent || a.CPUPercent == nil || *a.CPUPercent != cpu || *a.NetRxBps != rx || a.MemPercent != nil ||
+		a.HostRSSBytes != 0 || a.MajorFaultsPS != nil || !a.Time.Equal(base) {
+		t.Errorf("agent sample after packing: %+v", a)
+	}
+	if h.Source != FromHost || h.CPUPercent != nil || h.HostRSSBytes != 300<<20 || h.MajorFaultsPS == nil || *h.MajorFaultsPS != pf {
+		t.Errorf("host sample after packing: %+v", h)
+	}
+	if s, ok := r.newest(); !ok || !s.Time.Equal(base.Add(95*time.Second)) {
+		t.Errorf("newest: %+v", s)
+	}
+	for i := 20; i < 1000; i++ {
+		r.add(Sample{Time: base.Add(time.Duration(i) * 5 * time.Second), Source: FromHost})
+	}
+	if n, c := r.size(); n != 720 || c != 720 {
+		t.Errorf("past its limit: held %d, room for %d", n, c)
+	}
+	if got := r.since(base); len(got) != 720 || !got[0].Time.Equal(base.Add(280*5*time.Second)) {
+		t.Errorf("the newest 720: %d, first %v", len(got), got[0].Time)
+	}
+}
+
+// TestHistoryReleasedOnStop: a VM that stops or is deleted gives its history back at the
+// next round.
+func TestHistoryReleasedOnStop(t *testing.T) {
+	f := &fleet{vms: []*app.VM{{ID: "a", Name: "a", State: app.VMRunning, VCPUs: 1, PID: os.Getpid()},
+		{ID: "b", Name: "b", State: app.VMRunning, VCPUs: 1, PID: os.Getpid()}}}
+	c := New(f, Options{Interval: time.Second})
+	c.Round(context.Background())
+	if len(c.History("a", time.Time{})) != 1 || len(c.History("b", time.Time{})) != 1 {
+		t.Fatal("no history after a round")
+	}
+	f.vms = []*app.VM{{ID: "a", Name: "a", State: app.VMStopped}}
+	c.Round(context.Background())
+	if h := c.History("a", time.Time{}); h != nil {
+		t.Errorf("stopped VM still holds %d samples", len(h))
+	}
+	if h := c.History("b", time.Time{}); h != nil {
+		t.Errorf("deleted VM still holds %d samples", len(h))
+	}
+	c.mu.Lock()
+	n := len(c.state)
+	c.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d VM states kept", n)
 	}
 }
 

@@ -40,12 +40,14 @@ var (
 	pUp         = prometheus.NewDesc("hearth_vm_agent_up", "1 if the VM's guest agent answered the last poll.", append(labels, "agent_version"), nil)
 	pRounds     = prometheus.NewDesc("hearth_collector_rounds_total", "Polling rounds completed.", nil, nil)
 	pRoundLast  = prometheus.NewDesc("hearth_collector_round_seconds", "Duration of the last polling round.", nil, nil)
+	pOverrun    = prometheus.NewDesc("hearth_collector_round_overrun_seconds", "How much the last polling round took beyond the interval (0: it kept up).", nil, nil)
+	pOverruns   = prometheus.NewDesc("hearth_collector_round_overruns_total", "Polling rounds that took longer than the interval.", nil, nil)
 	pPollErrors = prometheus.NewDesc("hearth_collector_poll_errors_total", "Failed polls by kind (agent, host, counters).", []string{"kind"}, nil)
 )
 
 func (p promVMs) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{pCPU, pMem, pRSS, pNet, pDisk, pFSSize, pFSUsed, pFSAvail, pDirtied, pWritten, pPagedIn, pMajFaults,
-		pAge, pUp, pRounds, pRoundLast, pPollErrors} {
+		pAge, pUp, pRounds, pRoundLast, pOverrun, pOverruns, pPollErrors} {
 		ch <- d
 	}
 }
@@ -126,6 +128,8 @@ func (p promVMs) Collect(ch chan<- prometheus.Metric) {
 	}
 	emit(pRounds, prometheus.CounterValue, float64(c.rounds))
 	emit(pRoundLast, prometheus.GaugeValue, c.lastRound.Seconds())
+	emit(pOverrun, prometheus.GaugeValue, c.lastOverrun.Seconds())
+	emit(pOverruns, prometheus.CounterValue, float64(c.overruns))
 	kinds := make([]string, 0, len(c.pollErrors))
 	for k := range c.pollErrors {
 		kinds = append(kinds, k)

@@ -2,9 +2,12 @@ package metrics
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -89,4 +92,66 @@ func TestHostileAgentVersions(t *testing.T) {
 	if _, ok := seen["other"]; ok {
 		t.Error("a guest's version injected a series of another VM")
 	}
+}
+
+// TestRoundOverrunReported: agents slower than the interval make the round overrun; the
+// collector says so in its gauge, its counter and a log line, and the round still uses at
+// most Concurrency workers at a time.
+func TestRoundOverrunReported(t *testing.T) {
+	hosts := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}
+	port, ls := listenAll(t, hosts)
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	f := &fleet{}
+	for i, l := range ls {
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			inFlight++
+			most = max(most, inFlight)
+			mu.Unlock()
+			time.Sleep(60 * time.Millisecond)
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+			w.Write([]byte(`{"cpu_usage_percent": 1, "memory_usage_percent": 5}`))
+		})}
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+		f.vms = append(f.vms, &app.VM{ID: hosts[i], Name: hosts[i], State: app.VMRunning, GuestIP: hosts[i], VCPUs: 1})
+	}
+	var logged strings.Builder
+	c := New(f, Options{AgentPort: port, Timeout: time.Second, Interval: 50 * time.Millisecond, Concurrency: 2,
+		Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logged}, nil))})
+	c.Round(context.Background())
+
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(c.Registry(), promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	over := families["hearth_collector_round_overrun_seconds"].GetMetric()[0].GetGauge().GetValue()
+	count := families["hearth_collector_round_overruns_total"].GetMetric()[0].GetCounter().GetValue()
+	// Four 60 ms answers two at a time: ≥ 120 ms for a 50 ms interval.
+	if over < 0.06 || count != 1 {
+		t.Errorf("overrun %v s, %v overruns", over, count)
+	}
+	if !strings.Contains(logged.String(), "overran its interval") {
+		t.Errorf("no log line: %q", logged.String())
+	}
+	if most != 2 {
+		t.Errorf("%d polls at once with Concurrency 2", most)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

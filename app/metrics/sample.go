@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -35,50 +36,139 @@ type Sample struct {
 	MajorFaultsPS *float64 `json:"major_faults_per_second"`
 	AgentVersion  string   `json:"agent_version,omitempty"`
 
-	run string // the hypervisor process it was taken of: a sample of an earlier run is not current
+	run runID // the hypervisor process it was taken of: a sample of an earlier run is not current
 }
 
-// ring keeps the newest samples of one VM, oldest first, up to its capacity.
+// point is a Sample as history keeps it: 64 bytes instead of a Sample's ~230 (its pointers
+// and their floats), so that 10,000 VMs' last quarter hour fits in ~120 MiB. A chart
+// loses nothing to float32's seven digits.
+type point struct {
+	at  int64 // Unix nanoseconds
+	v   [nFields]float32
+	src uint8
+}
+
+// The fields of a point; NaN is "no value".
+const (
+	fCPU = iota
+	fMem
+	fRSS
+	fNetRx
+	fNetTx
+	fDiskRead
+	fDiskWrite
+	fProgWrite
+	fWriteback
+	fPageIn
+	fMajorFaults
+	nFields
+)
+
+var sources = [...]string{"", FromAgent, FromHost}
+
+func pack(s Sample) point {
+	p := point{at: s.Time.UnixNano()}
+	for i, f := range s.fields() {
+		if f == nil {
+			p.v[i] = float32(math.NaN())
+		} else {
+			p.v[i] = float32(*f)
+		}
+	}
+	if s.HostRSSBytes > 0 {
+		p.v[fRSS] = float32(s.HostRSSBytes)
+	}
+	for i, n := range sources {
+		if n == s.Source {
+			p.src = uint8(i)
+		}
+	}
+	return p
+}
+
+func (p point) unpack() Sample {
+	s := Sample{Time: time.Unix(0, p.at).UTC(), Source: sources[p.src]}
+	vals := make([]float64, 0, nFields) // one allocation for every value of the sample
+	for i, dst := range s.fieldPtrs() {
+		if f := p.v[i]; !math.IsNaN(float64(f)) {
+			vals = append(vals, float64(f))
+			*dst = &vals[len(vals)-1]
+		}
+	}
+	if r := p.v[fRSS]; !math.IsNaN(float64(r)) {
+		s.HostRSSBytes = uint64(r)
+	}
+	return s
+}
+
+// fields are the sample's values in point order (fRSS is nil here: it is not a pointer).
+func (s *Sample) fields() [nFields]*float64 {
+	return [nFields]*float64{fCPU: s.CPUPercent, fMem: s.MemPercent, fNetRx: s.NetRxBps, fNetTx: s.NetTxBps,
+		fDiskRead: s.DiskReadBps, fDiskWrite: s.DiskWriteBps, fProgWrite: s.ProgWriteBps, fWriteback: s.WritebackBps,
+		fPageIn: s.PageInBps, fMajorFaults: s.MajorFaultsPS}
+}
+
+func (s *Sample) fieldPtrs() [nFields]**float64 {
+	var rss *float64 // fRSS has no pointer field: written to a throwaway
+	return [nFields]**float64{fCPU: &s.CPUPercent, fMem: &s.MemPercent, fRSS: &rss, fNetRx: &s.NetRxBps, fNetTx: &s.NetTxBps,
+		fDiskRead: &s.DiskReadBps, fDiskWrite: &s.DiskWriteBps, fProgWrite: &s.ProgWriteBps, fWriteback: &s.WritebackBps,
+		fPageIn: &s.PageInBps, fMajorFaults: &s.MajorFaultsPS}
+}
+
+// ring keeps the newest samples of one VM, oldest first, up to limit. It grows with the
+// samples taken (a VM polled for a minute holds a minute), never beyond limit.
 type ring struct {
-	mu    sync.RWMutex
-	buf   []Sample
-	start int
-	n     int
+	mu     sync.RWMutex
+	latest Sample // the newest sample with every value, for the current figures
+	has    bool
+	buf    []point
+	limit  int
+	start  int // index of the oldest once buf is full
 }
 
-func newRing(capacity int) *ring { return &ring{buf: make([]Sample, capacity)} }
+func newRing(limit int) *ring { return &ring{limit: limit} }
 
 func (r *ring) add(s Sample) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	i := (r.start + r.n) % len(r.buf)
-	r.buf[i] = s
-	if r.n < len(r.buf) {
-		r.n++
-	} else {
-		r.start = (r.start + 1) % len(r.buf)
+	r.latest, r.has = s, true
+	p := pack(s)
+	if len(r.buf) < r.limit {
+		if len(r.buf) == cap(r.buf) { // grow by half, at least 16, never past limit
+			n := min(r.limit, max(16, cap(r.buf)*3/2))
+			r.buf = append(make([]point, 0, n), r.buf...)
+		}
+		r.buf = append(r.buf, p)
+		return
 	}
+	r.buf[r.start] = p
+	r.start = (r.start + 1) % len(r.buf)
 }
 
 // since returns the samples at or after t, oldest first.
 func (r *ring) since(t time.Time) []Sample {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make([]Sample, 0, r.n)
-	for k := 0; k < r.n; k++ {
-		s := r.buf[(r.start+k)%len(r.buf)]
-		if !s.Time.Before(t) {
-			out = append(out, s)
+	from := t.UnixNano()
+	out := make([]Sample, 0, len(r.buf))
+	for k := range r.buf {
+		if p := r.buf[(r.start+k)%len(r.buf)]; p.at >= from {
+			out = append(out, p.unpack())
 		}
 	}
 	return out
 }
 
-func (r *ring) latest() (Sample, bool) {
+// newest is the latest sample added, with full precision.
+func (r *ring) newest() (Sample, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if r.n == 0 {
-		return Sample{}, false
-	}
-	return r.buf[(r.start+r.n-1)%len(r.buf)], true
+	return r.latest, r.has
+}
+
+// size is how many samples the ring holds and has room for.
+func (r *ring) size() (n, capacity int) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.buf), cap(r.buf)
 }

@@ -117,3 +117,49 @@ func TestPrometheusEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestLongWindowsReadTheStore: memory keeps a quarter hour; the hour and the day are drawn
+// from the stored samples, the week from the stored minute averages.
+func TestLongWindowsReadTheStore(t *testing.T) {
+	e, v, _ := metricsEnv(t)
+	ctx := context.Background()
+	c := metrics.New(e.vms, metrics.Options{Interval: time.Second, Store: e.db})
+	e.srv.Config.Handler = New(Deps{VMs: e.vms, Auth: e.auth, Metrics: c, Ping: e.db.Ping})
+	cpu, mem := 42.0, 30.0
+	now := time.Now().UTC()
+	var rows []store.SampleRow
+	for i := 0; i < 10; i++ { // 40 min ago: past memory, within the hour
+		rows = append(rows, store.SampleRow{VMID: v.ID, At: now.Add(-40*time.Minute + time.Duration(i)*time.Second), Source: "agent", CPU: &cpu, Mem: &mem})
+	}
+	for i := 0; i < 10; i++ { // three days ago: folded into minute averages below
+		rows = append(rows, store.SampleRow{VMID: v.ID, At: now.Add(-72*time.Hour + time.Duration(i)*time.Minute), Source: "agent", CPU: &cpu, Mem: &mem})
+	}
+	if err := e.db.InsertSamples(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.CompactSamples(ctx, now, 24*time.Hour, 7*24*time.Hour, 1000); err != nil {
+		t.Fatal(err)
+	}
+	e.signIn()
+	var last string
+	paths := func(window string) int {
+		_, _, p := e.do("GET", "/vms/"+v.ID+"/metrics?window="+window, "", map[string]string{"HX-Request": "true"})
+		if !strings.Contains(p, `data-window="`+window+`"`) && !strings.Contains(p, "window="+window) {
+			t.Errorf("%s: the panel does not offer the window", window)
+		}
+		last = p
+		return strings.Count(p, `<path d="M`)
+	}
+	if n := paths("15m"); n != 0 {
+		t.Errorf("15m: %d lines drawn from nothing in memory", n)
+	}
+	h, d, w := paths("1h"), paths("24h"), paths("7d")
+	if h < 2 || d != h { // CPU and memory lines from the 40-minute-old samples
+		t.Errorf("1h: %d lines, 24h: %d", h, d)
+	}
+	// The week's line starts three days ago, four sevenths into the 600-wide chart: the
+	// minute averages (the raw samples of then are folded away).
+	if i := strings.Index(last, `<path d="M`); w < 2 || i < 0 || !strings.HasPrefix(last[i+len(`<path d="M`):], "342") {
+		t.Errorf("7d: %d lines, first %.40s", w, last[max(i, 0):])
+	}
+}

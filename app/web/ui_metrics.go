@@ -15,7 +15,7 @@ import (
 	"hearth/views/pages"
 )
 
-var windows = map[string]time.Duration{"15m": 15 * time.Minute, "1h": time.Hour, "24h": 24 * time.Hour}
+var windows = map[string]time.Duration{"15m": 15 * time.Minute, "1h": time.Hour, "24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour}
 
 func (s *Server) metricsView(ctx context.Context, rec *app.VM, window string) *pages.MetricsView {
 	if s.Metrics == nil {
@@ -52,13 +52,17 @@ func (s *Server) metricsView(ctx context.Context, rec *app.VM, window string) *p
 	}
 	if rec.State == app.VMRunning || st.State == metrics.StatusStale {
 		w := windows[window]
-		hist := s.Metrics.History(rec.ID, now.Add(-w))
-		if window == "24h" { // longer than memory keeps: from the database
-			if h, err := s.Metrics.Persisted(ctx, rec.ID, now.Add(-w)); err == nil {
-				hist = h
-			}
+		gap := 3 * s.Metrics.Interval()
+		var hist []metrics.Sample
+		switch {
+		case w <= s.Metrics.Kept(): // memory holds it
+			hist = s.Metrics.History(rec.ID, now.Add(-w))
+		case window == "7d": // the week: the stored minute averages
+			hist, gap = s.readHistory(ctx, rec.ID, now.Add(-w), s.Metrics.Averages), 3*time.Minute
+		default: // longer than memory keeps: the stored raw samples
+			hist = s.readHistory(ctx, rec.ID, now.Add(-w), s.Metrics.Persisted)
 		}
-		g := grid{hist: hist, start: now.Add(-w), window: w, maxGap: 3 * s.Metrics.Interval()}
+		g := grid{hist: hist, start: now.Add(-w), window: w, maxGap: gap}
 		agentOnly := func(f func(metrics.Sample) *float64) func(metrics.Sample) *float64 {
 			return func(x metrics.Sample) *float64 {
 				if x.Source != metrics.FromAgent {
@@ -93,6 +97,16 @@ func (s *Server) metricsView(ctx context.Context, rec *app.VM, window string) *p
 		v.Charts[1].Note = "host-fallback stretches have no guest memory (host RSS is not drawn as it)"
 	}
 	return v
+}
+
+// readHistory reads a stored window; a failed read is logged and draws as "no data".
+func (s *Server) readHistory(ctx context.Context, id string, since time.Time,
+	read func(context.Context, string, time.Time) ([]metrics.Sample, error)) []metrics.Sample {
+	h, err := read(ctx, id, since)
+	if err != nil {
+		s.Logger.Warn("metrics: read stored samples", "vm", id, "error", err)
+	}
+	return h
 }
 
 // line is one series to draw: its legend, colour, and the value it takes of a sample

@@ -127,7 +127,7 @@ func VMMetrics(v MetricsView) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		for _, w := range []string{"15m", "1h", "24h"} {
+		for _, w := range []string{"15m", "1h", "24h", "7d"} {
 			{
 				templ_7745c5c3_ElementWriter := templ_7745c5c3_Buffer
 				templ_7745c5c3_Buffer := templ.GetBuffer()
