@@ -18,7 +18,9 @@ import (
 
 // VMs is what the collector needs of the VM service.
 type VMs interface {
-	List(ctx context.Context) ([]*app.VM, error)
+	// Running returns the running VMs (a VM in another state may be among them: the
+	// collector checks).
+	Running(ctx context.Context) ([]*app.VM, error)
 	Machine(id string) hypervisor.Machine
 	// CheckGuestIP applies the guest-IP rules to the address about to be dialled.
 	CheckGuestIP(raw string) (netip.Addr, error)
@@ -164,7 +166,7 @@ func (c *Collector) Run(ctx context.Context) {
 // rounds never pile up.
 func (c *Collector) Round(ctx context.Context) {
 	start := time.Now()
-	vms, err := c.vms.List(ctx)
+	vms, err := c.vms.Running(ctx)
 	if err != nil {
 		c.opts.Logger.Warn("metrics: list VMs", "error", err)
 		return

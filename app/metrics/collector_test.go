@@ -27,8 +27,8 @@ type fleet struct {
 	vms []*app.VM
 }
 
-func (f *fleet) List(context.Context) ([]*app.VM, error) { return f.vms, nil }
-func (f *fleet) Machine(string) hypervisor.Machine       { return nil }
+func (f *fleet) Running(context.Context) ([]*app.VM, error) { return f.vms, nil }
+func (f *fleet) Machine(string) hypervisor.Machine          { return nil }
 func (f *fleet) CheckGuestIP(raw string) (netip.Addr, error) {
 	return vm.Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, AllowLoopback: true,
 		HostAddrs: func() []netip.Addr { return nil }}.Check(raw)

@@ -69,7 +69,7 @@ func (p promVMs) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	vms, err := c.vms.List(ctx)
+	vms, err := c.vms.Running(ctx)
 	if err == nil {
 		now := time.Now()
 		for _, v := range vms {

@@ -106,6 +106,19 @@ func (s *Service) Get(ctx context.Context, id string) (*app.VM, error) { return 
 // List returns every VM by name.
 func (s *Service) List(ctx context.Context) ([]*app.VM, error) { return s.db.VMs(ctx) }
 
+// Query returns the page of VMs q selects.
+func (s *Service) Query(ctx context.Context, q store.VMQuery) ([]*app.VM, error) {
+	return s.db.QueryVMs(ctx, q)
+}
+
+// Count counts the VMs whose name contains name, by state.
+func (s *Service) Count(ctx context.Context, name string) (map[app.VMState]int, error) {
+	return s.db.CountVMs(ctx, name)
+}
+
+// Running returns the running VMs by name: what the collector polls.
+func (s *Service) Running(ctx context.Context) ([]*app.VM, error) { return s.db.RunningVMs(ctx) }
+
 // Update changes the set fields of u on the VM. A running VM's definition cannot change.
 func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.Actor) (*app.VM, error) {
 	vm, err := s.db.VM(ctx, id)

@@ -133,15 +133,38 @@ func toJSON(v *app.VM) vmJSON {
 }
 
 func (s *Server) apiListVMs(c echo.Context) error {
-	vms, err := s.VMs.List(c.Request().Context())
+	q, err := parseListQuery(c.QueryParams())
 	if err != nil {
 		return err
 	}
-	out := make([]vmJSON, len(vms))
-	for i, v := range vms {
+	limit, err := parseLimit(c.QueryParam("limit"))
+	if err != nil {
+		return err
+	}
+	var cur cursor
+	if raw := c.QueryParam("cursor"); raw != "" {
+		if cur, err = parseCursor(raw, q); err != nil {
+			return err
+		}
+	}
+	p, err := s.findVMs(c.Request().Context(), q, cur.Offset, cur.After, limit)
+	if err != nil {
+		return err
+	}
+	out := make([]vmJSON, len(p.VMs))
+	for i, v := range p.VMs {
 		out[i] = toJSON(v)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"vms": out})
+	var next *string
+	if p.More {
+		n := cursor{Query: q.hash(), After: &p.Last}
+		if q.inMemory() {
+			n = cursor{Query: q.hash(), Offset: cur.Offset + len(p.VMs)}
+		}
+		e := n.encode()
+		next = &e
+	}
+	return c.JSON(http.StatusOK, map[string]any{"vms": out, "next_cursor": next, "total": p.Total})
 }
 
 // vmSpecJSON is the body of create and update. Pointers tell "absent" from zero.

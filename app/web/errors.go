@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -105,7 +107,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 		c.Response().Header().Set("HX-Reswap", "innerHTML")
 		werr = render(c, status, pages.Flash(pages.FlashError, msg))
 	default:
-		werr = render(c, status, pages.ErrorPage(s.layout(c, http.StatusText(status)), status, msg))
+		fields := app.ErrorFields(err)
+		details := make([]string, 0, len(fields))
+		for _, k := range slices.Sorted(maps.Keys(fields)) {
+			details = append(details, k+" "+fields[k])
+		}
+		werr = render(c, status, pages.ErrorPage(s.layout(c, http.StatusText(status)), status, msg, details))
 	}
 	if werr != nil {
 		s.Logger.Error("write error response", "request_id", rid, "error", werr)

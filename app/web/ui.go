@@ -46,7 +46,7 @@ func (s *Server) uiRoutes() {
 	in.GET("/dashboard", s.dashboardPage)
 	in.GET("/dashboard/panel", s.dashboardPanel)
 	in.GET("/vms", s.vmsPage)
-	in.GET("/vms/list", s.vmList)
+	in.GET("/vms/list", s.vmListPart)
 	in.GET("/vms/new", s.newVMPage)
 	in.POST("/vms", s.createVM)
 	in.GET("/vms/:id", s.vmPage)

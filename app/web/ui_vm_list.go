@@ -1,6 +1,7 @@
 package web
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -10,41 +11,111 @@ import (
 	"hearth/views/pages"
 )
 
-// vmsPage is GET /vms: the list of VMs.
+// vmsPage is GET /vms: the search form over the list's first (or asked-for) page.
 func (s *Server) vmsPage(c echo.Context) error {
-	rows, err := s.vmRows(c)
+	q, list, err := s.vmList(c)
 	if err != nil {
 		return err
 	}
-	return renderOK(c, pages.VMs(s.layout(c, "Virtual machines"), rows))
+	f := pages.ListForm{Q: q.Name, State: string(q.State), Badge: q.Badge, Sort: q.Sort, Badges: listBadges}
+	if q.Desc {
+		f.Order = q.order()
+	}
+	for _, st := range listStates {
+		f.States = append(f.States, string(st))
+	}
+	return renderOK(c, pages.VMs(s.layout(c, "Virtual machines"), f, list))
 }
 
-// vmList is GET /vms/list: the polled table alone.
-func (s *Server) vmList(c echo.Context) error {
-	rows, err := s.vmRows(c)
+// vmListPart is GET /vms/list: the polled part alone, for the same query and page.
+func (s *Server) vmListPart(c echo.Context) error {
+	_, list, err := s.vmList(c)
 	if err != nil {
 		return err
 	}
-	return renderOK(c, pages.VMList(rows))
+	return renderOK(c, pages.VMListPart(list))
 }
 
-// vmRows is every VM as a list row, with its sparklines when metrics are on.
-func (s *Server) vmRows(c echo.Context) ([]pages.VMRow, error) {
-	vms, err := s.VMs.List(c.Request().Context())
+// vmList reads the query and the page of the request and renders that page's rows, with
+// sparklines for the running VMs on it. A page past the last shows the last.
+func (s *Server) vmList(c echo.Context) (listQuery, pages.VMList, error) {
+	q, err := parseListQuery(c.QueryParams())
 	if err != nil {
-		return nil, err
+		return q, pages.VMList{}, err
 	}
-	rows := make([]pages.VMRow, len(vms))
+	page := 1
+	if raw := c.QueryParam("page"); raw != "" {
+		if page, err = strconv.Atoi(raw); err != nil || page < 1 || page > 1_000_000 {
+			return q, pages.VMList{}, &app.Error{Code: app.EINVALID, Message: "the page is not valid",
+				Fields: map[string]string{"page": "must be a whole number from 1"}}
+		}
+	}
+	ctx := c.Request().Context()
+	p, err := s.findVMs(ctx, q, (page-1)*pageSize, nil, pageSize)
+	if err != nil {
+		return q, pages.VMList{}, err
+	}
+	pagesN := max(1, (p.Total+pageSize-1)/pageSize)
+	if page > pagesN { // past the end (VMs were deleted since the link was made)
+		page = pagesN
+		if p, err = s.findVMs(ctx, q, (page-1)*pageSize, nil, pageSize); err != nil {
+			return q, pages.VMList{}, err
+		}
+	}
+	href := func(path string, q listQuery, page int) string {
+		v := q.values()
+		if page > 1 {
+			v.Set("page", strconv.Itoa(page))
+		}
+		if len(v) == 0 {
+			return path
+		}
+		return path + "?" + v.Encode()
+	}
+	l := pages.VMList{Poll: href("/vms/list", q, page), Total: p.Total, Page: page, Pages: pagesN,
+		Filtered: q.Name != "" || q.State != "" || q.Badge != ""}
+	if len(p.VMs) > 0 {
+		l.From, l.To = (page-1)*pageSize+1, (page-1)*pageSize+len(p.VMs)
+	}
+	if page > 1 {
+		l.Prev = href("/vms", q, page-1)
+	}
+	if page < pagesN {
+		l.Next = href("/vms", q, page+1)
+	}
+	all := 0
+	for _, n := range p.Counts {
+		all += n
+	}
+	tab := q
+	tab.State = ""
+	l.Tabs = append(l.Tabs, pages.ListTab{Key: "all", Label: "All", Count: all, Href: href("/vms", tab, 1), Active: q.State == ""})
+	for _, st := range listStates {
+		tab.State = st
+		l.Tabs = append(l.Tabs, pages.ListTab{Key: string(st), Label: string(st), Count: p.Counts[st], Href: href("/vms", tab, 1), Active: q.State == st})
+	}
+	for _, key := range []string{"name", "cpu", "memory"} {
+		o := q
+		o.Sort, o.Desc = key, false
+		t := pages.ListTab{Key: key, Active: q.Sort == key}
+		if t.Active { // clicking the sorted column turns its order round
+			o.Desc = !q.Desc
+			t.Arrow = map[string]string{"asc": "↑", "desc": "↓"}[q.order()]
+		}
+		t.Href = href("/vms", o, 1)
+		l.Sorts = append(l.Sorts, t)
+	}
 	now := time.Now()
-	for i, v := range vms {
-		rows[i] = pages.VMRow{ID: v.ID, Name: v.Name, State: string(v.State), VCPUs: v.VCPUs,
-			MemoryMiB: v.MemoryMiB, GuestIP: guestIPView(v, now)}
+	for _, v := range p.VMs {
+		r := pages.VMRow{ID: v.ID, Name: v.Name, State: string(v.State), VCPUs: v.VCPUs, MemoryMiB: v.MemoryMiB, GuestIP: guestIPView(v, now)}
 		if s.Metrics != nil && v.State == app.VMRunning {
 			hist := s.Metrics.History(v.ID, now.Add(-15*time.Minute))
 			stale := 3 * s.Metrics.Interval()
-			rows[i].CPU = sparkOf(hist, now, stale, func(x metrics.Sample) *float64 { return x.CPUPercent })
-			rows[i].Mem = sparkOf(hist, now, stale, func(x metrics.Sample) *float64 { return x.MemPercent })
+			r.CPU = sparkOf(hist, now, stale, func(x metrics.Sample) *float64 { return x.CPUPercent })
+			r.Mem = sparkOf(hist, now, stale, func(x metrics.Sample) *float64 { return x.MemPercent })
 		}
+		l.Rows = append(l.Rows, r)
 	}
-	return rows, nil
+	return q, l, nil
 }
+

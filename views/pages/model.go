@@ -18,6 +18,37 @@ type VMRow struct {
 	CPU, Mem        Spark // last 15 min; empty without metrics
 }
 
+// VMList is the polled part of the VM list: the state tabs with their counts, the rows of
+// the page shown, and the pager. Hrefs keep the query.
+type VMList struct {
+	Rows     []VMRow
+	Poll     string // the partial's own URL, with the query and the page
+	Tabs     []ListTab
+	Sorts    []ListTab // the column headers that sort: Active, and the href that sorts by them
+	Total    int       // VMs the query selects
+	From, To int       // rows shown, 1-based
+	Page     int
+	Pages    int
+	Prev     string // "" on the first page
+	Next     string // "" on the last
+	Filtered bool   // a search or filter is on (an empty list then says "no match")
+}
+
+// ListTab is a link of the list's header: a state tab or a sortable column.
+type ListTab struct {
+	Key, Label string
+	Count      int
+	Href       string
+	Active     bool
+	Arrow      string // a sorted column's direction, "↑" or "↓"
+}
+
+// ListForm is the search form over the list: what it holds now.
+type ListForm struct {
+	Q, State, Badge, Sort, Order string
+	States, Badges               []string
+}
+
 // Spark is a tiny inline chart (drawn in a 120×24 box) with the current value.
 type Spark struct {
 	Line  components.Line

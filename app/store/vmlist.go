@@ -1,0 +1,125 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"hearth/app"
+)
+
+// VMQuery selects a page of VMs. Sort is "name" (A→Z) or "created" (newest first); Desc
+// reverses it. A page starts After a key (the API's cursor) or at Offset (the UI's pages).
+type VMQuery struct {
+	Name   string        // a part of the name, any case ("" matches every VM)
+	States []app.VMState // any of these (none: every state)
+	Not    []app.VMState // none of these
+	Sort   string
+	Desc   bool
+	After  *VMKey
+	Offset int
+	Limit  int // 0: no limit
+}
+
+// VMKey is where a page ended: the sort column's value of its last VM and that VM's id.
+type VMKey struct {
+	Name    string    `json:"n,omitempty"`
+	Created time.Time `json:"c,omitempty"`
+	ID      string    `json:"i"`
+}
+
+// KeyOf is the key of v under sort.
+func KeyOf(v *app.VM, sort string) VMKey {
+	if sort == "created" {
+		return VMKey{Created: v.CreatedAt.UTC(), ID: v.ID}
+	}
+	return VMKey{Name: v.Name, ID: v.ID}
+}
+
+// likePattern is a LIKE pattern matching any name containing part (names are lowercase,
+// so LIKE's case rules of either dialect do not matter); % _ \ in part match themselves.
+func likePattern(part string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(strings.ToLower(part)) + "%"
+}
+
+func (q VMQuery) where(s *bun.SelectQuery) *bun.SelectQuery {
+	if q.Name != "" {
+		s = s.Where(`name LIKE ? ESCAPE '\'`, likePattern(q.Name))
+	}
+	if len(q.States) > 0 {
+		s = s.Where("state IN (?)", bun.In(q.States))
+	}
+	if len(q.Not) > 0 {
+		s = s.Where("state NOT IN (?)", bun.In(q.Not))
+	}
+	return s
+}
+
+// QueryVMs returns the page of VMs q selects, in q's order.
+func (db *DB) QueryVMs(ctx context.Context, q VMQuery) ([]*app.VM, error) {
+	var rows []vmRow
+	s := q.where(db.bun.NewSelect().Model(&rows))
+	col, newestFirst := "name", false
+	if q.Sort == "created" {
+		col, newestFirst = "created_at", true
+	}
+	desc := q.Desc != newestFirst
+	if k := q.After; k != nil {
+		var v any = k.Name
+		if q.Sort == "created" {
+			v = k.Created.UTC()
+		}
+		op := ">"
+		if desc {
+			op = "<"
+		}
+		// (col, id) > (v, id), spelled out: row values compare alike in both dialects, but
+		// this form uses the index on either.
+		s = s.Where(fmt.Sprintf("(%s %s ? OR (%s = ? AND id %s ?))", col, op, col, op), v, v, k.ID)
+	}
+	dir := " ASC"
+	if desc {
+		dir = " DESC"
+	}
+	s = s.OrderExpr(col + dir).OrderExpr("id" + dir)
+	if q.Limit > 0 {
+		s = s.Limit(int64(q.Limit))
+	}
+	if q.Offset > 0 {
+		s = s.Offset(int64(q.Offset))
+	}
+	if err := s.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("store: list vms: %w", err)
+	}
+	vms := make([]*app.VM, len(rows))
+	for i := range rows {
+		vms[i] = rows[i].toVM()
+	}
+	return vms, nil
+}
+
+// CountVMs counts the VMs whose name contains name, by state, in one query.
+func (db *DB) CountVMs(ctx context.Context, name string) (map[app.VMState]int, error) {
+	var rows []struct {
+		State string `bun:"state"`
+		N     int    `bun:"n"`
+	}
+	s := VMQuery{Name: name}.where(db.bun.NewSelect().Table("vms").Column("state").ColumnExpr("COUNT(*) AS n")).Group("state")
+	if err := s.Scan(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("store: count vms: %w", err)
+	}
+	out := make(map[app.VMState]int, len(rows))
+	for _, r := range rows {
+		out[app.VMState(r.State)] = r.N
+	}
+	return out, nil
+}
+
+// RunningVMs returns the VMs whose state is running, by name.
+func (db *DB) RunningVMs(ctx context.Context) ([]*app.VM, error) {
+	return db.QueryVMs(ctx, VMQuery{States: []app.VMState{app.VMRunning}})
+}

@@ -1,0 +1,3 @@
+DROP INDEX vms_created;
+--bun:split
+DROP INDEX vms_state_name;
