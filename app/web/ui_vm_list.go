@@ -118,4 +118,3 @@ func (s *Server) vmList(c echo.Context) (listQuery, pages.VMList, error) {
 	}
 	return q, l, nil
 }
-
