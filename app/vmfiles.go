@@ -6,9 +6,12 @@ import "path/filepath"
 // spells them (lima's store/filenames is the model):
 //
 //	<data dir>/vms/<id>/          Dir
-//	    seed.iso                  Seed: the cloud-init NoCloud seed, when provisioned
+//	    seed.iso                  Seed: a seed written whole at create time by managers
+//	                              before 0.x (adopted into the record at the next start)
 //	    .seed-*                   seeds being written (litter after a crash)
 //	    run/                      Run: what the hypervisor makes while the VM runs
+//	        seed.iso              RunSeed: the cloud-init NoCloud seed, rendered at start,
+//	                              removed at stop
 //	        console.log           Console: the serial console
 //	        <driver's own files>  sockets, FIFOs, disk copies (<name>.tmp while made)
 type VMFiles struct {
@@ -25,6 +28,9 @@ func FilesOf(dataDir, vmID string) VMFiles {
 
 // Seed is the VM's cloud-init seed image.
 func (f VMFiles) Seed() string { return filepath.Join(f.Dir, "seed.iso") }
+
+// RunSeed is the seed a provisioned VM boots with, rendered when it starts.
+func (f VMFiles) RunSeed() string { return filepath.Join(f.Run(), "seed.iso") }
 
 // Run is the hypervisor's directory for the VM: sockets, logs, FIFOs, disk copies.
 func (f VMFiles) Run() string { return filepath.Join(f.Dir, "run") }

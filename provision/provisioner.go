@@ -20,6 +20,8 @@ type Provisioner struct {
 	Gateway    string     // the bridge's address: default route of guests with a static address
 	// Agent returns the agent binary for an arch; nil means the embedded ones.
 	Agent func(arch string) ([]byte, error)
+	// SealKey (32 bytes, LoadOrCreateSealKey) seals each VM's seed secrets for its record.
+	SealKey []byte
 }
 
 func (p *Provisioner) arch() string {
@@ -42,22 +44,27 @@ func (p *Provisioner) Check() error {
 	return err
 }
 
-// Prepare gives a new VM its agent token and its SSH host key pair. The private key goes
-// only into the seed; the public one is what the installer will pin.
-func (p *Provisioner) Prepare(vm *app.VM) (hostKeyPrivate string, err error) {
+// Prepare gives a new VM its agent token and its SSH host key pair, and returns the
+// secrets of its seed (the registration token, the host's private key, its first instance
+// id) sealed for the VM's record. The public key is what the installer will pin.
+func (p *Provisioner) Prepare(vm *app.VM, registrationToken string) (sealed string, err error) {
 	priv, pub, err := NewKeyPair("hearth-" + vm.Name)
 	if err != nil {
 		return "", err
 	}
 	token, _ := app.NewToken(app.PrefixAgentToken)
 	vm.AgentToken, vm.HostKey, vm.HostKeySource, vm.Provisioned = token, pub, "injected", true
-	return priv, nil
+	return p.seal(vm.ID, secrets{InstanceID: vm.ID, RegistrationToken: registrationToken, HostKeyPrivate: priv})
 }
 
-// WriteSeed renders the VM's cloud-init documents and writes its seed, with the agent, to
-// f.Seed().
-func (p *Provisioner) WriteSeed(f app.VMFiles, vm *app.VM, registrationToken, hostKeyPrivate string) error {
-	return p.writeSeed(f.Seed(), vm, "", registrationToken, hostKeyPrivate)
+// Render writes the VM's seed to path (atomically) from its record, its sealed secrets and
+// the agent: the same files for every render of one instance id.
+func (p *Provisioner) Render(path string, vm *app.VM, sealed string) error {
+	s, err := p.unseal(vm.ID, sealed)
+	if err != nil {
+		return err
+	}
+	return p.writeSeed(path, vm, s.InstanceID, s.RegistrationToken, s.HostKeyPrivate)
 }
 
 func (p *Provisioner) writeSeed(path string, vm *app.VM, instanceID, registrationToken, hostKeyPrivate string) error {
@@ -90,7 +97,7 @@ func (p *Provisioner) static(vm *app.VM) *cloudinit.Static {
 	return &cloudinit.Static{Address: vm.Address, Gateway: p.Gateway}
 }
 
-// RemoveTemp removes what a crash left of seeds being written in the VM's directory.
-func (p *Provisioner) RemoveTemp(f app.VMFiles) ([]string, error) {
-	return seed.RemoveTemp(f.Dir)
+// RemoveTemp removes what a crash left of seeds being written in dir.
+func (p *Provisioner) RemoveTemp(dir string) ([]string, error) {
+	return seed.RemoveTemp(dir)
 }

@@ -29,8 +29,21 @@ type provisioned struct {
 	DataDir string
 }
 
-// SeedPath is where the VM's seed is.
-func (p provisioned) SeedPath(id string) string { return app.FilesOf(p.DataDir, id).Seed() }
+// seed renders the VM's seed as the download does and returns its files; the rendered
+// file is removed again.
+func (p provisioned) seed(t *testing.T, s *vm.Service, id string) map[string][]byte {
+	t.Helper()
+	path, done, err := s.RenderSeed(context.Background(), id)
+	if err != nil {
+		t.Fatalf("render the seed of %s: %v", id, err)
+	}
+	defer done()
+	files, err := seed.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
 
 func newProvisioned(t *testing.T, db *store.DB, agent []byte) (*vm.Service, provisioned) {
 	t.Helper()
@@ -39,7 +52,11 @@ func newProvisioned(t *testing.T, db *store.DB, agent []byte) (*vm.Service, prov
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Provisioner{PublicURL: "http://192.168.50.1:8080", ManagerKey: key,
+	sealKey, err := LoadOrCreateSealKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Provisioner{PublicURL: "http://192.168.50.1:8080", ManagerKey: key, SealKey: sealKey,
 		Agent: func(arch string) ([]byte, error) {
 			if agent == nil {
 				return nil, app.Errorf(app.EUNAVAILABLE, "no agent for %s", arch)
@@ -66,13 +83,26 @@ func TestCreateBuildsSeed(t *testing.T) {
 		if stored.AgentToken != v.AgentToken || stored.HostKey != v.HostKey {
 			t.Error("provisioning fields were not stored")
 		}
-		path, err := s.SeedPath(ctx, v.ID)
-		if err != nil || path != p.SeedPath(v.ID) {
-			t.Fatalf("SeedPath = %q, %v", path, err)
+		// Nothing on disk until the VM starts or its seed is asked for; the record holds
+		// the seed's secrets sealed, never the token or the host's private key in plain.
+		if _, err := os.Stat(filepath.Join(p.DataDir, "vms", v.ID)); !os.IsNotExist(err) {
+			t.Errorf("a VM directory was written at create: %v", err)
 		}
-		files, err := seed.Read(path)
-		if err != nil {
-			t.Fatal(err)
+		if stored.SeedSecrets == "" || strings.Contains(stored.SeedSecrets, regToken) || strings.Contains(stored.SeedSecrets, "PRIVATE KEY") {
+			t.Errorf("sealed secrets in the record: %.80q", stored.SeedSecrets)
+		}
+		files := p.seed(t, s, v.ID)
+		if again := p.seed(t, s, v.ID); len(again) != len(files) {
+			t.Error("a second render carries other files")
+		} else {
+			for name, b := range files {
+				if !bytes.Equal(again[name], b) {
+					t.Errorf("%s differs between two renders: cloud-init would see another seed", name)
+				}
+			}
+		}
+		if left, _ := filepath.Glob(filepath.Join(p.DataDir, "vms", v.ID, seed.TempPrefix+"*")); len(left) > 0 {
+			t.Errorf("renders left files: %v", left)
 		}
 		if !bytes.Equal(files["hearth-agent"], agent) {
 			t.Error("the seed does not carry the agent")
@@ -91,7 +121,7 @@ func TestCreateBuildsSeed(t *testing.T) {
 		if err := s.Delete(ctx, v.ID, operator); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := os.Stat(filepath.Dir(path)); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(p.DataDir, "vms", v.ID)); !os.IsNotExist(err) {
 			t.Errorf("VM dir left after delete: %v", err)
 		}
 	})
@@ -104,13 +134,13 @@ func TestCreateFailuresLeaveNothing(t *testing.T) {
 	if _, _, err := s.Create(ctx, app.VMSpec{Name: "taken"}, operator); err != nil {
 		t.Fatal(err)
 	}
-	// A taken name: the seed written first must be removed again.
+	// A taken name: nothing is written.
 	if _, _, err := s.Create(ctx, app.VMSpec{Name: "taken"}, operator); app.ErrorCode(err) != app.ECONFLICT {
 		t.Fatalf("duplicate: %v", err)
 	}
 	dirs, _ := os.ReadDir(filepath.Join(p.DataDir, "vms"))
-	if len(dirs) != 1 {
-		t.Errorf("%d VM dirs after a refused create, want 1", len(dirs))
+	if len(dirs) != 0 {
+		t.Errorf("%d VM dirs after creates, want none (seeds are rendered at start)", len(dirs))
 	}
 	// Without an agent, provisioning is refused with the reason, and nothing is created;
 	// asking for no provisioning still works.
@@ -126,7 +156,7 @@ func TestCreateFailuresLeaveNothing(t *testing.T) {
 	if err != nil || v.Provisioned {
 		t.Fatalf("unprovisioned create: %v %+v", err, v)
 	}
-	if _, err := s2.SeedPath(ctx, v.ID); app.ErrorCode(err) != app.ENOTFOUND {
+	if _, _, err := s2.RenderSeed(ctx, v.ID); app.ErrorCode(err) != app.ENOTFOUND {
 		t.Errorf("seed of an unprovisioned VM: %v", err)
 	}
 }
@@ -168,10 +198,7 @@ func TestStaticAddressesInSeeds(t *testing.T) {
 		if vms[0].Address != "10.77.0.2/29" || vms[4].Address != "10.77.0.6/29" {
 			t.Errorf("addresses %s .. %s", vms[0].Address, vms[4].Address)
 		}
-		files, err := seed.Read(p.SeedPath(vms[1].ID))
-		if err != nil {
-			t.Fatal(err)
-		}
+		files := p.seed(t, s, vms[1].ID)
 		nc := string(files["network-config"])
 		if !strings.Contains(nc, `- "10.77.0.3/29"`) || !strings.Contains(nc, `gateway4: "10.77.0.1"`) || !strings.Contains(nc, `macaddress: "`+vms[1].MAC+`"`) {
 			t.Errorf("network-config:\n%s", nc)
@@ -180,9 +207,8 @@ func TestStaticAddressesInSeeds(t *testing.T) {
 		if _, _, err := s.Create(ctx, app.VMSpec{Name: "full"}, operator); app.ErrorCode(err) != app.ECONFLICT || !strings.Contains(err.Error(), "no free address") {
 			t.Errorf("sixth VM in a /29: %v", err)
 		}
-		dirs, _ := os.ReadDir(filepath.Join(p.DataDir, "vms"))
-		if len(dirs) != 5 {
-			t.Errorf("%d VM dirs, want 5", len(dirs))
+		if vms, _ := s.List(ctx); len(vms) != 5 {
+			t.Errorf("%d VMs, want 5", len(vms))
 		}
 		// Deleting frees the address for the next VM.
 		if err := s.Delete(ctx, vms[2].ID, operator); err != nil {
@@ -196,6 +222,62 @@ func TestStaticAddressesInSeeds(t *testing.T) {
 		dup := &app.VM{ID: "dupdupdupdupdupd", Name: "dup", State: app.VMDefined, VCPUs: 1, MemoryMiB: 64, MAC: "02:00:00:00:00:09", Address: "10.77.0.4/29"}
 		if err := db.CreateVM(ctx, dup, "h-dup", nil); app.ErrorCode(err) != app.ECONFLICT || !strings.Contains(err.Error(), "address") {
 			t.Errorf("duplicate address: %v", err)
+		}
+	})
+}
+
+// TestLegacySeedAdopted: a VM created by a manager that wrote its seed whole keeps that
+// seed's instance id, registration token and host key: the first render seals them into
+// the record, removes the old file and carries the same files.
+func TestLegacySeedAdopted(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s, p := newProvisioned(t, db, []byte("\x7fELF agent"))
+		priv, pub, err := NewKeyPair("hearth-old")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := &app.VM{ID: "legacyvm00000001", Name: "old", State: app.VMStopped, VCPUs: 1, MemoryMiB: 256, MAC: "02:00:00:00:00:07",
+			Provisioned: true, AgentToken: "hag_old_agent_token", HostKey: pub, HostKeySource: "injected"}
+		token, hash := app.NewToken(app.PrefixRegistrationToken)
+		if err := db.CreateVM(ctx, v, hash, nil); err != nil {
+			t.Fatal(err)
+		}
+		legacy := app.FilesOf(p.DataDir, v.ID).Seed()
+		if err := p.writeSeed(legacy, v, v.ID+"-r2", token, priv); err != nil {
+			t.Fatal(err)
+		}
+		before, err := seed.Read(legacy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := p.seed(t, s, v.ID)
+		for name, b := range before {
+			if !bytes.Equal(after[name], b) {
+				t.Errorf("%s changed when the seed was adopted:\n%s\n---\n%s", name, b, after[name])
+			}
+		}
+		if _, err := os.Stat(legacy); !os.IsNotExist(err) {
+			t.Errorf("the legacy seed is still on disk: %v", err)
+		}
+		if got, _ := s.Get(ctx, v.ID); got.SeedSecrets == "" {
+			t.Error("the adopted secrets were not recorded")
+		}
+		if again := p.seed(t, s, v.ID); !bytes.Equal(again["user-data"], before["user-data"]) {
+			t.Error("a render from the record differs from the legacy seed")
+		}
+		// A seed whose host key is not the recorded one is not adopted.
+		w := &app.VM{ID: "legacyvm00000002", Name: "other", State: app.VMStopped, VCPUs: 1, MemoryMiB: 256, MAC: "02:00:00:00:00:08",
+			Provisioned: true, AgentToken: "hag_other_agent_token", HostKey: pub, HostKeySource: "injected"}
+		if err := db.CreateVM(ctx, w, "h2", nil); err != nil {
+			t.Fatal(err)
+		}
+		otherPriv, _, _ := NewKeyPair("x")
+		if err := p.writeSeed(app.FilesOf(p.DataDir, w.ID).Seed(), w, w.ID, token, otherPriv); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.RenderSeed(ctx, w.ID); err == nil || !strings.Contains(err.Error(), "recorded host key") {
+			t.Errorf("a seed with another host key: %v", err)
 		}
 	})
 }

@@ -1,58 +1,31 @@
 package provision
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
-	"go.yaml.in/yaml/v4"
-
 	"hearth/app"
-	"hearth/provision/seed"
 )
 
-// Restage renders a provisioned VM's seed again after a rename: the new hostname, a new
-// registration token, and the guest's host key and agent token as before. cloud-init keeps
-// what it read from a seed whose instance id it has seen (it restores its cache), so the
-// new seed carries a new instance id, "<vm id>-r<n>", as Incus does on rename: at its next
-// boot the guest applies the seed again (hostname, agent config, callback). The seed is
-// written beside the current one; commit puts it in place, abort removes it.
-func (p *Provisioner) Restage(f app.VMFiles, vm *app.VM, registrationToken string) (commit func() error, abort func(), err error) {
-	path := f.Seed()
-	old, err := seed.Read(path)
+// Restage gives a provisioned VM's seed, after a rename, a new registration token and a
+// new instance id, keeping the guest's host key: cloud-init keeps what it read from a seed
+// whose instance id it has seen (it restores its cache), so the new seed carries
+// "<vm id>-r<n>", as Incus does on rename, and at its next boot the guest applies the seed
+// again (hostname, agent config, callback). It returns the new secrets, sealed.
+func (p *Provisioner) Restage(vm *app.VM, sealed, registrationToken string) (string, error) {
+	s, err := p.unseal(vm.ID, sealed)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the current seed: %w", err)
+		return "", err
 	}
-	var ud struct {
-		SSHKeys struct {
-			Private string `yaml:"ed25519_private"`
-			Public  string `yaml:"ed25519_public"`
-		} `yaml:"ssh_keys"`
+	if err := p.checkHostKey(s.HostKeyPrivate, vm); err != nil {
+		return "", err
 	}
-	if err := yaml.Unmarshal(old["user-data"], &ud); err != nil {
-		return nil, nil, fmt.Errorf("the current seed's user-data does not parse: %w", err)
-	}
-	if ud.SSHKeys.Private == "" || strings.TrimSpace(ud.SSHKeys.Public) != strings.TrimSpace(vm.HostKey) {
-		return nil, nil, errors.New("the current seed does not hold the guest's recorded host key")
-	}
-	var md struct {
-		InstanceID string `yaml:"instance-id"`
-	}
-	if err := yaml.Unmarshal(old["meta-data"], &md); err != nil {
-		return nil, nil, fmt.Errorf("the current seed's meta-data does not parse: %w", err)
-	}
-	iid, err := nextInstanceID(vm.ID, md.InstanceID)
+	iid, err := nextInstanceID(vm.ID, s.InstanceID)
 	if err != nil {
-		return nil, nil, err
+		return "", err
 	}
-	next := filepath.Join(f.Dir, seed.TempPrefix+"next.iso")
-	if err := p.writeSeed(next, vm, iid, registrationToken, ud.SSHKeys.Private); err != nil {
-		return nil, nil, err
-	}
-	return func() error { return os.Rename(next, path) }, func() { os.Remove(next) }, nil
+	return p.seal(vm.ID, secrets{InstanceID: iid, RegistrationToken: registrationToken, HostKeyPrivate: s.HostKeyPrivate})
 }
 
 // nextInstanceID is the instance id after cur: the VM id, then <id>-r1, <id>-r2, …

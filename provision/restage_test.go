@@ -2,8 +2,6 @@ package provision
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -12,7 +10,6 @@ import (
 	"hearth/app/store"
 	"hearth/internal/testkit/cloudinittest"
 	"hearth/internal/testkit/storetest"
-	"hearth/provision/seed"
 )
 
 var regTokenRE = regexp.MustCompile(`HEARTH_REGISTRATION_TOKEN=(\S+)`)
@@ -34,10 +31,7 @@ func TestRenameRestagesSeed(t *testing.T) {
 			if _, err := s.Update(ctx, v.ID, app.VMUpdate{Name: &n}, operator); err != nil {
 				t.Fatalf("rename to %s: %v", name, err)
 			}
-			files, err := seed.Read(p.SeedPath(v.ID))
-			if err != nil {
-				t.Fatal(err)
-			}
+			files := p.seed(t, s, v.ID)
 			md, ud := string(files["meta-data"]), string(files["user-data"])
 			iid := v.ID + "-r" + string(rune('1'+i))
 			if !strings.Contains(md, `instance-id: "`+iid+`"`) || !strings.Contains(md, `local-hostname: "`+name+`"`) {
@@ -59,9 +53,6 @@ func TestRenameRestagesSeed(t *testing.T) {
 				t.Errorf("the token of the seed before: %v", err)
 			}
 			oldToken = m[1]
-			if left, _ := filepath.Glob(filepath.Join(filepath.Dir(p.SeedPath(v.ID)), seed.TempPrefix+"*")); len(left) > 0 {
-				t.Errorf("staged files left beside the seed: %v", left)
-			}
 			cloudinittest.Schema(t, files["user-data"])
 		}
 		got, _ := s.Get(ctx, v.ID)
@@ -73,8 +64,11 @@ func TestRenameRestagesSeed(t *testing.T) {
 			t.Errorf("audit: %q", log[0].Detail)
 		}
 
-		// A seed that cannot be rendered again refuses the rename, and nothing changes.
-		os.WriteFile(p.SeedPath(v.ID), []byte("not an iso"), 0o640)
+		// Secrets that do not open (another data dir's seal key) refuse the rename, and
+		// nothing changes.
+		if err := db.SetSeedSecrets(ctx, v.ID, "v1:bm90IHNlYWxlZCBieSB0aGlzIGtleQ"); err != nil {
+			t.Fatal(err)
+		}
 		n := "web-4"
 		if _, err := s.Update(ctx, v.ID, app.VMUpdate{Name: &n}, operator); app.ErrorCode(err) != app.ECONFLICT || !strings.Contains(err.Error(), "cannot rename web-3") {
 			t.Errorf("rename with a broken seed: %v", err)

@@ -34,6 +34,7 @@ type vmRow struct {
 	RegisteredAt     sql.NullTime   `bun:"registered_ip_at"`
 	Provisioned      bool           `bun:"provisioned"`
 	AgentToken       string         `bun:"agent_token"`
+	SeedSealed       string         `bun:"seed_sealed"`
 	HostKey          string         `bun:"host_key"`
 	HostKeySource    string         `bun:"host_key_source"`
 	Hypervisor       string         `bun:"hypervisor"`
@@ -50,7 +51,7 @@ func (r *vmRow) toVM() *app.VM {
 	vm := &app.VM{ID: r.ID, Name: r.Name, Image: r.Image, State: app.VMState(r.State), VCPUs: r.VCPUs,
 		MemoryMiB: r.MemoryMiB, Kernel: r.Kernel, Initrd: r.Initrd, Rootfs: r.Rootfs,
 		BootArgs: r.BootArgs, MAC: r.MAC, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
-		Provisioned: r.Provisioned, AgentToken: r.AgentToken, HostKey: r.HostKey, HostKeySource: r.HostKeySource,
+		Provisioned: r.Provisioned, AgentToken: r.AgentToken, SeedSecrets: r.SeedSealed, HostKey: r.HostKey, HostKeySource: r.HostKeySource,
 		Hypervisor: r.Hypervisor, PID: r.PID, PIDIdentity: r.PIDIdentity, RunningDriver: r.RunningDriver, StateReason: r.StateReason, Address: r.Address}
 	if r.GuestIP.Valid {
 		vm.GuestIP = r.GuestIP.String
@@ -69,7 +70,7 @@ func fromVM(vm *app.VM) *vmRow {
 	r := &vmRow{ID: vm.ID, Name: vm.Name, Image: vm.Image, State: string(vm.State), VCPUs: vm.VCPUs,
 		MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs,
 		BootArgs: vm.BootArgs, MAC: vm.MAC, CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt,
-		Provisioned: vm.Provisioned, AgentToken: vm.AgentToken, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource,
+		Provisioned: vm.Provisioned, AgentToken: vm.AgentToken, SeedSealed: vm.SeedSecrets, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource,
 		Hypervisor: vm.Hypervisor, PID: vm.PID, PIDIdentity: vm.PIDIdentity, RunningDriver: vm.RunningDriver, StateReason: vm.StateReason, Address: vm.Address}
 	if vm.GuestIP != "" {
 		r.GuestIP = sql.NullString{String: vm.GuestIP, Valid: true}
@@ -104,6 +105,19 @@ func (db *DB) CreateVM(ctx context.Context, vm *app.VM, regTokenHash string, e *
 		}
 		return audit(ctx, tx, e)
 	})
+}
+
+// SetSeedSecrets records the VM's sealed seed secrets (a seed of before they were sealed,
+// adopted).
+func (db *DB) SetSeedSecrets(ctx context.Context, id, sealed string) error {
+	res, err := db.bun.NewUpdate().Model((*vmRow)(nil)).Set("seed_sealed = ?", sealed).Where("id = ?", id).Exec(ctx)
+	if err != nil {
+		return db.full(fmt.Errorf("store: set seed secrets: %w", err))
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return app.Errorf(app.ENOTFOUND, "VM not found")
+	}
+	return nil
 }
 
 // VM returns the VM with the given id, or ENOTFOUND.
@@ -145,7 +159,7 @@ func (db *DB) UpdateVMWithToken(ctx context.Context, vm *app.VM, tokenHash strin
 		res, err := tx.NewUpdate().Model((*vmRow)(nil)).
 			Set("name = ?", vm.Name).Set("image = ?", vm.Image).Set("vcpus = ?", vm.VCPUs).Set("memory_mib = ?", vm.MemoryMiB).
 			Set("kernel = ?", vm.Kernel).Set("initrd = ?", vm.Initrd).Set("rootfs = ?", vm.Rootfs).
-			Set("boot_args = ?", vm.BootArgs).Set("hypervisor = ?", vm.Hypervisor).Set("updated_at = ?", t).
+			Set("boot_args = ?", vm.BootArgs).Set("hypervisor = ?", vm.Hypervisor).Set("seed_sealed = ?", vm.SeedSecrets).Set("updated_at = ?", t).
 			Where("id = ?", vm.ID).Where("updated_at = ?", seen).Exec(ctx)
 		if err != nil {
 			if isUnique(err) {

@@ -39,6 +39,7 @@ func (s *Service) Reattach(ctx context.Context) error {
 			continue
 		}
 		s.rt.Logger.Warn("VM not re-attached", "vm", vm.ID, "pid", vm.PID, "reason", reason)
+		s.dropSeed(vm.ID)
 		if err := s.db.SetRun(ctx, vm.ID, store.Run{State: app.VMStopped, Reason: reason},
 			entry(system, app.AuditVMState, vm.ID, reason)); err != nil {
 			return err

@@ -3,30 +3,34 @@ package vm
 import (
 	"context"
 	"net/netip"
-
-	"errors"
 	"os"
 
-	"hearth/app/hypervisor/hostnet"
-
 	"hearth/app"
+	"hearth/app/hypervisor/hostnet"
+	"hearth/provision/seed"
 )
 
-// Seeder builds the cloud-init seed that carries the guest agent into a VM; the manager's
-// is provision.Provisioner. It is an interface so that VM rules do not depend on how seeds
-// are made.
+// Seeder renders the cloud-init seed that carries the guest agent into a VM; the
+// manager's is provision.Provisioner. A VM's seed is rendered when it starts, from its
+// record and its sealed secrets, and removed when it stops: 10,000 VMs do not keep 10,000
+// copies of the agent on disk. It is an interface so that VM rules do not depend on how
+// seeds are made.
 type Seeder interface {
 	// Check says whether seeds can be built now (an agent for the guests' arch is at hand).
 	Check() error
-	// Prepare fills the VM's agent token and host key, returning the host's private key,
-	// which only the seed ever holds.
-	Prepare(vm *app.VM) (hostKeyPrivate string, err error)
-	WriteSeed(f app.VMFiles, vm *app.VM, registrationToken, hostKeyPrivate string) error
-	// Restage renders the seed again for vm's new name with a new registration token, so the
-	// guest takes the name at its next boot; commit puts it in place, abort discards it.
-	Restage(f app.VMFiles, vm *app.VM, registrationToken string) (commit func() error, abort func(), err error)
+	// Prepare fills the VM's agent token and host key, returning the secrets its seed
+	// will carry (the registration token, the host's private key), sealed.
+	Prepare(vm *app.VM, registrationToken string) (sealed string, err error)
+	// Render writes the VM's seed to path: the same files on every render of one
+	// instance id.
+	Render(path string, vm *app.VM, sealed string) error
+	// Restage gives the seed a new instance id and registration token for vm's new name,
+	// so the guest takes the name at its next boot; it returns the new secrets, sealed.
+	Restage(vm *app.VM, sealed, registrationToken string) (string, error)
+	// Adopt reads a seed written whole at create time and returns its secrets, sealed.
+	Adopt(path string, vm *app.VM) (string, error)
 	// RemoveTemp removes what a crash left of seeds being written, and says what.
-	RemoveTemp(f app.VMFiles) ([]string, error)
+	RemoveTemp(dir string) ([]string, error)
 }
 
 // Allocator hands out static addresses from the bridge network (hostnet.Net).
@@ -75,18 +79,55 @@ func (s *Service) CanProvision() error {
 	return s.seeder.Check()
 }
 
-// SeedPath returns the path of a provisioned VM's seed image.
-func (s *Service) SeedPath(ctx context.Context, id string) (string, error) {
-	vm, err := s.db.VM(ctx, id)
+// secrets returns the VM's sealed seed secrets. A VM whose seed was written whole at
+// create time (before seeds were rendered at start) has its seed adopted first: its
+// secrets sealed into the record, the file removed.
+func (s *Service) secrets(ctx context.Context, vm *app.VM) (string, error) {
+	if vm.SeedSecrets != "" {
+		return vm.SeedSecrets, nil
+	}
+	legacy := s.files(vm.ID).Seed()
+	if _, err := os.Stat(legacy); err != nil {
+		return "", app.Errorf(app.EINVALID, "VM %s has neither sealed seed secrets nor a seed in the data dir (%s)", vm.Name, legacy)
+	}
+	sealed, err := s.seeder.Adopt(legacy, vm)
 	if err != nil {
+		return "", app.Errorf(app.EINVALID, "the seed of VM %s cannot be adopted: %s", vm.Name, err)
+	}
+	if err := s.db.SetSeedSecrets(ctx, vm.ID, sealed); err != nil {
 		return "", err
 	}
+	vm.SeedSecrets = sealed
+	os.Remove(legacy) //nolint:errcheck // its secrets are in the record now; a leftover is harmless
+	return sealed, nil
+}
+
+// RenderSeed writes a provisioned VM's seed into a temporary file of its directory (for
+// the download) and returns its path and the function that removes it.
+func (s *Service) RenderSeed(ctx context.Context, id string) (string, func(), error) {
+	vm, err := s.db.VM(ctx, id)
+	if err != nil {
+		return "", nil, err
+	}
 	if !vm.Provisioned || s.seeder == nil {
-		return "", app.Errorf(app.ENOTFOUND, "VM %s was created without a cloud-init seed", vm.Name)
+		return "", nil, app.Errorf(app.ENOTFOUND, "VM %s was created without a cloud-init seed", vm.Name)
 	}
-	p := s.files(id).Seed()
-	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-		return "", app.Errorf(app.ENOTFOUND, "the seed of VM %s is missing from the data dir", vm.Name)
+	sealed, err := s.secrets(ctx, vm)
+	if err != nil {
+		return "", nil, err
 	}
-	return p, nil
+	dir := s.files(id).Dir
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", nil, err
+	}
+	f, err := os.CreateTemp(dir, seed.TempPrefix+"download-*.iso")
+	if err != nil {
+		return "", nil, err
+	}
+	f.Close()
+	if err := s.seeder.Render(f.Name(), vm, sealed); err != nil {
+		os.Remove(f.Name())
+		return "", nil, err
+	}
+	return f.Name(), func() { os.Remove(f.Name()) }, nil
 }

@@ -68,8 +68,8 @@ func (s *Service) Create(ctx context.Context, spec app.VMSpec, by app.Actor) (*a
 		detail += " from image " + im.Name
 	}
 	if provision {
-		// The seed first, then the record: if the record fails (a taken name), the seed is
-		// removed, and no VM ever exists without the seed it was promised.
+		// Nothing is written but the record: the seed is rendered when the VM starts, from
+		// the record and the secrets sealed into it here.
 		if err := s.CanProvision(); err != nil {
 			return nil, "", err
 		}
@@ -81,20 +81,14 @@ func (s *Service) Create(ctx context.Context, spec app.VMSpec, by app.Actor) (*a
 			vm.Address = addr
 			detail += " at " + addr
 		}
-		hostKey, err := s.seeder.Prepare(vm)
+		sealed, err := s.seeder.Prepare(vm, token)
 		if err != nil {
 			return nil, "", err
 		}
-		if err := s.seeder.WriteSeed(s.files(vm.ID), vm, token, hostKey); err != nil {
-			s.removeFiles(vm.ID) //nolint:errcheck // best effort; the error below is the story
-			return nil, "", err
-		}
+		vm.SeedSecrets = sealed
 		detail += " with a cloud-init seed"
 	}
 	if err := s.db.CreateVM(ctx, vm, hash, entry(by, app.AuditVMCreate, vm.ID, detail)); err != nil {
-		if provision {
-			s.removeFiles(vm.ID) //nolint:errcheck // as above
-		}
 		return nil, "", err
 	}
 	return vm, token, nil
@@ -154,21 +148,21 @@ func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.
 		}
 		return vm, nil
 	}
-	// A provisioned guest learns its name from its seed: the seed is rendered again (with a
-	// new registration token, since the old one's plaintext is not kept), the record and
-	// the token change together, and only then does the new seed replace the old.
+	// A provisioned guest learns its name from its seed: the seed gets a new instance id
+	// and a new registration token (the old one's plaintext is not kept), and the record,
+	// the token and the sealed secrets change together.
 	token, hash := app.NewToken(app.PrefixRegistrationToken)
-	commit, abort, err := s.seeder.Restage(s.files(id), vm, token)
-	if err != nil {
-		return nil, app.Errorf(app.ECONFLICT, "cannot rename %s: its cloud-init seed cannot be rendered again (%s)", oldName, err)
+	sealed, err := s.secrets(ctx, vm)
+	if err == nil {
+		sealed, err = s.seeder.Restage(vm, sealed, token)
 	}
+	if err != nil {
+		return nil, app.Errorf(app.ECONFLICT, "cannot rename %s: its cloud-init seed cannot be rendered again (%s)", oldName, app.ErrorMessage(err))
+	}
+	vm.SeedSecrets = sealed
 	detail = fmt.Sprintf("renamed %s to %s; the guest takes the new name at its next boot", oldName, vm.Name)
 	if err := s.db.UpdateVMWithToken(ctx, vm, hash, entry(by, app.AuditVMUpdate, id, detail)); err != nil {
-		abort()
 		return nil, err
-	}
-	if err := commit(); err != nil {
-		return nil, fmt.Errorf("VM renamed, but its seed could not be replaced: %w", err)
 	}
 	return vm, nil
 }

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"os"
 	"time"
 
@@ -53,9 +54,18 @@ func (s *Service) spec(ctx context.Context, vm *app.VM, driver string) (hypervis
 		spec.Disks = append(spec.Disks, hypervisor.Disk{ID: "rootfs", Path: rootfs, Root: true})
 	}
 	if vm.Provisioned && s.seeder != nil {
-		seed := files.Seed()
-		if _, err := os.Stat(seed); err != nil {
-			return hypervisor.Spec{}, app.Errorf(app.EINVALID, "cannot start %s: its seed %s is missing", vm.Name, seed)
+		// The seed is rendered now, from the record (name, address, tokens) and the sealed
+		// secrets, and removed when the VM stops.
+		sealed, err := s.secrets(ctx, vm)
+		if err != nil {
+			return hypervisor.Spec{}, app.Errorf(app.EINVALID, "cannot start %s: %s", vm.Name, app.ErrorMessage(err))
+		}
+		seed := files.RunSeed()
+		if err := s.seeder.Render(seed, vm, sealed); err != nil {
+			if app.NoSpace(err) {
+				return hypervisor.Spec{}, err
+			}
+			return hypervisor.Spec{}, app.Errorf(app.EINVALID, "cannot start %s: its seed cannot be rendered: %s", vm.Name, err)
 		}
 		spec.Disks = append(spec.Disks, hypervisor.Disk{ID: "seed", Path: seed, ReadOnly: true})
 	}
@@ -102,6 +112,7 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 	}
 	if err := s.db.SetRun(ctx, id, store.Run{State: app.VMStarting, Driver: name, From: []app.VMState{app.VMDefined, app.VMStopped, app.VMFailed}},
 		entry(by, app.AuditVMStart, id, "starting "+vm.Name+" with "+name)); err != nil {
+		s.dropSeed(id)
 		return nil, err
 	}
 	if s.rt.Network != nil {
@@ -110,6 +121,7 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 		}
 		if err != nil {
 			s.db.SetRun(context.Background(), id, store.Run{State: app.VMFailed, Driver: name, Reason: err.Error()}, nil) //nolint:errcheck
+			s.dropSeed(id)
 			return nil, app.Errorf(app.EUNAVAILABLE, "%s cannot be networked: %s", vm.Name, err)
 		}
 	}
@@ -118,6 +130,7 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 	m, err := d.Start(bootCtx, spec)
 	if err != nil {
 		s.delTap(id)
+		s.dropSeed(id)
 		reason := err.Error()
 		s.db.SetRun(context.Background(), id, store.Run{State: app.VMFailed, Driver: name, Reason: reason}, //nolint:errcheck // the start error is the story
 			entry(by, app.AuditVMState, id, vm.Name+" failed to start: "+reason))
@@ -125,10 +138,19 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 	}
 	if err := s.db.SetRun(context.Background(), id, store.Run{State: app.VMRunning, PID: m.PID(), Identity: m.Identity(), Driver: name}, nil); err != nil {
 		m.Stop(context.Background(), time.Second) //nolint:errcheck // cannot record it: do not leave it running
+		s.dropSeed(id)
 		return nil, err
 	}
 	s.supervise(id, name, m, by)
 	return s.db.VM(ctx, id)
+}
+
+// dropSeed removes the seed rendered for a run that is over (or never began): the next
+// start renders it again.
+func (s *Service) dropSeed(id string) {
+	if err := os.Remove(s.files(id).RunSeed()); err != nil && !errors.Is(err, os.ErrNotExist) && s.rt != nil {
+		s.rt.Logger.Warn("remove the seed of a stopped VM", "vm", id, "error", err)
+	}
 }
 
 // DefaultBootArgs is the kernel command line a VM gets under d when it names none.

@@ -31,6 +31,7 @@ func (s *Service) supervise(id, driver string, m hypervisor.Machine, by app.Acto
 			return
 		}
 		s.delTap(id) // the process that held it is gone
+		s.dropSeed(id)
 		ctx := context.Background()
 		e := m.Exit()
 		system := app.Actor{Kind: app.ActorSystem, Name: "supervisor"}

@@ -45,7 +45,7 @@ func (s *Service) SweepOrphans(ctx context.Context) ([]string, error) {
 			continue
 		}
 		if s.seeder != nil {
-			left, err := s.seeder.RemoveTemp(s.files(e.Name()))
+			left, err := s.seeder.RemoveTemp(s.files(e.Name()).Dir)
 			removed = append(removed, left...)
 			if err != nil {
 				return removed, err

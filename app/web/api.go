@@ -256,10 +256,11 @@ func (s *Server) seedISO(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	path, err := s.VMs.SeedPath(ctx, v.ID)
+	path, done, err := s.VMs.RenderSeed(ctx, v.ID) // rendered for this download, then removed
 	if err != nil {
 		return err
 	}
+	defer done()
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.Attachment(path, v.Name+"-seed.iso")
 }

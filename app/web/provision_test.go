@@ -22,7 +22,11 @@ func provisionedEnv(t *testing.T, agent []byte) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.vms.WithSeeder(&provision.Provisioner{PublicURL: "http://10.0.0.1:8080", ManagerKey: key,
+	sealKey, err := provision.LoadOrCreateSealKey(e.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.vms.WithSeeder(&provision.Provisioner{PublicURL: "http://10.0.0.1:8080", ManagerKey: key, SealKey: sealKey,
 		Agent: func(arch string) ([]byte, error) {
 			if agent == nil {
 				return nil, app.Errorf(app.EUNAVAILABLE, "this manager was built without a hearth-agent for linux/%s", arch)

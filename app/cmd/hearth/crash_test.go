@@ -32,20 +32,29 @@ func seedWriter(dataDir string) {
 		_, err = db.Migrate(ctx)
 	}
 	key, kerr := provision.LoadOrCreateManagerKey(dataDir)
-	if err != nil || kerr != nil {
-		fmt.Println("seed writer:", err, kerr)
+	sealKey, serr := provision.LoadOrCreateSealKey(dataDir)
+	if err != nil || kerr != nil || serr != nil {
+		fmt.Println("seed writer:", err, kerr, serr)
 		os.Exit(2)
 	}
 	agent := bytes.Repeat([]byte("pretend agent "), 600_000) // ~8 MB, like the real one
-	prov := &provision.Provisioner{PublicURL: "http://10.0.0.1:8080", ManagerKey: key,
+	prov := &provision.Provisioner{PublicURL: "http://10.0.0.1:8080", ManagerKey: key, SealKey: sealKey,
 		Agent: func(string) ([]byte, error) { return agent, nil }}
 	cidrs, _ := config.ParseCIDRs(config.DefaultGuestCIDRs)
 	s := vm.NewService(db, vm.Rules{CIDRs: cidrs}, dataDir).WithSeeder(prov)
 	for i := 0; ; i++ {
-		if _, _, err := s.Create(ctx, app.VMSpec{Name: fmt.Sprintf("load-%d", i)}, cliActor); err != nil {
+		v, _, err := s.Create(ctx, app.VMSpec{Name: fmt.Sprintf("load-%d", i)}, cliActor)
+		if err != nil {
 			fmt.Println("create:", err)
 			os.Exit(2)
 		}
+		// Seeds are rendered at start and for downloads: render one, as either would.
+		_, done, err := s.RenderSeed(ctx, v.ID)
+		if err != nil {
+			fmt.Println("render:", err)
+			os.Exit(2)
+		}
+		done()
 		fmt.Println("created")
 	}
 }
@@ -119,8 +128,13 @@ func TestCrashLeftoversAreSwept(t *testing.T) {
 		if err != nil || len(vms) < 2 {
 			t.Fatalf("attempt %d: %d VMs recorded, %v", attempt, len(vms), err)
 		}
-		for _, v := range vms {
-			files, err := seed.Read(filepath.Join(dataDir, "vms", v.ID, "seed.iso"))
+		for _, v := range vms { // every recorded VM's seed renders, whatever the kill cut short
+			path, done, err := m.VMs.RenderSeed(context.Background(), v.ID)
+			var files map[string][]byte
+			if err == nil {
+				files, err = seed.Read(path)
+				done()
+			}
 			if err != nil || !strings.Contains(string(files["meta-data"]), v.ID) {
 				t.Errorf("attempt %d: the seed of recorded VM %s: %v", attempt, v.Name, err)
 			}

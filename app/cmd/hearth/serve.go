@@ -80,7 +80,12 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger, s
 		db.Close()
 		return nil, err
 	}
-	prov := &provision.Provisioner{PublicURL: cfg.PublicURL, ManagerKey: key}
+	sealKey, err := provision.LoadOrCreateSealKey(cfg.DataDir)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	prov := &provision.Provisioner{PublicURL: cfg.PublicURL, ManagerKey: key, SealKey: sealKey}
 	rules := vm.Rules{CIDRs: cfg.GuestCIDRs}
 	rt, note, err := runtimeFor(ctx, cfg, db, logger, serving)
 	if err != nil {
