@@ -53,12 +53,12 @@ type VM struct {
 	RegisteredIPSource GuestIPSource
 	RegisteredIPAt     time.Time
 
-	Provisioned   bool   // a cloud-init seed with the agent was built for it
-	AgentToken    string // the manager presents it to the agent; never shown in the API
+	Provisioned bool   // a cloud-init seed with the agent was built for it
+	AgentToken  string // the manager presents it to the agent; never shown in the API
 	// SeedSecrets are its seed's registration token, host key and instance id, sealed
 	// with the data dir's seal key (provision.SealKeyFile): the seed is rendered from
 	// them and the record when the VM starts. "" for a VM whose seed predates that.
-	SeedSecrets string
+	SeedSecrets   string
 	HostKey       string // the guest's SSH host public key, authorized_keys form
 	HostKeySource string // "injected" (through the seed) or "tofu" (recorded on first use)
 

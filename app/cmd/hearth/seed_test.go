@@ -29,7 +29,9 @@ func TestSeedRenderedAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := func(method, path, body string) (int, map[string]any) { return call(t, m.URL(), token, method, path, body) }
+	api := func(method, path, body string) (int, map[string]any) {
+		return call(t, m.URL(), token, method, path, body)
+	}
 	body, _ := json.Marshal(map[string]any{"name": "seeded", "kernel": kernel, "initrd": initrd,
 		"boot_args": "console=ttyS0 panic=-1 rdinit=/init", "memory_mib": 256})
 	status, v := api("POST", "/v1/vms", string(body))
