@@ -50,8 +50,12 @@ test-kernel: ## fetch Debian's cloud kernel for the real-guest tests into HEARTH
 	apt-get download $$pkg && dpkg-deb -x $$pkg_*.deb root && rm -f $$pkg_*.deb && ls root/boot/vmlinuz-*
 
 .PHONY: bench-collector
-bench-collector: ## the collector polling 1,000 VMs with real agent handlers: round p99, CPU, memory, list render
-	$(GO) test -run '^$$' -bench Collector1000 -benchtime 1x -timeout 10m ./e2e/benchcollector/
+bench-collector: ## the collector polling 1,000 and 10,000 VMs (real agent handlers), SQLite and PostgreSQL: round p99, CPU, RSS
+	$(GO) test -run '^$$' -bench '^BenchmarkCollector$$' -benchtime 1x -timeout 60m ./e2e/benchcollector/
+
+.PHONY: bench-list
+bench-list: ## the VM list (partial, page, API) over 10,000 records on SQLite and PostgreSQL; seed render time, data dir per VM
+	$(GO) test -run '^$$' -bench '^BenchmarkList$$' -benchtime 1x -timeout 30m ./e2e/benchcollector/
 
 .PHONY: e2e
 e2e: build test-kernel ## real Debian guests with cloud-init under QEMU (root, netns, /dev/net/tun; minutes)
