@@ -52,8 +52,9 @@ func addr(i int) string { return fmt.Sprintf("127.0.%d.%d", 1+i/250, 1+i%250) }
 func TestMain(m *testing.M) {
 	raiseFileLimit()
 	if n := os.Getenv("HEARTH_AGENT_FARM"); n != "" {
-		count, _ := strconv.Atoi(n)
-		os.Exit(farm(count))
+		var from, to, port int
+		fmt.Sscanf(n, "%d-%d:%d", &from, &to, &port)
+		os.Exit(farm(from, to, port))
 	}
 	os.Exit(storetest.Main(m))
 }
@@ -71,14 +72,14 @@ func raiseFileLimit() {
 	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: l.Max})
 }
 
-// farm serves one real hearth-agent handler (over one sampler of this machine) on count
-// loopback addresses, all on one port; it prints the port and serves until stdin closes.
-func farm(count int) int {
+// farm serves one real hearth-agent handler (over one sampler of this machine) on the
+// loopback addresses addr(from) … addr(to-1), all on one port (0: any, the same for all);
+// it prints the port and serves until stdin closes.
+func farm(from, to, port int) int {
 	sampler := collect.NewSampler(collect.NewReader(), 5*time.Second, "bench")
 	go sampler.Run(context.Background())
 	h := server.New(sampler, server.Options{Token: agentToken, Version: "bench", MaxInFlight: 256})
-	var port int
-	for i := 0; i < count; i++ {
+	for i := from; i < to; i++ {
 		a := addr(i) + ":0"
 		if port != 0 {
 			a = addr(i) + ":" + strconv.Itoa(port)
@@ -170,21 +171,31 @@ func provisioner(b *testing.B) *provision.Provisioner {
 	return &provision.Provisioner{PublicURL: "http://10.77.0.1:8080", ManagerKey: key, SealKey: seal}
 }
 
+// startFarm serves n agents from processes of at most 4,000 each: a listener and the
+// manager's connection per agent must fit a process's descriptors (often 20,000 at most).
 func startFarm(b *testing.B, n int) (port int, stop func()) {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "HEARTH_AGENT_FARM="+strconv.Itoa(n))
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
+	var stops []func()
+	for from := 0; from < n; from += 4000 {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), fmt.Sprintf("HEARTH_AGENT_FARM=%d-%d:%d", from, min(n, from+4000), port))
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		stops = append(stops, func() { stdin.Close(); cmd.Wait() })
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil {
+			b.Fatalf("agent farm: %v", err)
+		}
+		port, _ = strconv.Atoi(strings.TrimSpace(line))
 	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		b.Fatalf("agent farm: %v", err)
+	return port, func() {
+		for _, s := range stops {
+			s()
+		}
 	}
-	port, _ = strconv.Atoi(strings.TrimSpace(line))
-	return port, func() { stdin.Close(); cmd.Wait() }
 }
 
 // BenchmarkCollector: run once (-benchtime 1x). The cases are 1,000 running VMs; 10,000
