@@ -6,8 +6,8 @@ import "path/filepath"
 // spells them (lima's store/filenames is the model):
 //
 //	<data dir>/vms/<id>/          Dir
-//	    seed.iso                  Seed: a seed written whole at create time by managers
-//	                              before 0.x (adopted into the record at the next start)
+//	    seed.iso                  Seed: a seed an earlier manager wrote whole at create
+//	                              time (adopted into the record at its next use)
 //	    .seed-*                   seeds being written (litter after a crash)
 //	    run/                      Run: what the hypervisor makes while the VM runs
 //	        seed.iso              RunSeed: the cloud-init NoCloud seed, rendered at start,

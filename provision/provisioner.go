@@ -2,6 +2,7 @@ package provision
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 
 	"golang.org/x/crypto/ssh"
@@ -65,6 +66,25 @@ func (p *Provisioner) Render(path string, vm *app.VM, sealed string) error {
 		return err
 	}
 	return p.writeSeed(path, vm, s.InstanceID, s.RegistrationToken, s.HostKeyPrivate)
+}
+
+// RenderTemp renders the VM's seed into a new file of dir named with seed.TempPrefix
+// (litter for RemoveTemp if a crash cuts it short) and returns its path: a download's
+// own copy, which the caller removes.
+func (p *Provisioner) RenderTemp(dir string, vm *app.VM, sealed string) (string, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("provision: %w", err)
+	}
+	f, err := os.CreateTemp(dir, seed.TempPrefix+"download-*.iso")
+	if err != nil {
+		return "", fmt.Errorf("provision: %w", err)
+	}
+	f.Close()
+	if err := p.Render(f.Name(), vm, sealed); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 func (p *Provisioner) writeSeed(path string, vm *app.VM, instanceID, registrationToken, hostKeyPrivate string) error {

@@ -201,7 +201,7 @@ func (c *Collector) Round(ctx context.Context) {
 			defer wg.Done()
 			for i := range next {
 				pctx, cancel := context.WithTimeout(ctx, c.opts.Timeout+time.Second)
-				if s, ok := c.poll(pctx, jobs[i].v, jobs[i].st); ok {
+				if s, ok := c.poll(pctx, jobs[i].v, jobs[i].st); ok && c.opts.Store != nil {
 					rows[i], taken[i] = row(jobs[i].v.ID, s), true
 				}
 				cancel()

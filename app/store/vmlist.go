@@ -4,40 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/uptrace/bun"
 
 	"hearth/app"
 )
-
-// VMQuery selects a page of VMs. Sort is "name" (A→Z) or "created" (newest first); Desc
-// reverses it. A page starts After a key (the API's cursor) or at Offset (the UI's pages).
-type VMQuery struct {
-	Name   string        // a part of the name, any case ("" matches every VM)
-	States []app.VMState // any of these (none: every state)
-	Not    []app.VMState // none of these
-	Sort   string
-	Desc   bool
-	After  *VMKey
-	Offset int
-	Limit  int // 0: no limit
-}
-
-// VMKey is where a page ended: the sort column's value of its last VM and that VM's id.
-type VMKey struct {
-	Name    string    `json:"n,omitempty"`
-	Created time.Time `json:"c,omitempty"`
-	ID      string    `json:"i"`
-}
-
-// KeyOf is the key of v under sort.
-func KeyOf(v *app.VM, sort string) VMKey {
-	if sort == "created" {
-		return VMKey{Created: v.CreatedAt.UTC(), ID: v.ID}
-	}
-	return VMKey{Name: v.Name, ID: v.ID}
-}
 
 // likePattern is a LIKE pattern matching any name containing part (names are lowercase,
 // so LIKE's case rules of either dialect do not matter); % _ \ in part match themselves.
@@ -46,7 +17,8 @@ func likePattern(part string) string {
 	return "%" + r.Replace(strings.ToLower(part)) + "%"
 }
 
-func (q VMQuery) where(s *bun.SelectQuery) *bun.SelectQuery {
+// whereVMs adds q's filters (name, states) to s.
+func whereVMs(s *bun.SelectQuery, q app.VMQuery) *bun.SelectQuery {
 	if q.Name != "" {
 		s = s.Where(`name LIKE ? ESCAPE '\'`, likePattern(q.Name))
 	}
@@ -60,9 +32,9 @@ func (q VMQuery) where(s *bun.SelectQuery) *bun.SelectQuery {
 }
 
 // QueryVMs returns the page of VMs q selects, in q's order.
-func (db *DB) QueryVMs(ctx context.Context, q VMQuery) ([]*app.VM, error) {
+func (db *DB) QueryVMs(ctx context.Context, q app.VMQuery) ([]*app.VM, error) {
 	var rows []vmRow
-	s := q.where(db.bun.NewSelect().Model(&rows))
+	s := whereVMs(db.bun.NewSelect().Model(&rows), q)
 	col, newestFirst := "name", false
 	if q.Sort == "created" {
 		col, newestFirst = "created_at", true
@@ -108,7 +80,7 @@ func (db *DB) CountVMs(ctx context.Context, name string) (map[app.VMState]int, e
 		State string `bun:"state"`
 		N     int    `bun:"n"`
 	}
-	s := VMQuery{Name: name}.where(db.bun.NewSelect().Table("vms").Column("state").ColumnExpr("COUNT(*) AS n")).Group("state")
+	s := whereVMs(db.bun.NewSelect().Table("vms").Column("state").ColumnExpr("COUNT(*) AS n"), app.VMQuery{Name: name}).Group("state")
 	if err := s.Scan(ctx, &rows); err != nil {
 		return nil, fmt.Errorf("store: count vms: %w", err)
 	}
@@ -121,5 +93,5 @@ func (db *DB) CountVMs(ctx context.Context, name string) (map[app.VMState]int, e
 
 // RunningVMs returns the VMs whose state is running, by name.
 func (db *DB) RunningVMs(ctx context.Context) ([]*app.VM, error) {
-	return db.QueryVMs(ctx, VMQuery{States: []app.VMState{app.VMRunning}})
+	return db.QueryVMs(ctx, app.VMQuery{States: []app.VMState{app.VMRunning}})
 }

@@ -27,7 +27,7 @@ func TestQueryVMsPages(t *testing.T) {
 			mustCreate(t, db, v)
 			names = append(names, v.Name)
 		}
-		walk := func(q store.VMQuery) []string {
+		walk := func(q app.VMQuery) []string {
 			var got []string
 			for pages := 0; pages < 100; pages++ {
 				page, err := db.QueryVMs(ctx, q)
@@ -40,7 +40,7 @@ func TestQueryVMsPages(t *testing.T) {
 				if len(page) < q.Limit {
 					return got
 				}
-				k := store.KeyOf(page[len(page)-1], q.Sort)
+				k := app.KeyOf(page[len(page)-1], q.Sort)
 				q.After = &k
 			}
 			t.Fatal("paging does not end")
@@ -48,17 +48,17 @@ func TestQueryVMsPages(t *testing.T) {
 		}
 		byName := append([]string(nil), names...)
 		sort.Strings(byName)
-		if got := walk(store.VMQuery{Sort: "name", Limit: 10}); fmt.Sprint(got) != fmt.Sprint(byName) {
+		if got := walk(app.VMQuery{Sort: "name", Limit: 10}); fmt.Sprint(got) != fmt.Sprint(byName) {
 			t.Errorf("by name:\n got %v\nwant %v", got, byName)
 		}
 		rev := append([]string(nil), byName...)
 		sort.Sort(sort.Reverse(sort.StringSlice(rev)))
-		if got := walk(store.VMQuery{Sort: "name", Desc: true, Limit: 7}); fmt.Sprint(got) != fmt.Sprint(rev) {
+		if got := walk(app.VMQuery{Sort: "name", Desc: true, Limit: 7}); fmt.Sprint(got) != fmt.Sprint(rev) {
 			t.Errorf("by name, descending:\n got %v\nwant %v", got, rev)
 		}
 		// Newest first: the reverse of creation, whatever the timestamps' ties (ids break them).
-		created := walk(store.VMQuery{Sort: "created", Limit: 8})
-		oldest := walk(store.VMQuery{Sort: "created", Desc: true, Limit: 8})
+		created := walk(app.VMQuery{Sort: "created", Limit: 8})
+		oldest := walk(app.VMQuery{Sort: "created", Desc: true, Limit: 8})
 		if len(created) != 57 || len(oldest) != 57 {
 			t.Fatalf("by creation: %d and %d VMs", len(created), len(oldest))
 		}
@@ -67,19 +67,19 @@ func TestQueryVMsPages(t *testing.T) {
 				t.Fatalf("newest first is not the reverse of oldest first at %d: %v / %v", i, created, oldest)
 			}
 		}
-		if got := walk(store.VMQuery{Name: "DB-", Limit: 50}); len(got) != 6 {
+		if got := walk(app.VMQuery{Name: "DB-", Limit: 50}); len(got) != 6 {
 			t.Errorf("name contains db-: %v", got)
 		}
 		for _, part := range []string{"%", "_", `\`, "web_0"} {
-			if got := walk(store.VMQuery{Name: part, Limit: 50}); len(got) != 0 {
+			if got := walk(app.VMQuery{Name: part, Limit: 50}); len(got) != 0 {
 				t.Errorf("%q matched %v: a wildcard was not taken literally", part, got)
 			}
 		}
-		running := walk(store.VMQuery{States: []app.VMState{app.VMRunning}, Limit: 5})
+		running := walk(app.VMQuery{States: []app.VMState{app.VMRunning}, Limit: 5})
 		if len(running) != 19 {
 			t.Errorf("running: %d", len(running))
 		}
-		rest, err := db.QueryVMs(ctx, store.VMQuery{Not: []app.VMState{app.VMRunning}, Offset: 30, Limit: 50})
+		rest, err := db.QueryVMs(ctx, app.VMQuery{Not: []app.VMState{app.VMRunning}, Offset: 30, Limit: 50})
 		if err != nil || len(rest) != 38-30 {
 			t.Errorf("not running from offset 30: %d %v", len(rest), err)
 		}

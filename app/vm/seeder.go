@@ -7,7 +7,6 @@ import (
 
 	"hearth/app"
 	"hearth/app/hypervisor/hostnet"
-	"hearth/provision/seed"
 )
 
 // Seeder renders the cloud-init seed that carries the guest agent into a VM; the
@@ -24,6 +23,9 @@ type Seeder interface {
 	// Render writes the VM's seed to path: the same files on every render of one
 	// instance id.
 	Render(path string, vm *app.VM, sealed string) error
+	// RenderTemp renders the seed into a new temporary file of dir (one a crash leaves is
+	// RemoveTemp's) and returns its path.
+	RenderTemp(dir string, vm *app.VM, sealed string) (string, error)
 	// Restage gives the seed a new instance id and registration token for vm's new name,
 	// so the guest takes the name at its next boot; it returns the new secrets, sealed.
 	Restage(vm *app.VM, sealed, registrationToken string) (string, error)
@@ -116,18 +118,9 @@ func (s *Service) RenderSeed(ctx context.Context, id string) (string, func(), er
 	if err != nil {
 		return "", nil, err
 	}
-	dir := s.files(id).Dir
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return "", nil, err
-	}
-	f, err := os.CreateTemp(dir, seed.TempPrefix+"download-*.iso")
+	path, err := s.seeder.RenderTemp(s.files(id).Dir, vm, sealed)
 	if err != nil {
 		return "", nil, err
 	}
-	f.Close()
-	if err := s.seeder.Render(f.Name(), vm, sealed); err != nil {
-		os.Remove(f.Name())
-		return "", nil, err
-	}
-	return f.Name(), func() { os.Remove(f.Name()) }, nil
+	return path, func() { os.Remove(path) }, nil
 }

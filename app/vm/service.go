@@ -101,7 +101,7 @@ func (s *Service) Get(ctx context.Context, id string) (*app.VM, error) { return 
 func (s *Service) List(ctx context.Context) ([]*app.VM, error) { return s.db.VMs(ctx) }
 
 // Query returns the page of VMs q selects.
-func (s *Service) Query(ctx context.Context, q store.VMQuery) ([]*app.VM, error) {
+func (s *Service) Query(ctx context.Context, q app.VMQuery) ([]*app.VM, error) {
 	return s.db.QueryVMs(ctx, q)
 }
 

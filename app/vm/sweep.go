@@ -10,9 +10,10 @@ import (
 )
 
 // SweepOrphans runs at manager start, before anything is created: it removes what a crash
-// (kill -9, power loss) left in the data dir. A VM's seed is written before its record, so
-// a create cut short leaves a directory no record owns, holding tokens and a private host
-// key; a seed or disk copy cut short leaves its staging file. It returns what it removed.
+// (kill -9, power loss) left in the data dir: directories no record owns (a delete cut
+// short), seeds and disk copies cut short (their staging files), and the seeds of runs
+// that are over (a seed holds tokens and a private host key; the next start renders it
+// again). It returns what it removed.
 // The data dir must not be in use by another manager (the caller holds its lock).
 func (s *Service) SweepOrphans(ctx context.Context) ([]string, error) {
 	if s.dataDir == "" {
@@ -22,9 +23,9 @@ func (s *Service) SweepOrphans(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	known := map[string]bool{}
+	known, busy := map[string]bool{}, map[string]bool{}
 	for _, v := range vms {
-		known[v.ID] = true
+		known[v.ID], busy[v.ID] = true, v.Busy()
 	}
 	root := app.VMsDir(s.dataDir)
 	entries, err := os.ReadDir(root)
@@ -44,11 +45,22 @@ func (s *Service) SweepOrphans(ctx context.Context) ([]string, error) {
 			removed = append(removed, p)
 			continue
 		}
+		files := s.files(e.Name())
 		if s.seeder != nil {
-			left, err := s.seeder.RemoveTemp(s.files(e.Name()).Dir)
-			removed = append(removed, left...)
-			if err != nil {
-				return removed, err
+			for _, dir := range []string{files.Dir, files.Run()} {
+				left, err := s.seeder.RemoveTemp(dir)
+				removed = append(removed, left...)
+				if err != nil {
+					return removed, err
+				}
+			}
+		}
+		// A running VM's seed stays (the manager re-attaches to it); a stopped one's goes.
+		if !busy[e.Name()] {
+			if err := os.Remove(files.RunSeed()); err == nil {
+				removed = append(removed, files.RunSeed())
+			} else if !os.IsNotExist(err) {
+				return removed, fmt.Errorf("remove %s: %w", files.RunSeed(), err)
 			}
 		}
 		// Disk copies and overlays are made under <name>.tmp and renamed into place.

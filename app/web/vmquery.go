@@ -15,7 +15,6 @@ import (
 
 	"hearth/app"
 	"hearth/app/metrics"
-	"hearth/app/store"
 )
 
 // The VM list's filters and orders, as the page's form and the API's parameters spell them.
@@ -114,12 +113,12 @@ type vmPage struct {
 	Total  int                 // VMs the query selects, over every page
 	Counts map[app.VMState]int // VMs whose name matches, by state (the tabs)
 	More   bool                // another page follows
-	Last   store.VMKey         // the last VM's key (a cursor from here continues)
+	Last   app.VMKey           // the last VM's key (a cursor from here continues)
 }
 
 // findVMs returns the page of q starting at offset (or after a key, for name and created
 // orders), at most limit VMs.
-func (s *Server) findVMs(ctx context.Context, q listQuery, offset int, after *store.VMKey, limit int) (vmPage, error) {
+func (s *Server) findVMs(ctx context.Context, q listQuery, offset int, after *app.VMKey, limit int) (vmPage, error) {
 	counts, err := s.VMs.Count(ctx, q.Name)
 	if err != nil {
 		return vmPage{}, err
@@ -127,7 +126,7 @@ func (s *Server) findVMs(ctx context.Context, q listQuery, offset int, after *st
 	p := vmPage{Counts: counts}
 	// Which states the query can select: its state filter, narrowed by a badge (only
 	// running VMs have one but "stopped").
-	sq := store.VMQuery{Name: q.Name, Sort: q.Sort, Desc: q.Desc}
+	sq := app.VMQuery{Name: q.Name, Sort: q.Sort, Desc: q.Desc}
 	runningOnly := q.Badge != "" && q.Badge != metrics.StatusStopped
 	switch {
 	case q.Badge == metrics.StatusStopped && q.State == app.VMRunning, runningOnly && q.State != "" && q.State != app.VMRunning:
@@ -156,7 +155,7 @@ func (s *Server) findVMs(ctx context.Context, q listQuery, offset int, after *st
 	// The running VMs the query selects, with their figures, filtered and sorted here.
 	var running []*app.VM
 	if len(sq.States) == 0 && !slices.Contains(sq.Not, app.VMRunning) || slices.Contains(sq.States, app.VMRunning) {
-		if running, err = s.VMs.Query(ctx, store.VMQuery{Name: q.Name, States: []app.VMState{app.VMRunning}, Sort: q.Sort, Desc: q.Desc}); err != nil {
+		if running, err = s.VMs.Query(ctx, app.VMQuery{Name: q.Name, States: []app.VMState{app.VMRunning}, Sort: q.Sort, Desc: q.Desc}); err != nil {
 			return p, err
 		}
 	}
@@ -195,7 +194,7 @@ func (p vmPage) cut(vms []*app.VM, limit int, sort string) vmPage {
 	}
 	p.VMs = vms
 	if len(vms) > 0 {
-		p.Last = store.KeyOf(vms[len(vms)-1], sort)
+		p.Last = app.KeyOf(vms[len(vms)-1], sort)
 	}
 	return p
 }
@@ -251,9 +250,9 @@ func (s *Server) sortByFigure(vms []*app.VM, q listQuery) {
 // orders, stable while VMs come and go) or at an offset (orders by figures, which change
 // between polls anyway), for one query only.
 type cursor struct {
-	Query  string       `json:"q"` // hash of the query it continues
-	After  *store.VMKey `json:"a,omitempty"`
-	Offset int          `json:"o,omitempty"`
+	Query  string     `json:"q"` // hash of the query it continues
+	After  *app.VMKey `json:"a,omitempty"`
+	Offset int        `json:"o,omitempty"`
 }
 
 func (q listQuery) hash() string {

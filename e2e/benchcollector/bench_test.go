@@ -137,8 +137,7 @@ func openDB(b *testing.B, dialect string) *store.DB {
 }
 
 // fleetOf records n VMs bench-00000 …, the first running of them running with an agent at
-// addr(i) and sealed seed secrets as a provisioned VM has; it returns the seal-and-record
-// time per VM.
+// addr(i), each with sealed seed secrets as a provisioned VM has.
 func fleetOf(b *testing.B, db *store.DB, prov *provision.Provisioner, n, running int) {
 	ctx := context.Background()
 	for i := 0; i < n; i++ {
