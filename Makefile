@@ -54,7 +54,7 @@ bench-collector: ## the collector polling 1,000 and 10,000 VMs (real agent handl
 	$(GO) test -run '^$$' -bench '^BenchmarkCollector$$' -benchtime 1x -timeout 60m ./e2e/benchcollector/
 
 .PHONY: bench-list
-bench-list: ## the VM list (partial, page, API) over 10,000 records on SQLite and PostgreSQL; seed render time, data dir per VM
+bench-list: guest ## the VM list (partial, page, API) over 10,000 records on SQLite and PostgreSQL; seed render time, data dir per VM
 	$(GO) test -run '^$$' -bench '^BenchmarkList$$' -benchtime 1x -timeout 30m ./e2e/benchcollector/
 
 .PHONY: e2e
@@ -62,11 +62,11 @@ e2e: build test-kernel ## real Debian guests with cloud-init under QEMU (root, n
 	HEARTH_E2E=1 HEARTH_BIN=$(CURDIR)/bin/hearth $(GO) test -count=1 -v -timeout 40m -run 'Guest$$' ./e2e/realguest/
 
 .PHONY: test
-test: ## run every test (PostgreSQL, Chromium used when present; HEARTH_REQUIRE_ALL=1 makes them mandatory)
+test: guest ## run every test (PostgreSQL, Chromium used when present; HEARTH_REQUIRE_ALL=1 makes them mandatory)
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
 .PHONY: test-short
-test-short: ## unit tests only, no race detector: the quick loop
+test-short: guest ## unit tests only, no race detector: the quick loop
 	$(GO) test -count=1 ./...
 
 .PHONY: fuzz

@@ -97,6 +97,7 @@ func leftovers(t *testing.T, dataDir string) []string {
 // record and staging files, all holding tokens and private host keys. The next manager's
 // start removes them and keeps every recorded VM's seed.
 func TestCrashLeftoversAreSwept(t *testing.T) {
+	needAgent(t)
 	seen := 0
 	for attempt := 0; attempt < 6; attempt++ {
 		dataDir := t.TempDir()

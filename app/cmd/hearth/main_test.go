@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -18,6 +19,8 @@ import (
 	"hearth/app/store"
 	"hearth/internal/testkit/qemutest"
 	"hearth/internal/testkit/storetest"
+	"hearth/internal/testkit/testenv"
+	"hearth/provision/agents"
 )
 
 func TestMain(m *testing.M) {
@@ -48,6 +51,15 @@ func testEnv(env map[string]string) func(string) string {
 
 // startMain runs the real manager on a free loopback port over a fresh data dir, as `hearth
 // serve` would, and stops it at cleanup.
+// needAgent is for tests of provisioned VMs through the manager itself, whose seeds carry the
+// agent that `make guest` embeds: skip without it, fail under HEARTH_REQUIRE_ALL.
+func needAgent(tb testing.TB) {
+	tb.Helper()
+	if _, err := agents.For(runtime.GOARCH); err != nil {
+		testenv.Missing(tb, "the embedded hearth-agent (make guest, which make test runs first)", err)
+	}
+}
+
 func startMain(tb testing.TB, env map[string]string) (*Main, string) {
 	tb.Helper()
 	dataDir := tb.TempDir()

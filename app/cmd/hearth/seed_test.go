@@ -21,6 +21,7 @@ import (
 // boots with the seed rendered into its run dir (the guest sees the disk), the download
 // renders the same files, and the seed is gone once the VM has stopped.
 func TestSeedRenderedAtStart(t *testing.T) {
+	needAgent(t)
 	qemutest.QEMU(t)
 	kernel, mods := qemutest.Kernel(t)
 	initrd := qemutest.Initramfs(t, mods)
