@@ -63,6 +63,11 @@ const (
 	AuditVMStart      = "vm.start"
 	AuditVMStop       = "vm.stop"
 	AuditVMState      = "vm.state"
+	AuditVMPause      = "vm.pause"
+	AuditVMResume     = "vm.resume"
+	AuditSnapshot     = "vm.snapshot"         // taken (or failed)
+	AuditRestore      = "vm.snapshot_restore" // a VM restored from one of its snapshots
+	AuditSnapshotDrop = "vm.snapshot_delete"
 	AuditConsole      = "vm.console" // a console opened, and how long it stayed open (input is never logged)
 	AuditTokenCreate  = "token.create"
 	AuditTokenRevoke  = "token.revoke"

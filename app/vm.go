@@ -5,15 +5,19 @@ import "time"
 // VMState is where a VM is in its life.
 type VMState string
 
-// VM states: defined → starting → running → stopping → stopped, or failed.
+// VM states: defined → starting → running ⇄ paused → stopping → stopped, or failed.
 const (
 	VMDefined  VMState = "defined"
 	VMStarting VMState = "starting"
 	VMRunning  VMState = "running"
+	VMPaused   VMState = "paused" // the hypervisor runs, the guest's vCPUs are frozen
 	VMStopping VMState = "stopping"
 	VMStopped  VMState = "stopped"
 	VMFailed   VMState = "failed"
 )
+
+// Live reports whether the VM's hypervisor process runs (its guest may be paused).
+func (s VMState) Live() bool { return s == VMRunning || s == VMPaused }
 
 // GuestIPSource says who set a VM's guest IP last.
 type GuestIPSource string
@@ -76,7 +80,7 @@ type VM struct {
 // Busy reports whether the VM's process may be running, so its definition must not change.
 func (vm *VM) Busy() bool {
 	switch vm.State {
-	case VMStarting, VMRunning, VMStopping:
+	case VMStarting, VMRunning, VMPaused, VMStopping:
 		return true
 	}
 	return false

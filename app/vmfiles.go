@@ -14,6 +14,9 @@ import "path/filepath"
 //	                              removed at stop
 //	        console.log           Console: the serial console
 //	        <driver's own files>  sockets, FIFOs, disk copies (<name>.tmp while made)
+//	    snapshots/<name>/         Snapshot: a saved guest (memory, devices, disk copy
+//	                              where the disk is not kept inside its qcow2)
+//	    snapshots/.<name>.tmp/    a snapshot being taken (removed if it fails)
 type VMFiles struct {
 	Dir string
 }
@@ -37,3 +40,14 @@ func (f VMFiles) Run() string { return filepath.Join(f.Dir, "run") }
 
 // Console is the guest's serial console log.
 func (f VMFiles) Console() string { return filepath.Join(f.Run(), "console.log") }
+
+// Snapshots holds the VM's snapshots, one directory each.
+func (f VMFiles) Snapshots() string { return filepath.Join(f.Dir, "snapshots") }
+
+// Snapshot is the directory of the VM's snapshot name.
+func (f VMFiles) Snapshot(name string) string { return filepath.Join(f.Snapshots(), name) }
+
+// SnapshotTemp is where snapshot name is written before it is complete.
+func (f VMFiles) SnapshotTemp(name string) string {
+	return filepath.Join(f.Snapshots(), "."+name+".tmp")
+}

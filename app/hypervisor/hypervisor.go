@@ -107,3 +107,31 @@ type Driver interface {
 	Name() string
 	Start(ctx context.Context, spec Spec) (Machine, error)
 }
+
+// Pauser is a Machine whose guest's vCPUs can be frozen and thawed: the process stays,
+// the guest's clock and timers stand still.
+type Pauser interface {
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+}
+
+// SnapshotTag names a snapshot where a driver keeps part of it outside its directory
+// (QEMU: the internal snapshot of the VM's qcow2 overlay).
+func SnapshotTag(name string) string { return "hearth-" + name }
+
+// Snapshotter is a Machine that saves its guest, which the caller has paused: memory and
+// device state into dir (which exists and is empty), and its writable disks at that
+// moment, into dir or kept by tag. diff asks for only what changed since the last
+// snapshot where the driver can; kind says what was taken ("full" or "diff").
+type Snapshotter interface {
+	Snapshot(ctx context.Context, dir, tag string, diff bool) (kind string, err error)
+}
+
+// Restorer is a Driver that boots a VM from a snapshot a Snapshotter took (into dir, with
+// tag) rather than from its kernel. The Machine it returns runs the guest where it was.
+type Restorer interface {
+	Restore(ctx context.Context, spec Spec, dir, tag string) (Machine, error)
+	// DropSnapshot removes what a snapshot keeps outside its directory; m is the VM's
+	// machine while it runs, else nil.
+	DropSnapshot(ctx context.Context, spec Spec, m Machine, tag string) error
+}

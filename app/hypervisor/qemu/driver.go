@@ -123,6 +123,16 @@ func (d *Driver) DefaultBootArgs(spec hypervisor.Spec) string {
 
 // Start boots spec. The root disk's Path is the base image; the guest gets an overlay.
 func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
+	m, err := d.boot(ctx, spec, nil)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// boot starts QEMU for spec: with the kernel, or, given incoming, from the migration
+// stream in that file (a snapshot's memory and device state), which it reads as fd 3.
+func (d *Driver) boot(ctx context.Context, spec hypervisor.Spec, incoming *os.File) (*machine, error) {
 	if err := os.MkdirAll(spec.Dir, 0o750); err != nil {
 		return nil, err
 	}
@@ -138,9 +148,13 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 		"-chardev", "socket,id=ser0,path=" + consoleSock + ",server=on,wait=off", "-serial", "chardev:ser0",
 		"-kernel", spec.Kernel, "-append", spec.BootArgs,
 		"-qmp", "unix:" + sock + ",server=on,wait=off", "-no-reboot", "-S"}
+	if incoming != nil {
+		args = append(args, "-incoming", "fd:3")
+	}
 	if spec.Initrd != "" {
 		args = append(args, "-initrd", spec.Initrd)
 	}
+	var writable []string
 	for i, disk := range spec.Disks {
 		path, format := disk.Path, "raw"
 		if disk.Root && !disk.ReadOnly {
@@ -154,6 +168,8 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 		drive := fmt.Sprintf("file=%s,if=none,id=%s,format=%s,cache=writeback", path, id, format)
 		if disk.ReadOnly {
 			drive += ",readonly=on"
+		} else {
+			writable = append(writable, id)
 		}
 		args = append(args, "-drive", drive, "-device", "virtio-blk-pci,drive="+id+",serial="+disk.ID)
 	}
@@ -162,6 +178,9 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 			"-device", "virtio-net-pci,netdev=net0,mac="+spec.MAC)
 	}
 	cmd := exec.Command(or(d.Binary, "qemu-system-x86_64"), args...)
+	if incoming != nil {
+		cmd.ExtraFiles = []*os.File{incoming}
+	}
 	logf, err := os.OpenFile(filepath.Join(spec.Dir, "qemu.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
 		return nil, err
@@ -172,7 +191,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	if err != nil {
 		return nil, fmt.Errorf("qemu: start: %w", err)
 	}
-	m := &machine{Process: proc, dir: spec.Dir, console: spec.Console, tap: spec.Tap}
+	m := &machine{Process: proc, dir: spec.Dir, console: spec.Console, tap: spec.Tap, writable: writable}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		q, err := dialQMP(ctx, sock)
@@ -183,6 +202,13 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 				m.Kill()
 				<-m.Done()
 				return nil, errors.New("qemu: the serial console socket did not answer within 10 s")
+			}
+			if incoming != nil {
+				if err := m.awaitIncoming(ctx); err != nil {
+					m.Kill()
+					<-m.Done()
+					return nil, err
+				}
 			}
 			if _, err := q.exec(ctx, "cont", nil); err != nil {
 				m.Kill()
@@ -207,11 +233,12 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 
 type machine struct {
 	*hypervisor.Process
-	dir     string
-	console string
-	tap     string
-	qmp     *qmp
-	hub     *console.Hub
+	dir      string
+	console  string
+	tap      string
+	qmp      *qmp
+	hub      *console.Hub
+	writable []string // drive ids of the writable disks (qcow2 overlays): snapshots keep them
 }
 
 func (m *machine) ConsolePath() string { return m.console }
@@ -248,7 +275,7 @@ func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int, iden
 	if err != nil {
 		return nil, fmt.Errorf("qemu: QMP of pid %d: %w", pid, err)
 	}
-	m := &machine{Process: proc, dir: spec.Dir, console: spec.Console, tap: spec.Tap, qmp: q}
+	m := &machine{Process: proc, dir: spec.Dir, console: spec.Console, tap: spec.Tap, qmp: q, writable: writableDrives(spec)}
 	m.holdConsole(filepath.Join(spec.Dir, ConsoleSocket))
 	return m, nil
 }
