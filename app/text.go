@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -52,4 +53,16 @@ func CleanLine(s string, n int) string {
 		return r
 	}, strings.ToValidUTF8(s, "\uFFFD"))
 	return Clip(s, n)
+}
+
+// Bytes is a size for people: "1.5 GiB".
+func Bytes(n int64) string {
+	v := float64(n)
+	for _, u := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
+		if v < 1024 || u == "TiB" {
+			return fmt.Sprintf("%.1f %s", v, u)
+		}
+		v /= 1024
+	}
+	return ""
 }

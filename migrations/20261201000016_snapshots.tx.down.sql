@@ -12,9 +12,5 @@ PRAGMA writable_schema = ON;
 UPDATE sqlite_schema SET sql = replace(sql, '''running'', ''paused'', ''stopping''', '''running'', ''stopping''')
 WHERE type = 'table' AND name = 'vms';
 --bun:split
-PRAGMA writable_schema = OFF;
---bun:split
-CREATE TABLE schema_bump (x INTEGER);
---bun:split
-DROP TABLE schema_bump;
+PRAGMA writable_schema = RESET;
 {{end}}

@@ -1,8 +1,8 @@
 -- A VM may be paused: its hypervisor runs with the guest's vCPUs frozen. The state CHECK
 -- grows by one value. PostgreSQL replaces the constraint; SQLite cannot alter one, so its
 -- text in the schema is edited (the way SQLite's documentation gives for loosening a
--- constraint: existing rows stay valid). The CREATE TABLE below bumps the schema version,
--- which makes every connection read the edited schema.
+-- constraint: existing rows stay valid). RESET makes this connection read the edited
+-- schema again; the CREATE TABLE below bumps the schema version, so the others do too.
 {{if eq .Name "pg"}}
 ALTER TABLE vms DROP CONSTRAINT vms_state_check;
 --bun:split
@@ -13,7 +13,7 @@ PRAGMA writable_schema = ON;
 UPDATE sqlite_schema SET sql = replace(sql, '''running'', ''stopping''', '''running'', ''paused'', ''stopping''')
 WHERE type = 'table' AND name = 'vms';
 --bun:split
-PRAGMA writable_schema = OFF;
+PRAGMA writable_schema = RESET;
 {{end}}
 --bun:split
 -- One row per snapshot, which is also the job that takes it ('taking' until its files

@@ -6,6 +6,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -178,3 +179,49 @@ const MaxVersion = 64
 // CleanVersion makes a version a guest chose fit for a Prometheus label and a line of the
 // page (see app.CleanLine).
 func CleanVersion(v string) string { return app.CleanLine(v, MaxVersion) }
+
+// SetClock sends the agent at ip the manager's time now (PUT /clock, presenting token), as
+// the manager does right after restoring the VM from a snapshot.
+func (c *Client) SetClock(ctx context.Context, ip netip.Addr, token string) (api.ClockResult, error) {
+	var res api.ClockResult
+	target := netip.AddrPortFrom(ip, uint16(c.port))
+	ctx = context.WithValue(ctx, dialTarget{}, target)
+	body, _ := json.Marshal(api.Clock{UnixNano: time.Now().UnixNano()})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+target.String()+api.ClockPath, bytes.NewReader(body))
+	if err != nil {
+		return res, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return res, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return res, fmt.Errorf("read agent answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		err := fmt.Errorf("agent answered %s: %s", resp.Status, app.CleanLine(string(b), 200))
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			return res, &RefusedError{err}
+		}
+		return res, err
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return res, fmt.Errorf("agent's clock answer: %w", err)
+	}
+	return res, nil
+}
+
+// RefusedError is an agent's 4xx: asking again gets the same answer.
+type RefusedError struct{ err error }
+
+func (e *RefusedError) Error() string { return e.err.Error() }
+func (e *RefusedError) Unwrap() error { return e.err }
+
+// Forget closes the client's idle connections: after a VM is restored from a snapshot its
+// guest's TCP state is the snapshot's, and a connection kept open since then only times
+// out. (It closes every idle connection, which costs each agent one new handshake.)
+func (c *Client) Forget() { c.http.CloseIdleConnections() }

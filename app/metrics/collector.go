@@ -178,7 +178,7 @@ func (c *Collector) Round(ctx context.Context) {
 	var jobs []job
 	running := make(map[string]bool, len(vms))
 	for _, v := range vms {
-		if v.State == app.VMRunning {
+		if v.State.Live() {
 			running[v.ID] = true
 			jobs = append(jobs, job{v, c.stateFor(v.ID)})
 		}
@@ -270,12 +270,21 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 	defer st.mu.Unlock()
 
 	if run := runOf(v); st.run != run { // a new process: old readings mean nothing
+		if st.run != (runID{}) {
+			// Restarted or restored: a kept connection to its agent may be one the guest
+			// no longer knows (a snapshot's guest has the snapshot's TCP state).
+			c.agent.Forget()
+		}
 		st.run, st.prevHost, st.prevCounters = run, nil, nil
 		st.pageCache, st.pcRates, st.filesystems = nil, [4]*float64{}, nil
 	}
 	s.run = st.run
 	agentErr := "no guest IP registered"
-	if v.GuestIP != "" {
+	paused := v.State == app.VMPaused
+	if paused {
+		agentErr = "the VM is paused"
+	}
+	if v.GuestIP != "" && !paused {
 		if ip, err := c.vms.CheckGuestIP(v.GuestIP); err != nil {
 			agentErr = "guest IP refused by the rules: " + err.Error()
 		} else if r, err := c.agent.Metrics(ctx, ip, v.AgentToken); err != nil {
@@ -294,6 +303,9 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 		if h, err := readHost(c.proc, v.PID, now); err == nil {
 			if s.Source == "" {
 				s.Source, s.HostRSSBytes = FromHost, h.rss
+				if paused {
+					s.Source = FromPaused
+				}
 				if st.prevHost != nil {
 					if cpu, ok := hostCPU(*st.prevHost, h, v.VCPUs); ok {
 						s.CPUPercent = &cpu

@@ -14,6 +14,9 @@ import (
 const (
 	FromAgent = "agent" // the guest agent answered
 	FromHost  = "host"  // no agent: the hypervisor process seen from the host
+	// FromPaused: the VM is paused; its agent is not asked (it cannot answer), the
+	// hypervisor process is seen from the host (its CPU is ~0).
+	FromPaused = "paused"
 )
 
 // Sample is one poll of one VM. Pointers are nil where that source has no value.
@@ -64,7 +67,7 @@ const (
 	nFields
 )
 
-var sources = [...]string{"", FromAgent, FromHost}
+var sources = [...]string{"", FromAgent, FromHost, FromPaused}
 
 func pack(s Sample) point {
 	p := point{at: s.Time.UnixNano()}

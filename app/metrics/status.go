@@ -13,6 +13,7 @@ const (
 	StatusHost    = "host"    // agent missing: host fallback
 	StatusLive    = "live"    // the agent answers
 	StatusStale   = "stale"   // the last sample is too old to show as current
+	StatusPaused  = "paused"  // the VM is paused: its agent is not polled
 )
 
 // Status is what the badge says.
@@ -26,6 +27,9 @@ type Status struct {
 // StatusOf says which badge the VM gets now. A sample older than three intervals is
 // stale: shown as such, never as current.
 func (c *Collector) StatusOf(v *app.VM, now time.Time) Status {
+	if v.State == app.VMPaused {
+		return Status{State: StatusPaused, Source: FromPaused, Why: "the VM is paused"}
+	}
 	if v.State != app.VMRunning {
 		return Status{State: StatusStopped}
 	}

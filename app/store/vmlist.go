@@ -91,7 +91,7 @@ func (db *DB) CountVMs(ctx context.Context, name string) (map[app.VMState]int, e
 	return out, nil
 }
 
-// RunningVMs returns the VMs whose state is running, by name.
+// RunningVMs returns the VMs whose hypervisor runs (running or paused), by name.
 func (db *DB) RunningVMs(ctx context.Context) ([]*app.VM, error) {
-	return db.QueryVMs(ctx, app.VMQuery{States: []app.VMState{app.VMRunning}})
+	return db.QueryVMs(ctx, app.VMQuery{States: []app.VMState{app.VMRunning, app.VMPaused}})
 }

@@ -31,7 +31,11 @@ func (s *Service) Reattach(ctx context.Context) error {
 		}
 		m, reason := s.takeOver(ctx, vm)
 		if m != nil {
-			if err := s.db.SetRun(ctx, vm.ID, store.Run{State: app.VMRunning, PID: vm.PID, Identity: m.Identity(), Driver: vm.RunningDriver},
+			state := app.VMRunning
+			if vm.State == app.VMPaused { // the hypervisor keeps its guest paused for the next manager
+				state = app.VMPaused
+			}
+			if err := s.db.SetRun(ctx, vm.ID, store.Run{State: state, PID: vm.PID, Identity: m.Identity(), Driver: vm.RunningDriver},
 				entry(system, app.AuditVMState, vm.ID, "re-attached after a manager restart")); err != nil {
 				return err
 			}

@@ -47,6 +47,8 @@ type run struct {
 	restart  bool
 	detached bool // another manager will take over; record nothing
 	by       app.Actor
+	op       string // a pause, snapshot or restore under way ("" for none); see runner.begin
+	restore  bool   // stopped to be restored from a snapshot: the restore records what follows
 }
 
 // WithRuntime lets the service start and stop VMs.

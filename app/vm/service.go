@@ -23,6 +23,16 @@ type Service struct {
 	// dataDir holds the VMs' directories (app.VMFiles); "" for a service that keeps only
 	// records.
 	dataDir string
+	// afterRestore runs once a VM restored from a snapshot runs again (see WithAfterRestore).
+	afterRestore func(ctx context.Context, vm *app.VM) (string, error)
+}
+
+// WithAfterRestore sets what runs once a VM restored from a snapshot runs again: the
+// manager steps the guest's clock, which stood still in the snapshot, through its agent.
+// What it says (or its error) goes into the VM's audit log.
+func (s *Service) WithAfterRestore(f func(ctx context.Context, vm *app.VM) (string, error)) *Service {
+	s.afterRestore = f
+	return s
 }
 
 // NewService returns a Service over db that checks guest IPs with rules and keeps VMs'

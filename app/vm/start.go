@@ -87,6 +87,13 @@ func (s *Service) driver(vm *app.VM) (string, hypervisor.Driver, error) {
 // Start boots a defined, stopped or failed VM. It returns once the hypervisor runs the VM,
 // or with the reason it could not (the VM is then failed with that reason).
 func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, error) {
+	return s.launch(ctx, id, by, app.AuditVMStart, "", nil)
+}
+
+// launch starts a VM's hypervisor: boot, when set, instead of the driver's Start (a
+// restore from a snapshot), recorded as action with detail.
+func (s *Service) launch(ctx context.Context, id string, by app.Actor, action, detail string,
+	boot func(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error)) (*app.VM, error) {
 	if s.rt == nil {
 		return nil, app.Errorf(app.EUNAVAILABLE, "this manager runs no hypervisor")
 	}
@@ -103,6 +110,12 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 	if err != nil {
 		return nil, err
 	}
+	if boot == nil {
+		boot = d.Start
+	}
+	if detail == "" {
+		detail = "starting " + vm.Name + " with " + name
+	}
 	spec, err := s.spec(ctx, vm, name)
 	if err != nil {
 		return nil, err
@@ -111,7 +124,7 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 		spec.BootArgs = DefaultBootArgs(d, spec)
 	}
 	if err := s.db.SetRun(ctx, id, store.Run{State: app.VMStarting, Driver: name, From: []app.VMState{app.VMDefined, app.VMStopped, app.VMFailed}},
-		entry(by, app.AuditVMStart, id, "starting "+vm.Name+" with "+name)); err != nil {
+		entry(by, action, id, detail)); err != nil {
 		s.dropSeed(id)
 		return nil, err
 	}
@@ -127,7 +140,7 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 	}
 	bootCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	m, err := d.Start(bootCtx, spec)
+	m, err := boot(bootCtx, spec)
 	if err != nil {
 		s.delTap(id)
 		s.dropSeed(id)
@@ -142,6 +155,23 @@ func (s *Service) Start(ctx context.Context, id string, by app.Actor) (*app.VM, 
 		return nil, err
 	}
 	s.supervise(id, name, m, by)
+	if action == app.AuditRestore && s.afterRestore != nil {
+		restored := *vm
+		s.rt.wg.Add(1)
+		go func() {
+			defer s.rt.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			detail, err := s.afterRestore(ctx, &restored)
+			if err != nil {
+				detail = "after the restore: " + err.Error()
+			}
+			system := app.Actor{Kind: app.ActorSystem, Name: "manager"}
+			if err := s.db.Audit(context.Background(), *entry(system, app.AuditRestore, id, detail)); err != nil {
+				s.rt.Logger.Warn("audit after a restore", "vm", id, "error", err)
+			}
+		}()
+	}
 	return s.db.VM(ctx, id)
 }
 

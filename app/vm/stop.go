@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"hearth/app"
+	"hearth/app/hypervisor"
 	"hearth/app/store"
 )
 
@@ -29,15 +30,24 @@ func (s *Service) stop(ctx context.Context, id string, by app.Actor, restart boo
 	}
 	s.rt.mu.Lock()
 	r := s.rt.running[id]
-	if r == nil || r.stopping {
+	if r == nil || r.stopping || r.op != "" {
 		s.rt.mu.Unlock()
-		if r != nil {
-			return nil, app.Errorf(app.ECONFLICT, "VM %s is already stopping", vm.Name)
+		switch {
+		case r == nil:
+			return nil, app.Errorf(app.ECONFLICT, "VM %s is %s, not running", vm.Name, vm.State)
+		case r.op != "":
+			return nil, app.Errorf(app.ECONFLICT, "VM %s is busy: %s; stop it once that is done", vm.Name, r.op)
 		}
-		return nil, app.Errorf(app.ECONFLICT, "VM %s is %s, not running", vm.Name, vm.State)
+		return nil, app.Errorf(app.ECONFLICT, "VM %s is already stopping", vm.Name)
 	}
 	r.stopping, r.stopAt, r.restart, r.by = true, time.Now(), restart, by
 	s.rt.mu.Unlock()
+	if p, ok := r.m.(hypervisor.Pauser); ok && vm.State == app.VMPaused {
+		// A frozen guest cannot answer the power button: thaw it first.
+		if err := p.Resume(ctx); err != nil {
+			s.rt.Logger.Warn("resume a paused VM to stop it", "vm", id, "error", err)
+		}
+	}
 	verb := "stopping"
 	if restart {
 		verb = "restarting"

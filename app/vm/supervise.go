@@ -40,7 +40,9 @@ func (s *Service) supervise(id, driver string, m hypervisor.Machine, by app.Acto
 			// exit that late was forced, and the operator should know the guest ignored the
 			// request (no ACPI handler, hung shutdown).
 			detail, reason := "stopped", ""
-			if time.Since(r.stopAt) >= rt.StopTimeout {
+			if r.restore {
+				detail = "stopped to be restored from a snapshot"
+			} else if time.Since(r.stopAt) >= rt.StopTimeout {
 				reason = fmt.Sprintf("the guest did not power off within %s of the shutdown request and was killed", rt.StopTimeout)
 				detail = "stopped by force: " + reason
 				rt.Logger.Warn("guest ignored the shutdown request; killed", "vm", id, "timeout", rt.StopTimeout)
@@ -48,7 +50,7 @@ func (s *Service) supervise(id, driver string, m hypervisor.Machine, by app.Acto
 			if err := s.db.SetRun(ctx, id, store.Run{State: app.VMStopped, Driver: driver, Reason: reason}, entry(r.by, app.AuditVMStop, id, detail)); err != nil {
 				rt.Logger.Error("record stop", "vm", id, "error", err)
 			}
-			if r.restart {
+			if r.restart && !r.restore {
 				if _, err := s.Start(ctx, id, r.by); err != nil {
 					rt.Logger.Warn("restart: start again", "vm", id, "error", err)
 				}

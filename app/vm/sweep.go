@@ -23,6 +23,13 @@ func (s *Service) SweepOrphans(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Snapshots a dead manager was taking never completed: their records say so, and
+	// their temporary directories go below.
+	if n, err := s.db.FailTakingSnapshots(ctx); err != nil {
+		return nil, err
+	} else if n > 0 && s.rt != nil {
+		s.rt.Logger.Warn("snapshots left unfinished by the last manager were marked failed", "count", n)
+	}
 	known, busy := map[string]bool{}, map[string]bool{}
 	for _, v := range vms {
 		known[v.ID], busy[v.ID] = true, v.Busy()
@@ -67,6 +74,13 @@ func (s *Service) SweepOrphans(ctx context.Context) ([]string, error) {
 		tmps, _ := filepath.Glob(filepath.Join(s.files(e.Name()).Run(), "*.tmp"))
 		for _, t := range tmps {
 			if err := os.Remove(t); err != nil {
+				return removed, fmt.Errorf("remove %s: %w", t, err)
+			}
+			removed = append(removed, t)
+		}
+		snaps, _ := filepath.Glob(filepath.Join(files.Snapshots(), ".*.tmp"))
+		for _, t := range snaps {
+			if err := os.RemoveAll(t); err != nil {
 				return removed, fmt.Errorf("remove %s: %w", t, err)
 			}
 			removed = append(removed, t)

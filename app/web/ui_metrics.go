@@ -37,20 +37,22 @@ func (s *Server) metricsView(ctx context.Context, rec *app.VM, window string) *p
 		v.Label, v.Why = "agent missing · host fallback · "+age, st.Why
 	case metrics.StatusStale:
 		v.Label = "stale · last sample " + age
+	case metrics.StatusPaused:
+		v.Label = "paused · agent not polled · host side " + age
 	default:
 		v.Label = "live · " + st.Source + " · " + age
 	}
 	if sample, ok := s.Metrics.Latest(rec); ok && st.State != metrics.StatusStopped {
 		v.Stats = stats(sample)
 	}
-	if rec.State == app.VMRunning {
+	if rec.State.Live() {
 		fss, at := s.Metrics.Filesystems(rec)
 		v.Filesystems = fsBars(fss)
 		if len(v.Filesystems) > 0 && st.State != metrics.StatusLive {
 			v.FSNote = fmt.Sprintf("as the agent reported them %.0f s ago", now.Sub(at).Seconds())
 		}
 	}
-	if rec.State == app.VMRunning || st.State == metrics.StatusStale {
+	if rec.State.Live() || st.State == metrics.StatusStale {
 		w := windows[window]
 		gap := 3 * s.Metrics.Interval()
 		var hist []metrics.Sample
@@ -268,16 +270,7 @@ func fsBars(fss []api.Filesystem) []pages.FSBar {
 	return out
 }
 
-func bytesOf(n uint64) string {
-	v := float64(n)
-	for _, u := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
-		if v < 1024 || u == "TiB" {
-			return fmt.Sprintf("%.1f %s", v, u)
-		}
-		v /= 1024
-	}
-	return ""
-}
+func bytesOf(n uint64) string { return app.Bytes(int64(n)) }
 
 // points is one value of the samples as chart points; a sample without it breaks the line.
 func points(hist []metrics.Sample, val func(metrics.Sample) *float64) []components.Point {

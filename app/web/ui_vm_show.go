@@ -40,6 +40,9 @@ func (s *Server) renderVMPageWith(c echo.Context, rec *app.VM, g pages.GuestIPVi
 	v.Status = s.statusView(c, rec)
 	v.Status.Error = refused
 	v.Metrics = s.metricsView(c.Request().Context(), rec, c.QueryParam("window"))
+	if v.Snapshots, err = s.snapshotsView(c, rec); err != nil {
+		return err
+	}
 	if s.Installs != nil {
 		j, err := s.Installs.Latest(c.Request().Context(), rec.ID)
 		if err != nil && app.ErrorCode(err) != app.ENOTFOUND {

@@ -19,8 +19,8 @@ import (
 
 // The VM list's filters and orders, as the page's form and the API's parameters spell them.
 var (
-	listStates = []app.VMState{app.VMDefined, app.VMStarting, app.VMRunning, app.VMStopping, app.VMStopped, app.VMFailed}
-	listBadges = []string{metrics.StatusLive, metrics.StatusHost, metrics.StatusStale, metrics.StatusWaiting, metrics.StatusStopped}
+	listStates = []app.VMState{app.VMDefined, app.VMStarting, app.VMRunning, app.VMPaused, app.VMStopping, app.VMStopped, app.VMFailed}
+	listBadges = []string{metrics.StatusLive, metrics.StatusHost, metrics.StatusStale, metrics.StatusWaiting, metrics.StatusPaused, metrics.StatusStopped}
 	listSorts  = []string{"name", "cpu", "memory", "created"}
 )
 
@@ -127,16 +127,21 @@ func (s *Server) findVMs(ctx context.Context, q listQuery, offset int, after *ap
 	// Which states the query can select: its state filter, narrowed by a badge (only
 	// running VMs have one but "stopped").
 	sq := app.VMQuery{Name: q.Name, Sort: q.Sort, Desc: q.Desc}
-	runningOnly := q.Badge != "" && q.Badge != metrics.StatusStopped
+	// A paused VM's badge is "paused", whatever its figures: that badge is its state.
+	paused := q.Badge == metrics.StatusPaused
+	runningOnly := q.Badge != "" && q.Badge != metrics.StatusStopped && !paused
 	switch {
-	case q.Badge == metrics.StatusStopped && q.State == app.VMRunning, runningOnly && q.State != "" && q.State != app.VMRunning:
+	case q.Badge == metrics.StatusStopped && q.State.Live(), runningOnly && q.State != "" && q.State != app.VMRunning,
+		paused && q.State != "" && q.State != app.VMPaused:
 		return p, nil // nothing can match both
 	case q.State != "":
 		sq.States = []app.VMState{q.State}
+	case paused:
+		sq.States = []app.VMState{app.VMPaused}
 	case runningOnly:
 		sq.States = []app.VMState{app.VMRunning}
 	case q.Badge == metrics.StatusStopped:
-		sq.Not = []app.VMState{app.VMRunning}
+		sq.Not = []app.VMState{app.VMRunning, app.VMPaused}
 	}
 	for st, n := range counts {
 		if (len(sq.States) == 0 || slices.Contains(sq.States, st)) && !slices.Contains(sq.Not, st) {
@@ -201,6 +206,9 @@ func (p vmPage) cut(vms []*app.VM, limit int, sort string) vmPage {
 
 func (s *Server) badge(v *app.VM, now time.Time) string {
 	if s.Metrics == nil {
+		if v.State == app.VMPaused {
+			return metrics.StatusPaused
+		}
 		if v.State == app.VMRunning {
 			return metrics.StatusWaiting
 		}

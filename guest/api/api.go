@@ -17,7 +17,26 @@ const DefaultPort = 8080
 const (
 	MetricsPath = "/metrics" // JSON Metrics; Prometheus text when asked
 	HealthPath  = "/health"  // Health, never authenticated
+	// ClockPath is PUT by the manager right after it restored the VM from a snapshot: the
+	// guest's clock stood still in the snapshot and is that far behind. Body Clock, answer
+	// ClockResult; only with the agent's token (an agent without one refuses it).
+	ClockPath = "/clock"
 )
+
+// Clock is PUT /clock's body: the manager's time now.
+type Clock struct {
+	UnixNano int64 `json:"unix_nano"`
+}
+
+// ClockResult says what the agent did with a Clock.
+type ClockResult struct {
+	Stepped bool    `json:"stepped"`        // the clock was off by more than ClockTolerance
+	Seconds float64 `json:"offset_seconds"` // how far behind (positive) or ahead the guest was
+}
+
+// ClockTolerance is the offset below which the agent leaves the clock alone (NTP, if the
+// guest runs it, slews that much away by itself).
+const ClockTolerance = 0.5
 
 // Health is GET /health's answer.
 type Health struct {

@@ -1,5 +1,5 @@
 // Package server is hearth-agent's HTTP side: GET /metrics (JSON, or Prometheus text when
-// asked) and GET /health. Scrapes only read the sampler's latest snapshot, so they are
+// asked), GET /health, and PUT /clock (the manager, after restoring a snapshot). Scrapes only read the sampler's latest snapshot, so they are
 // cheap and cannot make the guest do more work by being frequent.
 package server
 
@@ -47,7 +47,13 @@ func New(s *collect.Sampler, opts Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+api.MetricsPath, h.metrics)
 	mux.HandleFunc("GET "+api.HealthPath, h.health)
+	mux.HandleFunc("PUT "+api.ClockPath, h.clock)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == api.ClockPath {
+			w.Header().Set("Allow", "PUT")
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
+			return
+		}
 		if r.URL.Path == api.MetricsPath || r.URL.Path == api.HealthPath {
 			w.Header().Set("Allow", "GET, HEAD")
 			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})

@@ -101,7 +101,7 @@ func stateClass(state string) string {
 	switch state {
 	case "running", "ready":
 		return "badge-green"
-	case "starting", "stopping", "building":
+	case "starting", "stopping", "building", "taking":
 		return "badge-amber"
 	case "failed":
 		return "badge-red"

@@ -996,7 +996,7 @@ func VMMetrics(v MetricsView) templ.Component {
 							return templ_7745c5c3_Err
 						}
 					}
-					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 90, "<span class=\"flex items-center gap-1\"><span class=\"h-1 w-3 bg-emerald-500\"></span>agent</span> <span class=\"flex items-center gap-1\"><span class=\"h-1 w-3 bg-amber-400\"></span>host fallback</span> <span class=\"flex items-center gap-1\"><span class=\"h-2 w-3 bg-stone-100\"></span>no samples</span></div>")
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 90, "<span class=\"flex items-center gap-1\"><span class=\"h-1 w-3 bg-emerald-500\"></span>agent</span> <span class=\"flex items-center gap-1\"><span class=\"h-1 w-3 bg-amber-400\"></span>host fallback</span> <span class=\"flex items-center gap-1\"><span class=\"h-1 w-3 bg-sky-300\"></span>paused</span> <span class=\"flex items-center gap-1\"><span class=\"h-2 w-3 bg-stone-100\"></span>no samples</span></div>")
 					if templ_7745c5c3_Err != nil {
 						return templ_7745c5c3_Err
 					}
@@ -1008,7 +1008,7 @@ func VMMetrics(v MetricsView) templ.Component {
 						var templ_7745c5c3_Var58 string
 						templ_7745c5c3_Var58, templ_7745c5c3_Err = templ.JoinStringErrs(c.Note)
 						if templ_7745c5c3_Err != nil {
-							return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/pages/metrics.templ`, Line: 115, Col: 55}
+							return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/pages/metrics.templ`, Line: 116, Col: 55}
 						}
 						_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var58))
 						if templ_7745c5c3_Err != nil {
@@ -1027,7 +1027,7 @@ func VMMetrics(v MetricsView) templ.Component {
 					var templ_7745c5c3_Var59 string
 					templ_7745c5c3_Var59, templ_7745c5c3_Err = templ.JoinStringErrs(c.Empty)
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/pages/metrics.templ`, Line: 118, Col: 93}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/pages/metrics.templ`, Line: 119, Col: 93}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var59))
 					if templ_7745c5c3_Err != nil {
@@ -1064,8 +1064,11 @@ func dash(dashed bool) string {
 }
 
 func sourceClass(kind string) string {
-	if kind == "host" {
+	switch kind {
+	case "host":
 		return "fill-amber-400"
+	case "paused":
+		return "fill-sky-300"
 	}
 	return "fill-emerald-500"
 }
@@ -1078,7 +1081,7 @@ func badgeClass(b string) string {
 		return "badge-amber"
 	case "stale":
 		return "badge-red"
-	case "waiting":
+	case "waiting", "paused":
 		return "badge-blue"
 	}
 	return "badge-stone"

@@ -79,6 +79,7 @@ type VMView struct {
 	Kernel, Initrd   string
 	Rootfs, BootArgs string
 	Image            string // the image it was made from, "" for none
+	Snapshots        SnapshotsView
 	BootArgsDerived  bool   // BootArgs were not written by the operator but derived
 	MAC              string
 	Created          string
@@ -126,7 +127,24 @@ type StatusView struct {
 
 // Busy reports whether the VM may be running, so it cannot be deleted or edited.
 func (v StatusView) Busy() bool {
-	return v.State == "starting" || v.State == "running" || v.State == "stopping"
+	return v.State == "starting" || v.State == "running" || v.State == "paused" || v.State == "stopping"
+}
+
+// SnapshotsView is the VM page's snapshots panel.
+type SnapshotsView struct {
+	VMID, VMName string
+	Live         bool // the VM runs (or is paused): it can be snapshotted, and a restore stops it first
+	CanRun       bool
+	Taking       bool // a snapshot is being taken: the panel polls
+	Rows         []SnapshotRow
+	Suggest      string // a name for the next snapshot
+	Error        string
+	CSRF         string
+}
+
+// SnapshotRow is one snapshot.
+type SnapshotRow struct {
+	Name, State, Kind, Size, Created, Age, Paused, Error string
 }
 
 // MetricsView is the VM page's metrics panel.

@@ -49,8 +49,6 @@ func testEnv(env map[string]string) func(string) string {
 	}
 }
 
-// startMain runs the real manager on a free loopback port over a fresh data dir, as `hearth
-// serve` would, and stops it at cleanup.
 // needAgent is for tests of provisioned VMs through the manager itself, whose seeds carry the
 // agent that `make guest` embeds: skip without it, fail under HEARTH_REQUIRE_ALL.
 func needAgent(tb testing.TB) {
@@ -60,6 +58,8 @@ func needAgent(tb testing.TB) {
 	}
 }
 
+// startMain runs the real manager on a free loopback port over a fresh data dir, as `hearth
+// serve` would, and stops it at cleanup.
 func startMain(tb testing.TB, env map[string]string) (*Main, string) {
 	tb.Helper()
 	dataDir := tb.TempDir()

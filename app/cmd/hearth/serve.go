@@ -97,6 +97,7 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger, s
 		vms.WithAllocator(rt.Network)
 		prov.Gateway = rt.Network.Gateway().String()
 	}
+	vms.WithAfterRestore(clockStepper(vms, agent.New(agent.Options{}), logger))
 	jobs := &install.Jobs{DB: db, VMs: vms, Installer: &sshinstall.Installer{Agent: agents.For}, Agent: agent.New(agent.Options{}),
 		Signer: key, PublicURL: cfg.PublicURL, Logger: logger}
 	return &Main{

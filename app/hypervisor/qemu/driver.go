@@ -275,7 +275,11 @@ func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int, iden
 	if err != nil {
 		return nil, fmt.Errorf("qemu: QMP of pid %d: %w", pid, err)
 	}
-	m := &machine{Process: proc, dir: spec.Dir, console: spec.Console, tap: spec.Tap, qmp: q, writable: writableDrives(spec)}
+	m := &machine{Process: proc, dir: spec.Dir, console: spec.Console, tap: spec.Tap, qmp: q}
+	if m.writable, err = q.writableDrives(ctx); err != nil {
+		q.close()
+		return nil, fmt.Errorf("qemu: the drives of pid %d: %w", pid, err)
+	}
 	m.holdConsole(filepath.Join(spec.Dir, ConsoleSocket))
 	return m, nil
 }

@@ -33,15 +33,29 @@ import (
 // state file: the guest continues where it was.
 const StateFile = "state.migration"
 
-// writableDrives are the drive ids boot gives the writable disks of spec.
-func writableDrives(spec hypervisor.Spec) []string {
+// writableDrives asks QEMU which of its drives are writable (a re-attached VM's spec
+// does not list its disks).
+func (q *qmp) writableDrives(ctx context.Context) ([]string, error) {
+	raw, err := q.exec(ctx, "query-block", nil)
+	if err != nil {
+		return nil, err
+	}
+	var drives []struct {
+		Device   string `json:"device"`
+		Inserted *struct {
+			RO bool `json:"ro"`
+		} `json:"inserted"`
+	}
+	if err := json.Unmarshal(raw, &drives); err != nil {
+		return nil, fmt.Errorf("qemu: query-block: %w", err)
+	}
 	var ids []string
-	for i, disk := range spec.Disks {
-		if !disk.ReadOnly {
-			ids = append(ids, fmt.Sprintf("disk%d", i))
+	for _, d := range drives {
+		if d.Inserted != nil && !d.Inserted.RO {
+			ids = append(ids, d.Device)
 		}
 	}
-	return ids
+	return ids, nil
 }
 
 // Pause freezes the guest's vCPUs (QMP stop).
@@ -160,8 +174,8 @@ func (d *Driver) Restore(ctx context.Context, spec hypervisor.Spec, dir, tag str
 		return nil, fmt.Errorf("qemu: the snapshot's state: %w", err)
 	}
 	defer f.Close()
-	if hasRoot(spec) {
-		ov := filepath.Join(spec.Dir, overlayFile)
+	// The overlay is there if the VM had a root disk when the snapshot was taken.
+	if ov := filepath.Join(spec.Dir, overlayFile); hasRoot(spec) || exists(ov) {
 		if out, err := exec.CommandContext(ctx, or(d.Img, "qemu-img"), "snapshot", "-a", tag, ov).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("qemu: revert the disk to the snapshot: %v: %s", err, out)
 		}
@@ -176,9 +190,6 @@ func (d *Driver) Restore(ctx context.Context, spec hypervisor.Spec, dir, tag str
 // DropSnapshot deletes the overlay's internal snapshot tag: over QMP while the VM runs
 // (QEMU holds the file), else with qemu-img. A tag that is not there is no error.
 func (d *Driver) DropSnapshot(ctx context.Context, spec hypervisor.Spec, running hypervisor.Machine, tag string) error {
-	if !hasRoot(spec) {
-		return nil
-	}
 	if m, ok := running.(*machine); ok && m.Alive() {
 		for _, id := range m.writable {
 			if _, err := m.qmp.exec(ctx, "blockdev-snapshot-delete-internal-sync", map[string]any{"device": id, "name": tag}); err != nil && !isNoSnapshot(err) {
@@ -188,7 +199,7 @@ func (d *Driver) DropSnapshot(ctx context.Context, spec hypervisor.Spec, running
 		return nil
 	}
 	ov := filepath.Join(spec.Dir, overlayFile)
-	if _, err := os.Stat(ov); errors.Is(err, os.ErrNotExist) {
+	if !exists(ov) {
 		return nil
 	}
 	out, err := exec.CommandContext(ctx, or(d.Img, "qemu-img"), "snapshot", "-d", tag, ov).CombinedOutput()
@@ -196,6 +207,11 @@ func (d *Driver) DropSnapshot(ctx context.Context, spec hypervisor.Spec, running
 		return fmt.Errorf("qemu: delete the disk's snapshot: %v: %s", err, out)
 	}
 	return nil
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func hasRoot(spec hypervisor.Spec) bool {
