@@ -90,9 +90,29 @@ type (
 		MetricsPath string `json:"metrics_path"`
 	}
 	MachineConfig struct {
-		VCPUCount  int  `json:"vcpu_count"`
-		MemSizeMiB int  `json:"mem_size_mib"`
-		SMT        bool `json:"smt"`
+		VCPUCount       int  `json:"vcpu_count"`
+		MemSizeMiB      int  `json:"mem_size_mib"`
+		SMT             bool `json:"smt"`
+		TrackDirtyPages bool `json:"track_dirty_pages"`
+	}
+	// VM is PATCH /vm: "Paused" or "Resumed".
+	VM struct {
+		State string `json:"state"`
+	}
+	SnapshotCreateParams struct {
+		SnapshotType string `json:"snapshot_type,omitempty"` // "Full" or "Diff"
+		SnapshotPath string `json:"snapshot_path"`
+		MemFilePath  string `json:"mem_file_path"`
+	}
+	MemoryBackend struct {
+		BackendType string `json:"backend_type"` // "File"
+		BackendPath string `json:"backend_path"`
+	}
+	SnapshotLoadParams struct {
+		SnapshotPath    string         `json:"snapshot_path"`
+		MemBackend      *MemoryBackend `json:"mem_backend,omitempty"`
+		TrackDirtyPages bool           `json:"track_dirty_pages"`
+		ResumeVM        bool           `json:"resume_vm"`
 	}
 	BootSource struct {
 		KernelImagePath string `json:"kernel_image_path"`
@@ -139,6 +159,16 @@ func (c *Client) PutDrive(ctx context.Context, d Drive) error {
 }
 func (c *Client) PutNetworkInterface(ctx context.Context, n NetworkInterface) error {
 	return c.do(ctx, "PUT", "/network-interfaces/"+n.IfaceID, n, nil)
+}
+
+func (c *Client) PatchVM(ctx context.Context, state string) error {
+	return c.do(ctx, "PATCH", "/vm", VM{State: state}, nil)
+}
+func (c *Client) CreateSnapshot(ctx context.Context, p SnapshotCreateParams) error {
+	return c.do(ctx, "PUT", "/snapshot/create", p, nil)
+}
+func (c *Client) LoadSnapshot(ctx context.Context, p SnapshotLoadParams) error {
+	return c.do(ctx, "PUT", "/snapshot/load", p, nil)
 }
 
 // Action sends InstanceStart, SendCtrlAltDel or FlushMetrics.

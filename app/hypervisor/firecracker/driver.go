@@ -50,9 +50,26 @@ func (d *Driver) DefaultBootArgs(hypervisor.Spec) string {
 // On any failure the process is killed and the error says which call failed, with
 // Firecracker's own fault_message.
 func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
-	bin := or(d.Binary, "firecracker")
-	if err := os.MkdirAll(spec.Dir, 0o750); err != nil {
+	m, api, err := d.spawn(ctx, spec)
+	if err != nil {
 		return nil, err
+	}
+	if err := m.configure(ctx, api, m.sock, filepath.Join(api.Dir, metricsFIFO), filepath.Join(api.Dir, logFile)); err != nil {
+		m.Kill()
+		<-m.Done()
+		return nil, err
+	}
+	return m, nil
+}
+
+// spawn starts the firecracker process for spec (through the jailer when configured) with
+// its serial port, metrics FIFO and log, and returns it unconfigured, with the spec as
+// firecracker sees it (paths inside the jail; Dir its run directory).
+func (d *Driver) spawn(ctx context.Context, spec hypervisor.Spec) (*machine, hypervisor.Spec, error) {
+	bin := or(d.Binary, "firecracker")
+	fail := func(err error) (*machine, hypervisor.Spec, error) { return nil, hypervisor.Spec{}, err }
+	if err := os.MkdirAll(spec.Dir, 0o750); err != nil {
+		return fail(err)
 	}
 	// Paths on the host (hostDir) and as firecracker sees them (apiDir): the same without
 	// the jailer, the chroot and "/" with it.
@@ -63,12 +80,12 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 		}
 		private, err := privateCopy(ctx, spec.Dir, disk.ID, disk.Path)
 		if err != nil {
-			return nil, err
+			return fail(err)
 		}
 		if d.Jailer != nil {
 			// The VM's own file, made for it alone: the jailed firecracker writes it.
 			if err := os.Chown(private, d.Jailer.UID, d.Jailer.GID); err != nil {
-				return nil, fmt.Errorf("firecracker: give the jail its disk: %w", err)
+				return fail(fmt.Errorf("firecracker: give the jail its disk: %w", err))
 			}
 		}
 		spec.Disks[i].Path = private
@@ -78,7 +95,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	if d.Jailer != nil {
 		var err error
 		if api, hostDir, err = d.Jailer.prepare(bin, spec); err != nil {
-			return nil, err
+			return fail(err)
 		}
 		apiDir = "/"
 		args = d.Jailer.args(bin, spec.VMID)
@@ -98,7 +115,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	// A fresh FIFO per boot: its values are deltas since the last flush, so a reader must
 	// see every line of this boot and none of another.
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		return nil, fmt.Errorf("firecracker: metrics fifo: %w", err)
+		return fail(fmt.Errorf("firecracker: metrics fifo: %w", err))
 	}
 	if f, err := os.OpenFile(logp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {
 		f.Close()
@@ -112,7 +129,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	os.Remove(spec.Console + ".1")
 	out, in, err := serialPipes(hostDir)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	defer out.Close()
 	defer in.Close()
@@ -123,21 +140,21 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	}
 	stderr, err := os.OpenFile(filepath.Join(spec.Dir, stderrFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	defer stderr.Close()
 	// O_RDWR keeps the FIFO open for writing too, so the reader never sees EOF between
 	// flushes, and the open does not block waiting for firecracker.
 	fifoFile, err := os.OpenFile(fifo, os.O_RDWR, 0)
 	if err != nil {
-		return nil, fmt.Errorf("firecracker: open metrics fifo: %w", err)
+		return fail(fmt.Errorf("firecracker: open metrics fifo: %w", err))
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, stderr // the serial port is firecracker's stdio
 	proc, err := hypervisor.StartProcess(cmd)
 	if err != nil {
 		fifoFile.Close()
-		return nil, fmt.Errorf("firecracker: start %s: %w", bin, err)
+		return fail(fmt.Errorf("firecracker: start %s: %w", bin, err))
 	}
 	// Its stdout must never block on a full pipe while no manager reads: the flag is the
 	// open file's, shared with firecracker's copy. What does not fit is dropped.
@@ -150,12 +167,16 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 		go func() { <-proc.Done(); os.RemoveAll(jail) }() // the jail goes with its process
 	}
 	api.Dir = apiDir
-	if err := m.configure(ctx, api, sock, filepath.Join(apiDir, metricsFIFO), filepath.Join(apiDir, logFile)); err != nil {
-		m.Kill()
-		<-m.Done()
-		return nil, err
+	m.sock, m.hostDir, m.apiDir = sock, hostDir, apiDir
+	if d.Jailer != nil {
+		m.uid, m.gid = d.Jailer.UID, d.Jailer.GID
 	}
-	return m, nil
+	for _, disk := range spec.Disks {
+		if !disk.ReadOnly {
+			m.disks = append(m.disks, disk.Path)
+		}
+	}
+	return m, api, nil
 }
 
 func newMachine(proc *hypervisor.Process, sock, console string, fifo *os.File) *machine {
@@ -187,6 +208,11 @@ func (d *Driver) Attach(ctx context.Context, spec hypervisor.Spec, pid int, iden
 	if _, err := m.client.Describe(ctx); err != nil {
 		return nil, err
 	}
+	m.sock, m.hostDir, m.apiDir = sock, hostDir, spec.Dir
+	if d.Jailer != nil {
+		m.apiDir, m.uid, m.gid = "/", d.Jailer.UID, d.Jailer.GID
+	}
+	m.disks, _ = filepath.Glob(filepath.Join(spec.Dir, "*.img"))
 	m.holdConsole(hostDir)
 	return m, nil
 }
@@ -199,6 +225,14 @@ type machine struct {
 	totals  *totals
 	fifo    *os.File
 	hub     *console.Hub
+
+	sock            string   // the API socket on the host
+	hostDir, apiDir string   // its run directory on the host and as firecracker sees it
+	uid, gid        int      // the jail's, or 0 without the jailer
+	disks           []string // host paths of its writable disk copies: snapshots copy them
+	// base is the memory of this run's last snapshot (a link in hostDir), which a diff
+	// snapshot's dirty pages are laid over; "" before the first.
+	base string
 }
 
 // Release closes this manager's end of the metrics FIFO (there must be one reader) and of
@@ -285,7 +319,9 @@ func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, sock, fif
 		func() error { return c.PutLogger(ctx, Logger{LogPath: logp, Level: "Info", ShowLevel: true}) },
 		func() error { return c.PutMetrics(ctx, Metrics{MetricsPath: fifo}) },
 		func() error {
-			return c.PutMachineConfig(ctx, MachineConfig{VCPUCount: spec.VCPUs, MemSizeMiB: spec.MemoryMiB})
+			// Dirty-page tracking lets a later snapshot write only the pages changed since
+			// the one before (a diff snapshot), at a small cost to guest writes.
+			return c.PutMachineConfig(ctx, MachineConfig{VCPUCount: spec.VCPUs, MemSizeMiB: spec.MemoryMiB, TrackDirtyPages: true})
 		},
 		func() error {
 			return c.PutBootSource(ctx, BootSource{KernelImagePath: spec.Kernel, InitrdPath: spec.Initrd, BootArgs: spec.BootArgs})

@@ -93,6 +93,61 @@ type fakeState struct {
 	metricsPath string
 	started     bool
 	calls       []string
+	// Snapshots, as Firecracker has them (refused with its fault_message otherwise, which
+	// is not a spec violation): a paused VM only; a diff only with dirty-page
+	// tracking; a load only on a fresh process. The guest's memory is four pages of text
+	// (the rest zero): page i reads "page <i> gen <n>"; each resume dirties page 1.
+	paused     bool
+	tracking   bool
+	configured bool // anything but the logger and metrics was configured
+	memMiB     int
+	pages      [4]string
+	dirty      map[int]bool
+}
+
+const fakePage = 4096
+
+// writeMemory writes the fake guest's memory to path: every page, or only the dirty ones
+// into a sparse file of the memory's size (as a Diff snapshot does).
+func (st *fakeState) writeMemory(path string, diff bool) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(int64(max(st.memMiB, 1)) << 20); err != nil {
+		return err
+	}
+	for i, p := range st.pages {
+		if diff && !st.dirty[i] {
+			continue
+		}
+		if _, err := f.WriteAt([]byte(p), int64(i)*fakePage); err != nil {
+			return err
+		}
+	}
+	st.dirty = map[int]bool{}
+	return nil
+}
+
+// readMemory loads the pages from a memory file; a page that reads empty means the file is
+// not a whole memory (a diff never laid over its base).
+func (st *fakeState) readMemory(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for i := range st.pages {
+		b := make([]byte, 64)
+		f.ReadAt(b, int64(i)*fakePage)
+		s := strings.TrimRight(string(b), "\x00")
+		if !strings.HasPrefix(s, fmt.Sprintf("page %d gen ", i)) {
+			return fmt.Errorf("page %d of the memory file is %q: not a whole memory", i, s)
+		}
+		st.pages[i] = s
+	}
+	return nil
 }
 
 func fakeFirecracker(args []string) int {
@@ -154,7 +209,11 @@ func fakeFirecracker(args []string) int {
 			fmt.Printf("guest read: %s\n", sc.Text())
 		}
 	}()
-	st := &fakeState{}
+	st := &fakeState{dirty: map[int]bool{}}
+	for i := range st.pages {
+		st.pages[i] = fmt.Sprintf("page %d gen 0", i)
+		st.dirty[i] = true
+	}
 	exit := make(chan int, 1)
 	fault := func(w http.ResponseWriter, msg string) {
 		w.Header().Set("Content-Type", "application/json")
@@ -184,7 +243,73 @@ func fakeFirecracker(args []string) int {
 				inJail(v, write)
 			}
 		}
+		if r.URL.Path != "/logger" && r.URL.Path != "/metrics" && r.URL.Path != "/snapshot/load" && r.Method == http.MethodPut {
+			st.configured = true
+		}
 		switch {
+		case r.URL.Path == "/machine-config":
+			st.tracking = b["track_dirty_pages"] == true
+			if n, ok := b["mem_size_mib"].(float64); ok {
+				st.memMiB = int(n)
+			}
+		case r.URL.Path == "/vm":
+			if !st.started {
+				fault(w, "The requested operation is not supported before starting the microVM.")
+				return
+			}
+			st.paused = b["state"] == "Paused"
+			if !st.paused { // the guest runs and writes: page 1 changes
+				gen := 0
+				fmt.Sscanf(st.pages[1], "page 1 gen %d", &gen)
+				st.pages[1], st.dirty[1] = fmt.Sprintf("page 1 gen %d", gen+1), true
+			}
+		case r.URL.Path == "/snapshot/create":
+			if !st.paused {
+				fault(w, "Cannot create a snapshot of a running microVM: pause it first.")
+				return
+			}
+			diff := b["snapshot_type"] == "Diff"
+			if diff && !st.tracking {
+				fault(w, "Diff snapshots are not allowed on uVMs with dirty page tracking disabled.")
+				return
+			}
+			statePath, memPath := b["snapshot_path"].(string), b["mem_file_path"].(string)
+			if chroot != "" { // firecracker creates them: their directories must be the jail's
+				for _, p := range []string{statePath, memPath} {
+					if !jailCan(filepath.Join(chroot, filepath.Dir(p)), uid, gid, true) {
+						fmt.Fprintf(violations, "jail: %d:%d cannot create %s\n", uid, gid, p)
+					}
+				}
+				statePath, memPath = filepath.Join(chroot, statePath), filepath.Join(chroot, memPath)
+			}
+			if err := os.WriteFile(statePath, []byte("fake vmstate of "+id), 0o600); err != nil {
+				fault(w, "Cannot save the microVM state: "+err.Error())
+				return
+			}
+			if err := st.writeMemory(memPath, diff); err != nil {
+				fault(w, "Cannot save the guest memory: "+err.Error())
+				return
+			}
+		case r.URL.Path == "/snapshot/load":
+			if st.configured || st.started {
+				fault(w, "Loading a microVM snapshot not allowed after configuring boot-specific resources.")
+				return
+			}
+			mb, _ := b["mem_backend"].(map[string]any)
+			memPath, _ := mb["backend_path"].(string)
+			statePath := inJail(b["snapshot_path"].(string), false)
+			memPath = inJail(memPath, false)
+			if _, err := os.Stat(statePath); err != nil {
+				fault(w, "Cannot load the microVM state: "+err.Error())
+				return
+			}
+			if err := st.readMemory(memPath); err != nil {
+				fault(w, "Cannot load the guest memory: "+err.Error())
+				return
+			}
+			st.tracking = b["track_dirty_pages"] == true
+			st.started, st.paused = b["resume_vm"] == true, b["resume_vm"] != true
+			fmt.Printf("fake firecracker: restored, %s\n", strings.Join(st.pages[:], "; "))
 		case strings.HasPrefix(r.URL.Path, "/drives/") && b["is_root_device"] == true && !strings.HasSuffix(fmt.Sprint(b["path_on_host"]), "/rootfs.img"):
 			fmt.Fprintf(violations, "root drive %v is not the VM's private copy\n", b["path_on_host"])
 		case r.URL.Path == "/metrics":

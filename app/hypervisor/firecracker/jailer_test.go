@@ -110,6 +110,16 @@ func TestJailerMode(t *testing.T) {
 	if c, err := m.Counters(context.Background()); err != nil || c.NetRxBytes != 100 {
 		t.Errorf("counters through the jailed FIFO: %+v %v", c, err)
 	}
+	// A snapshot in the jail: firecracker writes its files where it can, inside.
+	fm := m.(*machine)
+	snap := t.TempDir()
+	if err := fm.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fm.Snapshot(context.Background(), snap, "j", false); err != nil {
+		t.Fatalf("snapshot in the jail: %v", err)
+	}
+	fm.Resume(context.Background())
 	if err := m.Stop(context.Background(), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +136,24 @@ func TestJailerMode(t *testing.T) {
 	unchanged("after stop")
 	if b, _ := os.ReadFile(kernel); string(b) != "vmlinux" {
 		t.Errorf("the kernel now holds %q", b)
+	}
+	// Restored through the jailer: the snapshot's files are put where the jail can open
+	// them, and the disk copied back is the jail's again.
+	r, err := d.Restore(context.Background(), spec, snap, "j")
+	if err != nil {
+		t.Fatalf("restore in the jail: %v", err)
+	}
+	defer func() { r.(*machine).Kill(); <-r.Done() }()
+	if got := ownerOf(t, private); got.uid != 65534 || got.gid != 65534 {
+		t.Errorf("after the restore the VM's disk belongs to %d:%d, not the jail", got.uid, got.gid)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(r.ConsolePath()); strings.Contains(string(b), "restored, page 0 gen 0") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the jailed restore did not load the snapshot's memory")
+		}
 	}
 }
 
