@@ -80,7 +80,7 @@ type VMView struct {
 	Rootfs, BootArgs string
 	Image            string // the image it was made from, "" for none
 	Snapshots        SnapshotsView
-	BootArgsDerived  bool   // BootArgs were not written by the operator but derived
+	BootArgsDerived  bool // BootArgs were not written by the operator but derived
 	MAC              string
 	Created          string
 	GuestIP          GuestIPView
