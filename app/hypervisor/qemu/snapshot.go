@@ -128,7 +128,11 @@ func (m *machine) saveState(ctx context.Context, path string) error {
 		case "completed":
 			return f.Sync()
 		case "failed", "cancelled":
-			return fmt.Errorf("qemu: saving the guest's state %s: %s", st.Status, st.Error)
+			err := fmt.Errorf("qemu: saving the guest's state %s: %s", st.Status, st.Error)
+			if strings.Contains(st.Error, "No space left on device") || strings.Contains(st.Error, "Disk quota exceeded") {
+				err = fmt.Errorf("%w (%w)", err, syscall.ENOSPC) // the caller tells a full disk apart
+			}
+			return err
 		}
 		select {
 		case <-ctx.Done():
