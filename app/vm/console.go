@@ -60,7 +60,7 @@ func (s *Service) Console(ctx context.Context, id string) (*console.Hub, error) 
 	if err != nil {
 		return nil, err
 	}
-	if v.State != app.VMRunning {
+	if !v.State.Live() { // a paused guest's console stays: it prints again once resumed
 		return nil, app.Errorf(app.ECONFLICT, "the VM is %s: its console is there while it runs", v.State)
 	}
 	if h := s.hub(id); h != nil {

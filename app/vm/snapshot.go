@@ -236,8 +236,8 @@ func (s *Service) killForRestore(ctx context.Context, vm *app.VM, name string, b
 	}
 	s.rt.mu.Unlock()
 	if r != nil {
-		if k, ok := r.m.(interface{ Kill() error }); ok {
-			k.Kill() //nolint:errcheck // Done says when it is gone
+		if k, ok := r.m.(interface{ Kill() }); ok {
+			k.Kill()
 		} else {
 			r.m.Stop(ctx, 0) //nolint:errcheck
 		}

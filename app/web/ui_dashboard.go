@@ -35,6 +35,9 @@ func (s *Server) dashboard(c echo.Context) (pages.Dashboard, error) {
 			d.Running++
 			d.VCPUs += v.VCPUs
 			d.MemoryMiB += v.MemoryMiB
+		case app.VMPaused: // not running, but its memory and vCPUs stay allocated
+			d.VCPUs += v.VCPUs
+			d.MemoryMiB += v.MemoryMiB
 		case app.VMFailed:
 			d.Failed++
 		}

@@ -14,7 +14,7 @@ import (
 func (s *Server) statusView(c echo.Context, rec *app.VM) pages.StatusView {
 	v := pages.StatusView{VMID: rec.ID, Name: rec.Name, State: string(rec.State), Reason: rec.StateReason, Driver: rec.RunningDriver,
 		PID: rec.PID, CSRF: csrfToken(c), CanRun: s.VMs.CanRun()}
-	v.Interactive = rec.State == app.VMRunning && s.VMs.Interactive(rec.ID)
+	v.Interactive = rec.State.Live() && s.VMs.Interactive(rec.ID)
 	if rec.State != app.VMDefined && !v.Interactive {
 		v.Console = s.VMs.ConsoleTail(rec.ID, 30)
 	}

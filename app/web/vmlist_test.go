@@ -153,7 +153,7 @@ func TestVMListPages(t *testing.T) {
 	if got := rows(cpu); got[0] != "vm-027" { // 30 running, then 20 others on page 1: vm-001 … vm-026
 		t.Errorf("by CPU, page 2 starts with %v", got[0])
 	}
-	for _, bad := range []string{"state=paused", "badge=green", "sort=size", "order=up", "page=0", "page=-1", "page=x", "q=" + strings.Repeat("a", 64)} {
+	for _, bad := range []string{"state=frozen", "badge=green", "sort=size", "order=up", "page=0", "page=-1", "page=x", "q=" + strings.Repeat("a", 64)} {
 		field := strings.SplitN(bad, "=", 2)[0]
 		if status, page := get("/vms?" + bad); status != 400 || !strings.Contains(page, "must be") {
 			t.Errorf("%s: %d, want 400 naming %s", bad, status, field)
@@ -222,7 +222,7 @@ func TestVMListAPICursor(t *testing.T) {
 			{"limit=0", "limit"}, {"limit=501", "limit"}, {"limit=ten", "limit"},
 			{"cursor=%25%25%25", "cursor"}, {"cursor=bm90IGEgY3Vyc29y", "cursor"},
 			{"sort=created&cursor=" + url.QueryEscape(*p.Next), "cursor"},
-			{"state=paused", "state"}, {"badge=maybe", "badge"}, {"sort=uptime", "sort"}, {"order=sideways", "order"},
+			{"state=frozen", "state"}, {"badge=maybe", "badge"}, {"sort=uptime", "sort"}, {"order=sideways", "order"},
 		} {
 			status, body := e.api("GET", "/v1/vms?"+tt.query, "", "")
 			if status != 400 || !strings.Contains(body, `"`+tt.field+`":`) {

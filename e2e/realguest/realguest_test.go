@@ -338,6 +338,10 @@ func runVariant(t *testing.T, variant string) {
 		t.Fatalf("the %s guest runs %q as pid 1", variant, initName)
 	}
 
+	if variant == "systemd" {
+		storySnapshot(t, pg, c, id, guest)
+	}
+
 	// The stress script: CPU% into the 40–90 % band on the API and the page, disk writes
 	// above zero; then stop it and watch CPU fall. The guest must be calm first, or a
 	// figure from cloud-init's last minutes would count for the stress.
@@ -531,6 +535,75 @@ func runVariant(t *testing.T, variant string) {
 // on the 1-vCPU guest and requires what the story promises, as Hearth reports it on the API
 // and the page: CPU in 40–90 %, programs writing at least 5 MiB/s, network in and out, and
 // all of it falling back once the loop is stopped.
+// storySnapshot: a snapshot of the registered, live guest from its page; a file written
+// after it; a restore from the page (confirmed): the guest is the snapshot's (the file
+// from before is there, the one from after is not, its uptime continues from the
+// snapshot's), its clock is stepped to the host's, and the page is live again.
+func storySnapshot(t *testing.T, pg browsertest.Page, c client, id string, guest guestShell) {
+	t.Helper()
+	guest.run("echo before | sudo tee /var/tmp/hearth-snap-before >/dev/null && sync")
+	pg.Step("name the snapshot", chromedp.SetValue(`[data-testid=snapshot-name]`, "e2e"))
+	took := time.Now()
+	pg.ClickButton("take a snapshot", `[data-testid=snapshot-take]`)
+	pg.WaitFor("the snapshot is ready", 5*time.Minute, func() (bool, error) {
+		return pg.Eval("snapshot row", `document.querySelector('[data-snapshot="e2e"]')?.dataset.state || ''`) == "ready", nil
+	})
+	_, snap := c.do("GET", "/v1/vms/"+id+"/snapshots/e2e", "")
+	size, _ := snap["size_bytes"].(float64)
+	uptimeAt := func() float64 {
+		var u float64
+		fmt.Sscan(guest.run("cut -d' ' -f1 /proc/uptime"), &u)
+		return u
+	}
+	atSnap := uptimeAt()
+	t.Logf("snapshot (systemd guest, %v MiB): %.1f s to ready on the page, guest paused %v ms, %.1f MiB", snap["memory_mib"],
+		time.Since(took).Seconds(), snap["paused_ms"], size/(1<<20))
+	guest.run("echo after | sudo tee /var/tmp/hearth-snap-after >/dev/null && sync")
+	time.Sleep(10 * time.Second) // the host's clock moves on; the snapshot's guest's does not
+
+	pg.Eval("answer the confirm", `window.confirm = () => true, ""`)
+	restoreAt := time.Now()
+	pg.ClickButton("restore", `[data-testid=snapshot-restore-e2e]`)
+	var running time.Duration
+	pid := func() string { _, v := c.do("GET", "/v1/vms/"+id, ""); return fmt.Sprint(v["state"], " ", v["updated_at"]) }
+	before := pid() // "running <updated_at>": the restore makes a new run
+	for {
+		if now := pid(); running == 0 && now != before && strings.HasPrefix(now, "running ") {
+			running = time.Since(restoreAt)
+		}
+		if _, m := c.do("GET", "/v1/vms/"+id+"/metrics", ""); running > 0 && m["status"] == "live" && m["source"] == "agent" {
+			break
+		}
+		if time.Since(restoreAt) > 3*time.Minute {
+			pg.Fail("not live again after the restore: "+pid(), nil)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("restore (systemd guest): running %.1f s after the click, live agent numbers %.1f s after it", running.Seconds(), time.Since(restoreAt).Seconds())
+	pg.WaitText("the page is live again", `[data-testid=metrics-badge]`, "live · agent", 30*time.Second)
+	out := guest.run("ls /var/tmp/hearth-snap-before /var/tmp/hearth-snap-after 2>&1; date +%s")
+	if !strings.Contains(out, "\n/var/tmp/hearth-snap-before") && !strings.HasPrefix(out, "/var/tmp/hearth-snap-before") ||
+		!strings.Contains(out, "access '/var/tmp/hearth-snap-after': No such file") {
+		t.Errorf("after the restore: want the file from before the snapshot and not the one from after:\n%s", out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var guestNow int64
+	fmt.Sscan(lines[len(lines)-1], &guestNow)
+	if off := time.Since(time.Unix(guestNow, 0)); off.Abs() > 5*time.Second {
+		t.Errorf("the guest's clock is %.0f s off the host's after the restore", off.Seconds())
+	}
+	after := uptimeAt()
+	wall := time.Since(took).Seconds()
+	t.Logf("guest uptime: %.1f s at the snapshot, %.1f s after the restore (%.0f s of wall clock later)", atSnap, after, wall)
+	if after < atSnap || after > atSnap+wall-8 {
+		t.Errorf("the guest's uptime after the restore (%.1f s) does not continue from the snapshot's (%.1f s)", after, atSnap)
+	}
+	pg.WaitText("the activity list tells the clock step", `[data-testid=audit-log]`, "guest clock stepped forward", 30*time.Second)
+	if status, _ := c.do("DELETE", "/v1/vms/"+id+"/snapshots/e2e", ""); status != 204 {
+		t.Errorf("delete the snapshot: %d", status)
+	}
+}
+
 func storyStress(t *testing.T, pg browsertest.Page, c client, id string, guest guestShell, variant string) {
 	t.Helper()
 	if n := strings.TrimSpace(guest.run("nproc")); n != "1" {

@@ -53,6 +53,10 @@ func (h *handler) clock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := step(t)
+	if errors.Is(err, errAhead) {
+		writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "offset_seconds": res.Seconds})
+		return
+	}
 	if err != nil {
 		h.opts.Logger.Warn("set the clock", "error", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "cannot set the clock: " + err.Error()})
@@ -64,12 +68,20 @@ func (h *handler) clock(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// step sets the clock to t when it is off by more than the tolerance.
+// errAhead: the guest's clock is ahead of the manager's. A restored guest is always
+// behind; stepping a clock back (replaying time-limited tokens, certificates) is not
+// something this endpoint does.
+var errAhead = errors.New("the guest's clock is ahead of the manager's; the agent only steps it forward")
+
+// step sets the clock forward to t when it is behind by more than the tolerance.
 func step(t time.Time) (api.ClockResult, error) {
 	off := t.Sub(time.Now()).Seconds()
 	res := api.ClockResult{Seconds: math.Round(off*1000) / 1000}
 	if math.Abs(off) <= api.ClockTolerance {
 		return res, nil
+	}
+	if off < 0 {
+		return res, errAhead
 	}
 	if err := setClock(t); err != nil {
 		if errors.Is(err, syscall.EPERM) {

@@ -102,11 +102,11 @@ func DashboardPanel(d Dashboard) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = tile("vCPUs allocated", fmt.Sprintf("%d / %d", d.VCPUs, d.HostCPUs), "to running VMs / host CPUs").Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = tile("vCPUs allocated", fmt.Sprintf("%d / %d", d.VCPUs, d.HostCPUs), "to running and paused VMs / host CPUs").Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = tile("Memory allocated", fmt.Sprintf("%d / %d MiB", d.MemoryMiB, d.HostMemoryMiB), "to running VMs / host").Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = tile("Memory allocated", fmt.Sprintf("%d / %d MiB", d.MemoryMiB, d.HostMemoryMiB), "to running and paused VMs / host").Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
