@@ -565,7 +565,10 @@ func storySnapshot(t *testing.T, pg browsertest.Page, c client, id string, guest
 	restoreAt := time.Now()
 	pg.ClickButton("restore", `[data-testid=snapshot-restore-e2e]`)
 	var running time.Duration
-	pid := func() string { _, v := c.do("GET", "/v1/vms/"+id, ""); return fmt.Sprint(v["state"], " ", v["updated_at"]) }
+	pid := func() string {
+		_, v := c.do("GET", "/v1/vms/"+id, "")
+		return fmt.Sprint(v["state"], " ", v["updated_at"])
+	}
 	before := pid() // "running <updated_at>": the restore makes a new run
 	for {
 		if now := pid(); running == 0 && now != before && strings.HasPrefix(now, "running ") {

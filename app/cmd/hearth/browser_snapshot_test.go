@@ -27,7 +27,9 @@ func TestBrowserSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := func(method, path, body string) (int, map[string]any) { return call(t, m.URL(), token, method, path, body) }
+	api := func(method, path, body string) (int, map[string]any) {
+		return call(t, m.URL(), token, method, path, body)
+	}
 	body, _ := json.Marshal(map[string]any{"name": "ui-snap", "kernel": kernel, "initrd": initrd, "provision": false,
 		"boot_args": "console=ttyS0 panic=-1 rdinit=/init", "memory_mib": 256})
 	status, vm := api("POST", "/v1/vms", string(body))

@@ -37,7 +37,9 @@ func TestSnapshotDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := func(method, path, body string) (int, map[string]any) { return call(t, m.URL(), token, method, path, body) }
+	api := func(method, path, body string) (int, map[string]any) {
+		return call(t, m.URL(), token, method, path, body)
+	}
 	body, _ := json.Marshal(map[string]any{"name": "fills", "kernel": kernel, "initrd": initrd, "rootfs": disk, "provision": false,
 		"boot_args": "console=ttyS0 panic=-1 rdinit=/init", "memory_mib": 256})
 	status, vm := api("POST", "/v1/vms", string(body))
