@@ -46,11 +46,7 @@ func TestBrowserSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, _ := hub.Join()
-	for deadline := time.Now().Add(90 * time.Second); !strings.Contains(m.VMs.ConsoleTail(id, 200), "HEARTH-MARKER: booted"); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the guest did not boot:\n%s", m.VMs.ConsoleTail(id, 30))
-		}
-	}
+	waitBooted(t, m, id)
 	shell(t, hub, v, "\necho before > /before")
 
 	pg := browsertest.Page{T: t, Ctx: ctx, Name: "snapshot"}

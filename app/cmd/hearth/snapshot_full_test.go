@@ -62,11 +62,7 @@ func TestSnapshotDiskFull(t *testing.T) {
 		t.Fatalf("start: %d %v", status, out)
 	}
 	t.Cleanup(func() { exec.Command("pkill", "-KILL", "-f", "hearth-"+id).Run() })
-	for deadline := time.Now().Add(90 * time.Second); !strings.Contains(m.VMs.ConsoleTail(id, 200), "HEARTH-MARKER: booted"); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the guest did not boot:\n%s", m.VMs.ConsoleTail(id, 30))
-		}
-	}
+	waitBooted(t, m, id)
 
 	status, out := api("POST", "/v1/vms/"+id+"/snapshots", `{"name":"toobig"}`)
 	msg, _ := json.Marshal(out)

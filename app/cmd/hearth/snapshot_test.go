@@ -321,6 +321,16 @@ func TestSnapshotRealGuest(t *testing.T) {
 	}
 }
 
+// waitBooted waits for a qemutest guest's boot marker on the VM's console.
+func waitBooted(t *testing.T, m *Main, id string) {
+	t.Helper()
+	for deadline := time.Now().Add(90 * time.Second); !strings.Contains(m.VMs.ConsoleTail(id, 200), "HEARTH-MARKER: booted"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the guest did not boot:\n%s", m.VMs.ConsoleTail(id, 30))
+		}
+	}
+}
+
 // waitSnapshots waits until no snapshot of the VM is being taken and returns the list.
 func waitSnapshots(t *testing.T, api func(method, path, body string) (int, map[string]any), id string) []map[string]any {
 	t.Helper()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -297,22 +296,8 @@ func (m *machine) holdConsole(dir string) {
 }
 
 func (m *machine) configure(ctx context.Context, spec hypervisor.Spec, sock, fifo, logp string) error {
-	// Wait until the API socket accepts a connection, not merely exists: between its
-	// bind and its listen a connect is refused.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if conn, err := net.DialTimeout("unix", sock, time.Second); err == nil {
-			conn.Close()
-			break
-		}
-		select {
-		case <-m.Done():
-			return fmt.Errorf("firecracker exited before opening its API socket (exit %d); see %s and %s", m.Exit().Code, m.stderr, m.console)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return errors.New("firecracker did not accept connections on its API socket within 5 s")
-		}
+	if err := m.waitSocket(); err != nil {
+		return err
 	}
 	c := m.client
 	steps := []func() error{
@@ -399,12 +384,10 @@ func privateCopy(ctx context.Context, dir, id, base string) (string, error) {
 	if _, err := os.Stat(p); err == nil {
 		return p, nil
 	}
-	tmp := p + ".tmp"
-	if out, err := exec.CommandContext(ctx, "cp", "--reflink=auto", "--sparse=always", base, tmp).CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("firecracker: copy the root image %s: %v: %s", base, err, out)
+	if err := cloneFile(ctx, base, p); err != nil {
+		return "", fmt.Errorf("firecracker: copy the root image %s: %w", base, err)
 	}
-	return p, os.Rename(tmp, p)
+	return p, nil
 }
 
 func or(s, def string) string {

@@ -150,7 +150,8 @@ func (d *Driver) DropSnapshot(context.Context, hypervisor.Spec, hypervisor.Machi
 	return nil
 }
 
-// waitSocket waits until the API socket accepts connections.
+// waitSocket waits until the API socket accepts a connection, not merely exists: between
+// its bind and its listen a connect is refused.
 func (m *machine) waitSocket() error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -160,7 +161,7 @@ func (m *machine) waitSocket() error {
 		}
 		select {
 		case <-m.Done():
-			return fmt.Errorf("firecracker exited before opening its API socket (exit %d); see %s", m.Exit().Code, m.stderr)
+			return fmt.Errorf("firecracker exited before opening its API socket (exit %d); see %s and %s", m.Exit().Code, m.stderr, m.console)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
