@@ -126,7 +126,7 @@ define forbid_direct
 	  if [ -n "$$bad" ]; then echo "check-deps: $(3): $(1) imports $$bad"; exit 1; fi
 endef
 
-USECASES := app/vm|app/auth|app/metrics|app/install|app/image
+USECASES := app/vm|app/auth|app/metrics|app/install|app/image|app/node
 
 .PHONY: check-deps
 check-deps: ## enforce the dependency direction of docs/architecture.md
@@ -138,11 +138,12 @@ check-deps: ## enforce the dependency direction of docs/architecture.md
 	@bad=$$($(GO) list -deps ./views/... | grep -E '^github.com/labstack/echo'); \
 	  if [ -n "$$bad" ]; then echo "check-deps: views must not import echo: $$bad"; exit 1; fi
 	$(call forbid,./app/store/...,$(USECASES)|app/web|app/cmd|app/hypervisor|app/agent|provision|views,the store imports no use case)
-	$(call forbid,./app/vm,app/auth|app/metrics|app/install|app/image|app/web|app/cmd|provision|views,a use case imports no other use case)
-	$(call forbid,./app/auth,app/vm|app/metrics|app/install|app/image|app/web|app/cmd|app/hypervisor|provision|views,a use case imports no other use case)
-	$(call forbid,./app/metrics,app/vm|app/auth|app/install|app/image|app/web|app/cmd|provision|views,a use case imports no other use case)
-	$(call forbid,./app/install,app/vm|app/auth|app/metrics|app/image|app/web|app/cmd|app/hypervisor|views,a use case imports no other use case)
-	$(call forbid,./app/image,app/vm|app/auth|app/metrics|app/install|app/web|app/cmd|app/hypervisor|views,a use case imports no other use case)
+	$(call forbid,./app/vm,app/node|app/auth|app/metrics|app/install|app/image|app/web|app/cmd|provision|views,a use case imports no other use case)
+	$(call forbid,./app/auth,app/node|app/vm|app/metrics|app/install|app/image|app/web|app/cmd|app/hypervisor|provision|views,a use case imports no other use case)
+	$(call forbid,./app/metrics,app/node|app/vm|app/auth|app/install|app/image|app/web|app/cmd|provision|views,a use case imports no other use case)
+	$(call forbid,./app/install,app/node|app/vm|app/auth|app/metrics|app/image|app/web|app/cmd|app/hypervisor|views,a use case imports no other use case)
+	$(call forbid,./app/image,app/node|app/vm|app/auth|app/metrics|app/install|app/web|app/cmd|app/hypervisor|views,a use case imports no other use case)
+	$(call forbid,./app/node,app/vm|app/auth|app/metrics|app/install|app/image|app/web|app/cmd|app/hypervisor|provision|views,a use case imports no other use case)
 	$(call forbid,./app/hypervisor/...,$(USECASES)|app/store|app/web|app/cmd|app/agent|provision|views,drivers know nothing of use cases or the store)
 	$(call forbid,./app/console,app$$|app/(vm|auth|metrics|install|image|web|cmd|store|hypervisor|agent|config)|views|provision|guest|migrations|static,the console hub imports nothing of ours)
 	$(call forbid,./app/agent,$(USECASES)|app/store|app/web|app/cmd|app/hypervisor|provision|views,the agent client knows only the domain and guest/api)

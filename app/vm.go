@@ -72,6 +72,7 @@ type VM struct {
 	RunningDriver string // the driver that started it
 	StateReason   string // why it failed (exit status, last console lines)
 	Address       string // static IPv4 in CIDR form from the bridge network, "" for none
+	Node          string // the node that runs it (app.Node); "" for a VM made before nodes
 
 	CreatedAt time.Time
 	UpdatedAt time.Time

@@ -8,6 +8,7 @@ type VMQuery struct {
 	Name   string    // a part of the name, any case ("" matches every VM)
 	States []VMState // any of these (none: every state)
 	Not    []VMState // none of these
+	Node   string    // only the VMs of this node ("": every node's)
 	Sort   string
 	Desc   bool
 	After  *VMKey

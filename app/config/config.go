@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +50,26 @@ type Config struct {
 	// ImageDirs (HEARTH_IMAGE_DIRS) are the directories VM kernels, initrds and root
 	// filesystems must lie in; absolute. Default: the data dir's images/.
 	ImageDirs []string
+	// Node (HEARTH_NODE) names this manager among those sharing one PostgreSQL; default
+	// the host name. NodeURL (HEARTH_NODE_URL) is where the other nodes and the UI reach
+	// it; default the public URL. NodeHeartbeat (HEARTH_NODE_HEARTBEAT): how often it says
+	// it is up; three missed make it down.
+	Node          string
+	NodeURL       string
+	NodeHeartbeat time.Duration
+}
+
+var nodeName = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
+
+// DefaultNode is the host name, lowercased, as a node name ("hearth" when it has none
+// that fits).
+func DefaultNode() string {
+	h, _ := os.Hostname()
+	h = strings.ToLower(h)
+	if !nodeName.MatchString(h) {
+		return "hearth"
+	}
+	return h
 }
 
 // Load builds a Config from getenv and then args (flags without the subcommand). Flags the
@@ -157,6 +179,10 @@ func flags(c *Config, getenv func(string) string) (*flag.FlagSet, func() error) 
 	fs.Var(durationFlag{&c.StopTimeout}, "stop-timeout", "how long a stopping guest may take to power off after the ACPI power button (Firecracker: Ctrl+Alt+Del) before it is killed, e.g. 30s (HEARTH_STOP_TIMEOUT)")
 	fs.StringVar(&imageDirs, "image-dirs", env("HEARTH_IMAGE_DIRS", ""), "comma-separated directories VM kernels, initrds and root filesystems must lie in; default: the data dir's images/ (HEARTH_IMAGE_DIRS)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HEARTH_LOG_LEVEL", "info"), "debug, info, warn or error (HEARTH_LOG_LEVEL)")
+	fs.StringVar(&c.Node, "node", env("HEARTH_NODE", DefaultNode()), "this node's name among managers sharing one PostgreSQL (HEARTH_NODE; default the host name)")
+	fs.StringVar(&c.NodeURL, "node-url", env("HEARTH_NODE_URL", ""), "where other nodes and the UI reach this one (HEARTH_NODE_URL; default the public URL)")
+	c.NodeHeartbeat = envDuration("HEARTH_NODE_HEARTBEAT", 5*time.Second)
+	fs.Var(durationFlag{&c.NodeHeartbeat}, "node-heartbeat", "how often this node says it is up; three missed make it down, e.g. 5s (HEARTH_NODE_HEARTBEAT)")
 	return fs, func() error { return c.finish(errors.Join(envErrs...), cidrs, bridgeCIDR, imageDirs, jailUID, jailGID) }
 }
 
@@ -188,6 +214,19 @@ func (c *Config) finish(envErr error, cidrs, bridgeCIDR, imageDirs, jailUID, jai
 	}
 	if c.JailerGID, err = strconv.Atoi(jailGID); err != nil || c.JailerGID < 0 {
 		return fmt.Errorf("jailer gid %q is not a number", jailGID)
+	}
+	if !nodeName.MatchString(c.Node) {
+		return fmt.Errorf("node name %q: want lowercase letters, digits, '.' and '-' (at most 63, starting and ending with a letter or digit)", c.Node)
+	}
+	if c.NodeURL == "" {
+		c.NodeURL = c.PublicURL
+	}
+	if u, err := url.Parse(c.NodeURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("node url %q must be an absolute http(s) URL", c.NodeURL)
+	}
+	c.NodeURL = strings.TrimRight(c.NodeURL, "/")
+	if c.NodeHeartbeat < time.Second || c.NodeHeartbeat > time.Minute {
+		return fmt.Errorf("node heartbeat %s: want between 1s and 1m", c.NodeHeartbeat)
 	}
 	if c.MetricsInterval < time.Second || c.MetricsInterval > time.Hour {
 		return fmt.Errorf("metrics interval %s: want between 1s and 1h", c.MetricsInterval)

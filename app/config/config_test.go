@@ -26,6 +26,7 @@ func TestDefaults(t *testing.T) {
 			netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("fd00::/8")}}
 	cwd, _ := os.Getwd()
 	want.ImageDirs = []string{filepath.Join(cwd, "data", "images")}
+	want.Node, want.NodeURL, want.NodeHeartbeat = DefaultNode(), "http://127.0.0.1:8080", 5*time.Second
 	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
@@ -76,6 +77,12 @@ func TestLoadErrors(t *testing.T) {
 		{args: []string{"stray"}, part: "unexpected argument"},
 		{args: []string{"--nope"}, part: "not defined"},
 		{env: map[string]string{"HEARTH_GUEST_CIDRS": "300.0.0.0/8"}, part: "not a network"},
+		{args: []string{"--node", "Web_1"}, part: "node name"},
+		{args: []string{"--node", "-a"}, part: "node name"},
+		{env: map[string]string{"HEARTH_NODE": ""}, args: []string{"--node="}, part: "node name"},
+		{args: []string{"--node-url", "b:8080"}, part: "node url"},
+		{env: map[string]string{"HEARTH_NODE_HEARTBEAT": "100ms"}, part: "node heartbeat"},
+		{args: []string{"--node-heartbeat", "2m"}, part: "node heartbeat"},
 	} {
 		_, err := Load(tt.args, env(tt.env))
 		if err == nil || !strings.Contains(err.Error(), tt.part) {

@@ -25,6 +25,9 @@ func whereVMs(s *bun.SelectQuery, q app.VMQuery) *bun.SelectQuery {
 	if len(q.States) > 0 {
 		s = s.Where("state IN (?)", bun.In(q.States))
 	}
+	if q.Node != "" {
+		s = s.Where("node = ?", q.Node)
+	}
 	if len(q.Not) > 0 {
 		s = s.Where("state NOT IN (?)", bun.In(q.Not))
 	}
@@ -91,7 +94,8 @@ func (db *DB) CountVMs(ctx context.Context, name string) (map[app.VMState]int, e
 	return out, nil
 }
 
-// RunningVMs returns the VMs whose hypervisor runs (running or paused), by name.
-func (db *DB) RunningVMs(ctx context.Context) ([]*app.VM, error) {
-	return db.QueryVMs(ctx, app.VMQuery{States: []app.VMState{app.VMRunning, app.VMPaused}})
+// RunningVMs returns node's VMs whose hypervisor runs (running or paused), by name; every
+// node's for node "".
+func (db *DB) RunningVMs(ctx context.Context, node string) ([]*app.VM, error) {
+	return db.QueryVMs(ctx, app.VMQuery{States: []app.VMState{app.VMRunning, app.VMPaused}, Node: node})
 }

@@ -43,6 +43,7 @@ type vmRow struct {
 	RunningDriver    string         `bun:"running_driver"`
 	StateReason      string         `bun:"state_reason"`
 	Address          string         `bun:"address"`
+	Node             string         `bun:"node"`
 	CreatedAt        time.Time      `bun:"created_at"`
 	UpdatedAt        time.Time      `bun:"updated_at"`
 }
@@ -52,7 +53,7 @@ func (r *vmRow) toVM() *app.VM {
 		MemoryMiB: r.MemoryMiB, Kernel: r.Kernel, Initrd: r.Initrd, Rootfs: r.Rootfs,
 		BootArgs: r.BootArgs, MAC: r.MAC, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 		Provisioned: r.Provisioned, AgentToken: r.AgentToken, SeedSecrets: r.SeedSealed, HostKey: r.HostKey, HostKeySource: r.HostKeySource,
-		Hypervisor: r.Hypervisor, PID: r.PID, PIDIdentity: r.PIDIdentity, RunningDriver: r.RunningDriver, StateReason: r.StateReason, Address: r.Address}
+		Hypervisor: r.Hypervisor, PID: r.PID, PIDIdentity: r.PIDIdentity, RunningDriver: r.RunningDriver, StateReason: r.StateReason, Address: r.Address, Node: r.Node}
 	if r.GuestIP.Valid {
 		vm.GuestIP = r.GuestIP.String
 		vm.GuestIPSource = app.GuestIPSource(r.GuestIPSource.String)
@@ -71,7 +72,7 @@ func fromVM(vm *app.VM) *vmRow {
 		MemoryMiB: vm.MemoryMiB, Kernel: vm.Kernel, Initrd: vm.Initrd, Rootfs: vm.Rootfs,
 		BootArgs: vm.BootArgs, MAC: vm.MAC, CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt,
 		Provisioned: vm.Provisioned, AgentToken: vm.AgentToken, SeedSealed: vm.SeedSecrets, HostKey: vm.HostKey, HostKeySource: vm.HostKeySource,
-		Hypervisor: vm.Hypervisor, PID: vm.PID, PIDIdentity: vm.PIDIdentity, RunningDriver: vm.RunningDriver, StateReason: vm.StateReason, Address: vm.Address}
+		Hypervisor: vm.Hypervisor, PID: vm.PID, PIDIdentity: vm.PIDIdentity, RunningDriver: vm.RunningDriver, StateReason: vm.StateReason, Address: vm.Address, Node: vm.Node}
 	if vm.GuestIP != "" {
 		r.GuestIP = sql.NullString{String: vm.GuestIP, Valid: true}
 		r.GuestIPSource = sql.NullString{String: string(vm.GuestIPSource), Valid: true}

@@ -60,6 +60,9 @@ func (s *Service) pauser(ctx context.Context, id string) (*app.VM, *run, hypervi
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if err := s.own(vm); err != nil {
+		return nil, nil, nil, err
+	}
 	s.rt.mu.Lock()
 	r := s.rt.running[id]
 	s.rt.mu.Unlock()

@@ -26,7 +26,7 @@ func (s *Service) Reattach(ctx context.Context) error {
 	}
 	system := app.Actor{Kind: app.ActorSystem, Name: "manager"}
 	for _, vm := range vms {
-		if !vm.Busy() {
+		if !vm.Busy() || s.own(vm) != nil { // another node's VM is that node's to take over
 			continue
 		}
 		m, reason := s.takeOver(ctx, vm)

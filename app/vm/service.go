@@ -25,6 +25,24 @@ type Service struct {
 	dataDir string
 	// afterRestore runs once a VM restored from a snapshot runs again (see WithAfterRestore).
 	afterRestore func(ctx context.Context, vm *app.VM) (string, error)
+	// node is this manager's node: it makes VMs there and runs only those ("" before
+	// nodes: every VM is its own).
+	node string
+}
+
+// WithNode makes the service this node's: new VMs belong to it, and only its VMs are
+// started, stopped, re-attached and polled here.
+func (s *Service) WithNode(name string) *Service {
+	s.node = name
+	return s
+}
+
+// own refuses to act on another node's VM: only its node runs its hypervisor.
+func (s *Service) own(vm *app.VM) error {
+	if s.node != "" && vm.Node != "" && vm.Node != s.node {
+		return app.Errorf(app.ECONFLICT, "VM %s runs on node %s; this manager (node %s) runs only its own VMs: act on it there", vm.Name, vm.Node, s.node)
+	}
+	return nil
 }
 
 // WithAfterRestore sets what runs once a VM restored from a snapshot runs again: the
@@ -64,7 +82,7 @@ func (s *Service) Create(ctx context.Context, spec app.VMSpec, by app.Actor) (*a
 	}
 	vm := &app.VM{ID: app.NewID(), Name: spec.Name, Image: spec.Image, State: app.VMDefined, VCPUs: spec.VCPUs, Hypervisor: spec.Hypervisor,
 		MemoryMiB: spec.MemoryMiB, Kernel: spec.Kernel, Initrd: spec.Initrd, Rootfs: spec.Rootfs,
-		BootArgs: spec.BootArgs, MAC: newMAC()}
+		BootArgs: spec.BootArgs, MAC: newMAC(), Node: s.node}
 	token, hash := app.NewToken(app.PrefixRegistrationToken)
 	provision := s.seeder != nil
 	if spec.Provision != nil {
@@ -121,7 +139,7 @@ func (s *Service) Count(ctx context.Context, name string) (map[app.VMState]int, 
 }
 
 // Running returns the running VMs by name: what the collector polls.
-func (s *Service) Running(ctx context.Context) ([]*app.VM, error) { return s.db.RunningVMs(ctx) }
+func (s *Service) Running(ctx context.Context) ([]*app.VM, error) { return s.db.RunningVMs(ctx, s.node) }
 
 // Update changes the set fields of u on the VM. A running VM's definition cannot change.
 func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.Actor) (*app.VM, error) {
@@ -181,6 +199,9 @@ func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.
 func (s *Service) Delete(ctx context.Context, id string, by app.Actor) error {
 	vm, err := s.db.VM(ctx, id)
 	if err != nil {
+		return err
+	}
+	if err := s.own(vm); err != nil { // its files are on its node
 		return err
 	}
 	if vm.Busy() {

@@ -163,6 +163,9 @@ func (s *Service) DeleteSnapshot(ctx context.Context, id, name string, by app.Ac
 	if err != nil {
 		return err
 	}
+	if err := s.own(vm); err != nil { // its files are on its node
+		return err
+	}
 	snap, err := s.db.Snapshot(ctx, id, name)
 	if err != nil {
 		return err
@@ -189,6 +192,9 @@ func (s *Service) Restore(ctx context.Context, id, name string, by app.Actor) (*
 	}
 	vm, err := s.db.VM(ctx, id)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.own(vm); err != nil {
 		return nil, err
 	}
 	snap, err := s.db.Snapshot(ctx, id, name)

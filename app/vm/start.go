@@ -101,6 +101,9 @@ func (s *Service) launch(ctx context.Context, id string, by app.Actor, action, d
 	if err != nil {
 		return nil, err
 	}
+	if err := s.own(vm); err != nil {
+		return nil, err
+	}
 	switch vm.State {
 	case app.VMDefined, app.VMStopped, app.VMFailed:
 	default:

@@ -28,6 +28,9 @@ func (s *Service) stop(ctx context.Context, id string, by app.Actor, restart boo
 	if err != nil {
 		return nil, err
 	}
+	if err := s.own(vm); err != nil {
+		return nil, err
+	}
 	s.rt.mu.Lock()
 	r := s.rt.running[id]
 	if r == nil || r.stopping || r.op != "" {

@@ -41,6 +41,7 @@ func (s *Server) apiRoutes(g *echo.Group) {
 	g.POST("/vms/:id/snapshots/:name/restore", s.apiRestoreSnapshot, operatorOnly)
 	g.DELETE("/vms/:id/snapshots/:name", s.apiDeleteSnapshot, operatorOnly)
 	g.POST("/vms/:id/agent/install", s.apiStartInstall, operatorOnly)
+	g.GET("/nodes", s.apiNodes, operatorOnly)
 	g.GET("/images", s.apiListImages, operatorOnly)
 	g.POST("/images", s.apiCreateImage, operatorOnly)
 	g.GET("/images/:name", s.apiGetImage, operatorOnly)
@@ -122,13 +123,17 @@ type vmJSON struct {
 	CreatedAt         time.Time  `json:"created_at"`
 	UpdatedAt         time.Time  `json:"updated_at"`
 	RegistrationToken string     `json:"registration_token,omitempty"`
+	Node              string     `json:"node,omitempty"`
+	// NodeState is "down" while the VM's node misses its heartbeats: its state above is
+	// the last one recorded, and nothing is known of it since.
+	NodeState string `json:"node_state,omitempty"`
 }
 
 func toJSON(v *app.VM) vmJSON {
 	j := vmJSON{ID: v.ID, Name: v.Name, Image: v.Image, State: string(v.State), VCPUs: v.VCPUs, MemoryMiB: v.MemoryMiB,
 		Kernel: v.Kernel, Initrd: v.Initrd, Rootfs: v.Rootfs, BootArgs: v.BootArgs, MAC: v.MAC,
 		CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt, Provisioned: v.Provisioned, HostKey: v.HostKey,
-		Hypervisor: v.Hypervisor, StateReason: v.StateReason, Address: v.Address}
+		Hypervisor: v.Hypervisor, StateReason: v.StateReason, Address: v.Address, Node: v.Node}
 	if v.Provisioned {
 		j.SeedURL = "/v1/vms/" + v.ID + "/seed.iso"
 	}
@@ -159,8 +164,10 @@ func (s *Server) apiListVMs(c echo.Context) error {
 		return err
 	}
 	out := make([]vmJSON, len(p.VMs))
+	states := s.nodeStates(c.Request().Context())
 	for i, v := range p.VMs {
 		out[i] = toJSON(v)
+		out[i].NodeState = states[v.Node]
 	}
 	var next *string
 	if p.More {
@@ -219,7 +226,9 @@ func (s *Server) apiGetVM(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, toJSON(v))
+	j := toJSON(v)
+	j.NodeState = s.nodeStates(c.Request().Context())[v.Node]
+	return c.JSON(http.StatusOK, j)
 }
 
 func (s *Server) apiUpdateVM(c echo.Context) error {

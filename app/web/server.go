@@ -18,6 +18,7 @@ import (
 	"hearth/app/auth"
 	"hearth/app/image"
 	"hearth/app/metrics"
+	"hearth/app/node"
 	"hearth/app/vm"
 )
 
@@ -31,6 +32,8 @@ type Deps struct {
 	Metrics *metrics.Collector
 	// Images records, builds and imports images; nil hides them.
 	Images *image.Service
+	// Nodes lists the managers sharing the database; nil: one host, no Nodes page.
+	Nodes *node.Service
 	Ping   func(ctx context.Context) error // database health, for /healthz
 	// WriteProbe says whether the manager can still write (database and data dir); nil
 	// skips that part of /healthz.

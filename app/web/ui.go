@@ -71,6 +71,7 @@ func (s *Server) uiRoutes() {
 	in.POST("/vms/:id/agent/install", s.startInstall)
 	in.GET("/vms/:id/guest-ip", s.guestIPValue)
 	in.POST("/vms/:id/guest-ip", s.setGuestIP)
+	in.GET("/nodes", s.nodesPage)
 	in.GET("/images", s.imagesPage)
 	in.POST("/images", s.createImage)
 	in.POST("/images/oci", s.createOCIImage)

@@ -12,8 +12,8 @@ import (
 )
 
 func (s *Server) statusView(c echo.Context, rec *app.VM) pages.StatusView {
-	v := pages.StatusView{VMID: rec.ID, Name: rec.Name, State: string(rec.State), Reason: rec.StateReason, Driver: rec.RunningDriver,
-		PID: rec.PID, CSRF: csrfToken(c), CanRun: s.VMs.CanRun()}
+	v := pages.StatusView{VMID: rec.ID, Name: rec.Name, State: shownState(rec, s.nodeStates(c.Request().Context())), Reason: rec.StateReason,
+		Driver: rec.RunningDriver, PID: rec.PID, CSRF: csrfToken(c), CanRun: s.VMs.CanRun(), Node: rec.Node}
 	v.Interactive = rec.State.Live() && s.VMs.Interactive(rec.ID)
 	if rec.State != app.VMDefined && !v.Interactive {
 		v.Console = s.VMs.ConsoleTail(rec.ID, 30)

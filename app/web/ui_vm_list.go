@@ -106,8 +106,12 @@ func (s *Server) vmList(c echo.Context) (listQuery, pages.VMList, error) {
 		l.Sorts = append(l.Sorts, t)
 	}
 	now := time.Now()
+	states := s.nodeStates(ctx)
 	for _, v := range p.VMs {
-		r := pages.VMRow{ID: v.ID, Name: v.Name, State: string(v.State), VCPUs: v.VCPUs, MemoryMiB: v.MemoryMiB, GuestIP: guestIPView(v, now)}
+		r := pages.VMRow{ID: v.ID, Name: v.Name, State: shownState(v, states), VCPUs: v.VCPUs, MemoryMiB: v.MemoryMiB, GuestIP: guestIPView(v, now)}
+		if len(states) > 1 {
+			r.Node = v.Node
+		}
 		if s.Metrics != nil && v.State == app.VMRunning {
 			hist := s.Metrics.History(v.ID, now.Add(-15*time.Minute))
 			stale := 3 * s.Metrics.Interval()

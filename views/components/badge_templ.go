@@ -99,11 +99,11 @@ func StateBadge(state string) templ.Component {
 
 func stateClass(state string) string {
 	switch state {
-	case "running", "ready":
+	case "running", "ready", "up":
 		return "badge-green"
 	case "starting", "stopping", "building", "taking":
 		return "badge-amber"
-	case "failed":
+	case "failed", "down", "node down":
 		return "badge-red"
 	case "stopped":
 		return "badge-stone"

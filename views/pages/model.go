@@ -15,7 +15,8 @@ type VMRow struct {
 	VCPUs           int
 	MemoryMiB       int
 	GuestIP         GuestIPView
-	CPU, Mem        Spark // last 15 min; empty without metrics
+	CPU, Mem        Spark  // last 15 min; empty without metrics
+	Node            string // the VM's node, when there are several
 }
 
 // VMList is the polled part of the VM list: the state tabs with their counts, the rows of
@@ -123,11 +124,12 @@ type StatusView struct {
 	CSRF                string
 	CanRun              bool   // this manager runs VMs at all
 	Name                string // for the Delete button the poll keeps in step
+	Node                string // the node that runs it
 }
 
 // Busy reports whether the VM may be running, so it cannot be deleted or edited.
 func (v StatusView) Busy() bool {
-	return v.State == "starting" || v.State == "running" || v.State == "paused" || v.State == "stopping"
+	return v.State == "starting" || v.State == "running" || v.State == "paused" || v.State == "stopping" || v.State == "node down"
 }
 
 // SnapshotsView is the VM page's snapshots panel.

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	"hearth/app/image"
 	"hearth/app/install"
 	"hearth/app/metrics"
+	"hearth/app/node"
 	"hearth/app/store"
 	"hearth/app/vm"
 	"hearth/app/web"
@@ -44,6 +47,7 @@ type Main struct {
 	Jobs    *install.Jobs
 	Images  *image.Service
 	Metrics *metrics.Collector
+	Nodes   *node.Service
 
 	ln     net.Listener
 	server *http.Server
@@ -56,7 +60,8 @@ type Main struct {
 	NetworkNote string
 	prov        *provision.Provisioner
 	closed      sync.Once
-	err         error // Close's outcome
+	err         error              // Close's outcome
+	stop        context.CancelFunc // ends the background loops (collector, heartbeat, sweeps)
 }
 
 // openServices opens and migrates the store and builds the use-case services. Only a
@@ -92,7 +97,11 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger, s
 		db.Close()
 		return nil, err
 	}
-	vms := vm.NewService(db, rules, cfg.DataDir).WithSeeder(prov).WithRuntime(rt)
+	vms := vm.NewService(db, rules, cfg.DataDir).WithSeeder(prov).WithRuntime(rt).WithNode(cfg.Node)
+	self := app.Node{Name: cfg.Node, URL: cfg.NodeURL, CPUs: runtime.NumCPU(), MemoryMiB: hostMemoryMiB(), Version: version, Interval: cfg.NodeHeartbeat}
+	if rt.Network != nil {
+		self.Network = rt.Network.Network().String()
+	}
 	if rt.Network != nil && cfg.AllocateIPs {
 		vms.WithAllocator(rt.Network)
 		prov.Gateway = rt.Network.Gateway().String()
@@ -105,6 +114,7 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger, s
 		Network: rt.Network, NetworkNote: note, prov: prov,
 		Metrics: metrics.New(vms, metrics.Options{Interval: cfg.MetricsInterval, Logger: logger, Store: db}),
 		Auth:    auth.NewService(db, throttle(logger), 0),
+		Nodes:   &node.Service{DB: db, Self: self, Logger: logger},
 	}, nil
 }
 
@@ -146,6 +156,11 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	if err != nil {
 		return fail(fmt.Errorf("listen on %s: %w", cfg.Listen, err))
 	}
+	// The node first: on SQLite a database that is another node's is refused before
+	// anything is taken over.
+	if err := m.Nodes.Register(ctx); err != nil {
+		return fail(fmt.Errorf("node %s: %w", cfg.Node, err))
+	}
 	if err := m.VMs.Reattach(ctx); err != nil {
 		return fail(fmt.Errorf("re-attach running VMs: %w", err))
 	}
@@ -170,8 +185,10 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	if err != nil {
 		return fail(err)
 	}
+	ctx, m.stop = context.WithCancel(ctx)
 	go m.Metrics.Run(ctx)
-	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Metrics: m.Metrics, Images: m.Images, Ping: m.DB.Ping,
+	go m.Nodes.Run(ctx)
+	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Metrics: m.Metrics, Images: m.Images, Nodes: m.Nodes, Ping: m.DB.Ping,
 		WriteProbe: (&writeProbe{db: m.DB, dataDir: cfg.DataDir}).check, Logger: logger,
 		SecureCookies: cfg.SecureCookies(), Version: version, NetworkNote: m.NetworkNote, ConsoleIdle: cfg.ConsoleIdle})
 	m.web = h
@@ -215,6 +232,22 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	return m, nil
 }
 
+// hostMemoryMiB is the host's memory (MemTotal), 0 when /proc/meminfo cannot be read.
+func hostMemoryMiB() int {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kb int
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kb)
+			return kb >> 10
+		}
+	}
+	return 0
+}
+
 // URL is where the manager serves, as an operator on this host would open it: listening on
 // every interface ("0.0.0.0", "[::]") it is the loopback address.
 func (m *Main) URL() string {
@@ -249,6 +282,9 @@ func (m *Main) Close() error {
 func (m *Main) close() error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if m.stop != nil {
+		m.stop()
+	}
 	err := m.server.Shutdown(sctx)
 	if m.guest != nil {
 		m.guest.Close()

@@ -191,3 +191,6 @@ func (n *Net) masquerade() error {
 
 // Gateway is the bridge's address: the guests' default route.
 func (n *Net) Gateway() netip.Addr { return n.cfg.CIDR.Addr() }
+
+// Network is the bridge's network, e.g. 10.77.0.0/24.
+func (n *Net) Network() netip.Prefix { return n.cfg.CIDR.Masked() }

@@ -1,0 +1,109 @@
+// Package node is the use case of several hosts on one PostgreSQL: this manager's node
+// record and its heartbeat, and the list of nodes with their state (up, or down after
+// app.MissedBeats missed heartbeats). SQLite is one host: a second node is refused there.
+package node
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"hearth/app"
+	"hearth/app/store"
+)
+
+// Service keeps this node's record and reads everyone's.
+type Service struct {
+	DB     *store.DB
+	Self   app.Node // Name, URL, CPUs, MemoryMiB, Network, Version, Interval
+	Logger *slog.Logger
+}
+
+// Status is a node as the Nodes page and GET /v1/nodes show it.
+type Status struct {
+	*app.Node
+	State   string // app.NodeUp or app.NodeDown
+	VMs     int    // VMs that belong to it
+	Running int    // of those, running or paused
+	Self    bool   // this manager
+}
+
+// Register records this node as up and gives it the VMs made before nodes existed.
+func (s *Service) Register(ctx context.Context) error {
+	return s.DB.RegisterNode(ctx, &s.Self)
+}
+
+// Run heartbeats every Interval until ctx ends. A failed heartbeat is logged; the next
+// one tries again (after three misses the others see this node down).
+func (s *Service) Run(ctx context.Context) {
+	t := time.NewTicker(s.Self.Interval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		hctx, cancel := context.WithTimeout(ctx, s.Self.Interval)
+		at, err := s.DB.Heartbeat(hctx, s.Self.Name)
+		cancel()
+		switch {
+		case app.ErrorCode(err) == app.ENOTFOUND: // someone removed the record: make it again
+			err = s.Register(ctx)
+		case err == nil:
+			s.Self.HeartbeatAt = at
+		}
+		if err != nil && !failing && ctx.Err() == nil {
+			s.logger().Warn("node heartbeat failed; the other nodes see this one down after three", "node", s.Self.Name, "error", err)
+		} else if err == nil && failing {
+			s.logger().Info("node heartbeat works again", "node", s.Self.Name)
+		}
+		failing = err != nil
+	}
+}
+
+// List is every node with its state now and its VMs.
+func (s *Service) List(ctx context.Context) ([]Status, error) {
+	nodes, err := s.DB.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, running, err := s.DB.NodeVMCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := make([]Status, len(nodes))
+	for i, n := range nodes {
+		out[i] = Status{Node: n, State: n.StateAt(now), VMs: all[n.Name], Running: running[n.Name], Self: n.Name == s.Self.Name}
+	}
+	return out, nil
+}
+
+// States maps each node's name to its state now, for the VM pages' "node down".
+func (s *Service) States(ctx context.Context) (map[string]string, error) {
+	nodes, err := s.DB.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := make(map[string]string, len(nodes))
+	for _, n := range nodes {
+		out[n.Name] = n.StateAt(now)
+	}
+	return out, nil
+}
+
+// OneHost reports whether the database is SQLite, which serves one host.
+func (s *Service) OneHost() bool { return s.DB.Dialect() == "sqlite" }
+
+// Name is this node's name.
+func (s *Service) Name() string { return s.Self.Name }
+
+func (s *Service) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
