@@ -1,6 +1,9 @@
 package app
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // User is an operator who signs in to the UI.
 type User struct {
@@ -40,6 +43,12 @@ func (a Actor) String() string {
 	return a.Kind + ":" + a.Name
 }
 
+// ParseActor reads back what String wrote (the address is not in it).
+func ParseActor(s, addr string) Actor {
+	kind, name, _ := strings.Cut(s, ":")
+	return Actor{Kind: kind, Name: name, Addr: addr}
+}
+
 // AuditEntry is one line of the audit log: who did what to which VM, from where.
 type AuditEntry struct {
 	ID     int64
@@ -64,6 +73,7 @@ const (
 	AuditVMStop       = "vm.stop"
 	AuditVMState      = "vm.state"
 	AuditVMPause      = "vm.pause"
+	AuditVMAction     = "vm.action" // a lifecycle action asked of another node
 	AuditVMResume     = "vm.resume"
 	AuditSnapshot     = "vm.snapshot"         // taken (or failed)
 	AuditRestore      = "vm.snapshot_restore" // a VM restored from one of its snapshots

@@ -31,6 +31,7 @@ type DB struct {
 	dialect migrations.Dialect
 	// Where reports where the data lives, for logs: a file path or a redacted URL.
 	Where string
+	dsn   string // PostgreSQL's, for the connection that LISTENs
 }
 
 // SQLiteFile is the database file name inside the data dir.
@@ -72,7 +73,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
 	sqldb.SetMaxOpenConns(16)
-	db := &DB{bun: bun.NewDB(sqldb, pgdialect.New()), dialect: migrations.Postgres, Where: redact(dsn)}
+	db := &DB{bun: bun.NewDB(sqldb, pgdialect.New()), dialect: migrations.Postgres, Where: redact(dsn), dsn: dsn}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.bun.PingContext(pingCtx); err != nil {

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -30,11 +29,12 @@ func (s *Server) apiRoutes(g *echo.Group) {
 	g.GET("/vms/:id/seed.iso", s.seedISO, operatorOnly)
 	g.GET("/vms/:id/metrics", s.apiVMMetrics, operatorOnly)
 	g.GET("/vms/:id/console", s.apiConsole, operatorOnly)
-	g.POST("/vms/:id/start", s.apiLifecycle(s.VMs.Start, http.StatusOK), operatorOnly)
-	g.POST("/vms/:id/stop", s.apiLifecycle(s.VMs.Stop, http.StatusAccepted), operatorOnly)
-	g.POST("/vms/:id/restart", s.apiLifecycle(s.VMs.Restart, http.StatusAccepted), operatorOnly)
-	g.POST("/vms/:id/pause", s.apiLifecycle(s.VMs.Pause, http.StatusOK), operatorOnly)
-	g.POST("/vms/:id/resume", s.apiLifecycle(s.VMs.Resume, http.StatusOK), operatorOnly)
+	g.POST("/vms/:id/start", s.apiLifecycle(app.ActionStart, http.StatusOK), operatorOnly)
+	g.POST("/vms/:id/stop", s.apiLifecycle(app.ActionStop, http.StatusAccepted), operatorOnly)
+	g.POST("/vms/:id/restart", s.apiLifecycle(app.ActionRestart, http.StatusAccepted), operatorOnly)
+	g.POST("/vms/:id/pause", s.apiLifecycle(app.ActionPause, http.StatusOK), operatorOnly)
+	g.POST("/vms/:id/resume", s.apiLifecycle(app.ActionResume, http.StatusOK), operatorOnly)
+	g.GET("/actions/:id", s.apiAction, operatorOnly)
 	g.GET("/vms/:id/snapshots", s.apiListSnapshots, operatorOnly)
 	g.POST("/vms/:id/snapshots", s.apiTakeSnapshot, operatorOnly)
 	g.GET("/vms/:id/snapshots/:name", s.apiGetSnapshot, operatorOnly)
@@ -127,6 +127,8 @@ type vmJSON struct {
 	// NodeState is "down" while the VM's node misses its heartbeats: its state above is
 	// the last one recorded, and nothing is known of it since.
 	NodeState string `json:"node_state,omitempty"`
+	// QueuedAction is the action a lifecycle request queued for the VM's node.
+	QueuedAction *actionJSON `json:"queued_action,omitempty"`
 }
 
 func toJSON(v *app.VM) vmJSON {
@@ -281,14 +283,52 @@ func (s *Server) seedISO(c echo.Context) error {
 	return c.Attachment(path, v.Name+"-seed.iso")
 }
 
-// apiLifecycle serves POST /v1/vms/{id}/start|stop|restart. Start answers 200 once the VM
-// runs; stop and restart answer 202 with the VM stopping.
-func (s *Server) apiLifecycle(op func(context.Context, string, app.Actor) (*app.VM, error), status int) echo.HandlerFunc {
+// apiLifecycle serves POST /v1/vms/{id}/start|stop|restart|pause|resume. Start answers 200
+// once the VM runs; stop and restart answer 202 with the VM stopping. A VM of another node
+// gets the action queued for that node: 202 with the VM as it is and the queued_action
+// (GET /v1/actions/{id} follows it).
+func (s *Server) apiLifecycle(action string, status int) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		v, err := op(c.Request().Context(), c.Param("id"), actor(c))
+		v, queued, err := s.VMs.Ask(c.Request().Context(), c.Param("id"), action, actor(c))
 		if err != nil {
 			return err
 		}
-		return c.JSON(status, toJSON(v))
+		j := toJSON(v)
+		if queued != nil {
+			a := toActionJSON(queued)
+			j.QueuedAction, status = &a, http.StatusAccepted
+		}
+		return c.JSON(status, j)
 	}
+}
+
+type actionJSON struct {
+	ID         string     `json:"id"`
+	VMID       string     `json:"vm_id"`
+	Node       string     `json:"node"`
+	Action     string     `json:"action"`
+	State      string     `json:"state"` // queued, running, done, failed
+	Error      string     `json:"error,omitempty"`
+	By         string     `json:"by"`
+	CreatedAt  time.Time  `json:"created_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	Href       string     `json:"href"`
+}
+
+func toActionJSON(a *app.VMAction) actionJSON {
+	j := actionJSON{ID: a.ID, VMID: a.VMID, Node: a.Node, Action: a.Action, State: a.State, Error: a.Error, By: a.Actor,
+		CreatedAt: a.CreatedAt, Href: "/v1/actions/" + a.ID}
+	if !a.FinishedAt.IsZero() {
+		j.FinishedAt = &a.FinishedAt
+	}
+	return j
+}
+
+// apiAction is GET /v1/actions/{id}: a queued action and how it ended.
+func (s *Server) apiAction(c echo.Context) error {
+	a, err := s.VMs.Action(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toActionJSON(a))
 }

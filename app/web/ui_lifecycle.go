@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -18,6 +17,12 @@ func (s *Server) statusView(c echo.Context, rec *app.VM) pages.StatusView {
 	if rec.State != app.VMDefined && !v.Interactive {
 		v.Console = s.VMs.ConsoleTail(rec.ID, 30)
 	}
+	if pending, err := s.VMs.PendingActions(c.Request().Context(), rec.ID); err == nil {
+		now := time.Now()
+		for _, a := range pending {
+			v.Pending = append(v.Pending, a.Action+" · asked of node "+a.Node+" by "+a.Actor+" "+ago(now, a.CreatedAt)+" · "+a.State)
+		}
+	}
 	return v
 }
 
@@ -32,10 +37,10 @@ func (s *Server) vmStatus(c echo.Context) error {
 
 // uiLifecycle serves the Start, Stop and Restart buttons: the panel comes back swapped in
 // place (with the refusal in it, if any), and the activity list reloads.
-func (s *Server) uiLifecycle(op func(context.Context, string, app.Actor) (*app.VM, error)) echo.HandlerFunc {
+func (s *Server) uiLifecycle(action string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		_, opErr := op(ctx, c.Param("id"), actor(c))
+		_, _, opErr := s.VMs.Ask(ctx, c.Param("id"), action, actor(c))
 		rec, err := s.VMs.Get(ctx, c.Param("id"))
 		if err != nil {
 			return err

@@ -124,7 +124,8 @@ type StatusView struct {
 	CSRF                string
 	CanRun              bool   // this manager runs VMs at all
 	Name                string // for the Delete button the poll keeps in step
-	Node                string // the node that runs it
+	Node                string   // the node that runs it
+	Pending             []string // actions queued for its node, not yet carried out
 }
 
 // Busy reports whether the VM may be running, so it cannot be deleted or edited.

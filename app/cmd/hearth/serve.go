@@ -188,6 +188,7 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	ctx, m.stop = context.WithCancel(ctx)
 	go m.Metrics.Run(ctx)
 	go m.Nodes.Run(ctx)
+	go m.VMs.RunActions(ctx, 2*cfg.NodeHeartbeat, logger)
 	h := web.New(web.Deps{VMs: m.VMs, Auth: m.Auth, Installs: m.Jobs, Metrics: m.Metrics, Images: m.Images, Nodes: m.Nodes, Ping: m.DB.Ping,
 		WriteProbe: (&writeProbe{db: m.DB, dataDir: cfg.DataDir}).check, Logger: logger,
 		SecureCookies: cfg.SecureCookies(), Version: version, NetworkNote: m.NetworkNote, ConsoleIdle: cfg.ConsoleIdle})

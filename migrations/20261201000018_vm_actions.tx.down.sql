@@ -1,0 +1,1 @@
+DROP TABLE vm_actions;
