@@ -139,7 +139,9 @@ func (s *Service) Count(ctx context.Context, name string) (map[app.VMState]int, 
 }
 
 // Running returns the running VMs by name: what the collector polls.
-func (s *Service) Running(ctx context.Context) ([]*app.VM, error) { return s.db.RunningVMs(ctx, s.node) }
+func (s *Service) Running(ctx context.Context) ([]*app.VM, error) {
+	return s.db.RunningVMs(ctx, s.node)
+}
 
 // Update changes the set fields of u on the VM. A running VM's definition cannot change.
 func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.Actor) (*app.VM, error) {

@@ -34,7 +34,7 @@ type Deps struct {
 	Images *image.Service
 	// Nodes lists the managers sharing the database; nil: one host, no Nodes page.
 	Nodes *node.Service
-	Ping   func(ctx context.Context) error // database health, for /healthz
+	Ping  func(ctx context.Context) error // database health, for /healthz
 	// WriteProbe says whether the manager can still write (database and data dir); nil
 	// skips that part of /healthz.
 	WriteProbe func(ctx context.Context) error

@@ -122,8 +122,8 @@ type StatusView struct {
 	Interactive         bool   // the running VM's console is held: the page's terminal shows it
 	Error               string // why the last action was refused
 	CSRF                string
-	CanRun              bool   // this manager runs VMs at all
-	Name                string // for the Delete button the poll keeps in step
+	CanRun              bool     // this manager runs VMs at all
+	Name                string   // for the Delete button the poll keeps in step
 	Node                string   // the node that runs it
 	Pending             []string // actions queued for its node, not yet carried out
 }
