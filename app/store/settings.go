@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -41,4 +42,21 @@ func (db *DB) SetSetting(ctx context.Context, key, value string) error {
 		}
 		return nil
 	})
+}
+
+// SettingsWithPrefix returns the kept values whose keys start with prefix, by key.
+func (db *DB) SettingsWithPrefix(ctx context.Context, prefix string) (map[string]string, error) {
+	var rows []settingRow
+	if err := db.bun.NewSelect().Model(&rows).Where("key LIKE ? ESCAPE '\\'", likePrefix(prefix)).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("store: read settings %s*: %w", prefix, err)
+	}
+	out := make(map[string]string, len(rows))
+	for _, r := range rows {
+		out[r.Key] = r.Value
+	}
+	return out, nil
+}
+
+func likePrefix(p string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(p) + "%"
 }

@@ -7,13 +7,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 
+	"hearth/app/config"
 	"hearth/app/hypervisor/hostnet"
+	"hearth/internal/testkit/storetest"
 	"hearth/internal/testkit/testenv"
 )
 
@@ -57,7 +60,7 @@ func TestDefaultNetwork(t *testing.T) {
 	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.77.1.1/24" {
 		t.Errorf("hearth0's addresses: %v", addrs)
 	}
-	if kept, _ := m.DB.Setting(context.Background(), bridgeSetting); kept != "10.77.1.1/24" {
+	if kept, _ := m.DB.Setting(context.Background(), bridgeSetting+"/"+m.Config.Node); kept != "10.77.1.1/24" {
 		t.Errorf("the choice kept in the database: %q", kept)
 	}
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(m.URL(), "http://"))
@@ -128,7 +131,7 @@ func TestNoNetworkSaysWhy(t *testing.T) {
 	if _, err := netlink.LinkByName("hearth0"); err == nil {
 		t.Error("a bridge was made")
 	}
-	if kept, _ := m.DB.Setting(context.Background(), bridgeSetting); kept != "" {
+	if kept, _ := m.DB.SettingsWithPrefix(context.Background(), bridgeSetting); len(kept) != 0 {
 		t.Errorf("a choice was recorded: %q", kept)
 	}
 	token, _ := m.Auth.CreateAPIToken(context.Background(), "t", cliActor)
@@ -150,5 +153,39 @@ func TestNoNetworkSaysWhy(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(page), `data-testid="network-note"`) || !strings.Contains(string(page), "CAP_NET_ADMIN") {
 		t.Errorf("the VM page does not say VMs get no network (%d):\n%.2000s", resp.StatusCode, page)
+	}
+}
+
+// TestNodeNetworks (PostgreSQL): nodes sharing a database each get their own bridge /24:
+// the first node adopts the one host's network of before nodes, the next one a free /24
+// none of them uses, and each keeps its own at its next start.
+func TestNodeNetworks(t *testing.T) {
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	if err := db.SetSetting(ctx, bridgeSetting, "10.77.5.1/24"); err != nil { // the one host of before
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, name := range []string{"alpha", "beta", "gamma", "alpha", "beta"} {
+		p, err := nodeNetwork(ctx, config.Config{Node: name, Bridge: "hearth-test-none"}, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := got[name]; ok && prev != p.String() {
+			t.Errorf("%s chose %s, then %s", name, prev, p)
+		}
+		got[name] = p.String()
+	}
+	t.Logf("networks: %v", got)
+	if got["alpha"] != "10.77.5.1/24" {
+		t.Errorf("the first node did not adopt the network of before nodes: %v", got)
+	}
+	seen := map[string]string{}
+	for n, p := range got {
+		pp := netip.MustParsePrefix(p).Masked().String()
+		if other, ok := seen[pp]; ok {
+			t.Errorf("%s and %s share %s", n, other, pp)
+		}
+		seen[pp] = n
 	}
 }

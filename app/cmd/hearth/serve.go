@@ -395,7 +395,8 @@ func runtimeFor(ctx context.Context, cfg config.Config, db *store.DB, logger *sl
 	return rt, note, nil
 }
 
-// bridgeSetting keeps the network the manager chose for its bridge.
+// bridgeSetting keeps the network each node chose for its bridge: bridge_cidr/<node>
+// (bridge_cidr alone: the one host of before nodes, adopted by the first node).
 const bridgeSetting = "bridge_cidr"
 
 // canManageLinks says whether this process may make its bridge (a variable so that a test
@@ -415,25 +416,63 @@ func network(ctx context.Context, cfg config.Config, db *store.DB) (*hostnet.Net
 		if err := canManageLinks(); err != nil {
 			return nil, fmt.Sprintf("VMs get no network: %s. Run the manager as root (or with CAP_NET_ADMIN) and it makes its bridge %s, or set HEARTH_BRIDGE_CIDR to a bridge network of yours.", err, cfg.Bridge), nil
 		}
-		kept, err := db.Setting(ctx, bridgeSetting)
-		if err != nil {
+		var err error
+		if cidr, err = nodeNetwork(ctx, cfg, db); err != nil {
 			return nil, "", err
-		}
-		if cidr, err = netip.ParsePrefix(kept); err != nil {
-			used, err := hostnet.InUse(cfg.Bridge)
-			if err != nil {
-				return nil, "", err
-			}
-			if cidr, err = hostnet.Choose(hostnet.DefaultPool, used); err != nil {
-				return nil, "", err
-			}
-			if err := db.SetSetting(ctx, bridgeSetting, cidr.String()); err != nil {
-				return nil, "", err
-			}
 		}
 	}
 	n, err := hostnet.New(hostnet.Config{Bridge: cfg.Bridge, CIDR: cidr, Masquerade: cfg.Masquerade})
 	return n, "", err
+}
+
+// nodeNetwork is this node's own bridge network: the one it chose before, or a free /24 of
+// hostnet.DefaultPool that neither this host nor any other node uses (several hosts on one
+// PostgreSQL each get their own, so guest addresses never clash), kept in the database.
+func nodeNetwork(ctx context.Context, cfg config.Config, db *store.DB) (netip.Prefix, error) {
+	key := bridgeSetting + "/" + cfg.Node
+	for attempt := 0; ; attempt++ {
+		kept, err := db.SettingsWithPrefix(ctx, bridgeSetting)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if mine, err := netip.ParsePrefix(kept[key]); err == nil {
+			if holder := clash(kept, key, mine); holder == "" || holder > cfg.Node || attempt > 3 {
+				return mine, nil // the lower node name keeps a network two nodes chose at once
+			}
+		} else if old, err := netip.ParsePrefix(kept[bridgeSetting]); err == nil && clash(kept, key, old) == "" {
+			// The network of the one host before nodes: the first node to start keeps it.
+			if err := db.SetSetting(ctx, key, old.String()); err != nil {
+				return netip.Prefix{}, err
+			}
+			continue
+		}
+		used, err := hostnet.InUse(cfg.Bridge)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		for k, v := range kept {
+			if p, err := netip.ParsePrefix(v); err == nil && k != key {
+				used = append(used, p.Masked())
+			}
+		}
+		chosen, err := hostnet.Choose(hostnet.DefaultPool, used)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if err := db.SetSetting(ctx, key, chosen.String()); err != nil {
+			return netip.Prefix{}, err
+		}
+	}
+}
+
+// clash names another node whose kept network overlaps p ("" for none).
+func clash(kept map[string]string, key string, p netip.Prefix) string {
+	for k, v := range kept {
+		if other, err := netip.ParsePrefix(v); err == nil && k != key && k != bridgeSetting && other.Overlaps(p) {
+			return strings.TrimPrefix(k, bridgeSetting+"/")
+		}
+	}
+	return ""
 }
 
 // guestEndpoints makes the VMs' network ready and lets guests reach the manager on it: the
