@@ -49,6 +49,7 @@ type Store interface {
 	CompactSamples(ctx context.Context, now time.Time, rawFor, keepFor time.Duration, batch int) (int, error)
 	Samples(ctx context.Context, vmID string, since time.Time) ([]store.SampleRow, error)
 	Minutes(ctx context.Context, vmID string, since time.Time) ([]store.MinuteRow, error)
+	LatestSample(ctx context.Context, vmID string, since time.Time) (store.SampleRow, bool, error)
 }
 
 // Collector polls every running VM each interval.
@@ -401,13 +402,49 @@ func (c *Collector) Persisted(ctx context.Context, id string, since time.Time) (
 	}
 	out := make([]Sample, len(rows))
 	for i, r := range rows {
-		out[i] = Sample{Time: r.At, Source: r.Source, CPUPercent: r.CPU, MemPercent: r.Mem, NetRxBps: r.NetRx,
-			NetTxBps: r.NetTx, DiskReadBps: r.DiskRead, DiskWriteBps: r.DiskWrite, ProgWriteBps: r.ProgWrite, PageInBps: r.PageIn}
-		if r.HostRSS != nil {
-			out[i].HostRSSBytes = uint64(*r.HostRSS)
-		}
+		out[i] = fromRow(r)
 	}
 	return out, nil
+}
+
+func fromRow(r store.SampleRow) Sample {
+	s := Sample{Time: r.At, Source: r.Source, CPUPercent: r.CPU, MemPercent: r.Mem, NetRxBps: r.NetRx,
+		NetTxBps: r.NetTx, DiskReadBps: r.DiskRead, DiskWriteBps: r.DiskWrite, ProgWriteBps: r.ProgWrite, PageInBps: r.PageIn}
+	if r.HostRSS != nil {
+		s.HostRSSBytes = uint64(*r.HostRSS)
+	}
+	return s
+}
+
+// Remote is what the database knows of a VM that another node polls (its owner persists
+// each round's samples): the badge its newest stored sample gives, and that sample. A
+// sample older than three intervals is stale, as for this node's own VMs.
+func (c *Collector) Remote(ctx context.Context, v *app.VM, now time.Time) (Status, Sample, bool) {
+	switch {
+	case v.State == app.VMPaused:
+		return Status{State: StatusPaused, Source: FromPaused, Why: "the VM is paused"}, Sample{}, false
+	case !v.State.Live() || c.opts.Store == nil:
+		return Status{State: StatusStopped}, Sample{}, false
+	}
+	r, ok, err := c.opts.Store.LatestSample(ctx, v.ID, now.Add(-15*time.Minute))
+	if err != nil || !ok {
+		why := "no sample from node " + v.Node + " yet"
+		if err != nil {
+			why = err.Error()
+		}
+		return Status{State: StatusWaiting, Why: why}, Sample{}, false
+	}
+	s := fromRow(r)
+	age := now.Sub(s.Time)
+	switch {
+	case age > 3*c.opts.Interval:
+		return Status{State: StatusStale, Source: s.Source, Age: age}, s, true
+	case s.Source == FromHost:
+		return Status{State: StatusHost, Source: s.Source, Age: age, Why: "its node's agent poll failed"}, s, true
+	case s.Source == FromPaused:
+		return Status{State: StatusPaused, Source: s.Source, Age: age}, s, true
+	}
+	return Status{State: StatusLive, Source: s.Source, Age: age}, s, true
 }
 
 // Averages returns a VM's stored one-minute averages since t, as samples stamped at the

@@ -23,6 +23,9 @@ type vmMetricsJSON struct {
 	// this run (null and [] before it answered).
 	PageCache   *api.PageCache   `json:"page_cache"`
 	Filesystems []api.Filesystem `json:"filesystems"`
+	// Node is set when another node polls the VM: the figures are its newest stored sample
+	// (page cache and filesystems stay on that node).
+	Node string `json:"node,omitempty"`
 }
 
 func (s *Server) apiVMMetrics(c echo.Context) error {
@@ -34,6 +37,16 @@ func (s *Server) apiVMMetrics(c echo.Context) error {
 		return err
 	}
 	now := time.Now()
+	if s.remote(v) { // another node polls it: its newest sample in the database
+		st, sample, ok := s.Metrics.Remote(c.Request().Context(), v, now)
+		out := vmMetricsJSON{Status: st.State, Why: st.Why, Filesystems: []api.Filesystem{}, Node: v.Node}
+		if ok {
+			out.Sample, out.Time = sample, &sample.Time
+			age := now.Sub(sample.Time).Seconds()
+			out.AgeSeconds = &age
+		}
+		return c.JSON(http.StatusOK, out)
+	}
 	st := s.Metrics.StatusOf(v, now)
 	out := vmMetricsJSON{Status: st.State, Why: st.Why, PageCache: s.Metrics.GuestIO(v), Filesystems: []api.Filesystem{}}
 	if fss, _ := s.Metrics.Filesystems(v); fss != nil {

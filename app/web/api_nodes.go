@@ -60,6 +60,11 @@ func (s *Server) nodeStates(ctx context.Context) map[string]string {
 	return states
 }
 
+// remote reports whether another node runs (and polls) v.
+func (s *Server) remote(v *app.VM) bool {
+	return s.Nodes != nil && v.Node != "" && v.Node != s.Nodes.Name()
+}
+
 // shownState is what the pages say a VM is: its recorded state, or "node down" while its
 // node misses its heartbeats (the record is then the last word from it, not the truth).
 func shownState(v *app.VM, states map[string]string) string {

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"hearth/app"
+	"hearth/app/metrics"
 	"hearth/app/node"
+	"hearth/app/store"
 	"hearth/app/vm"
 	"hearth/internal/testkit/storetest"
 )
@@ -144,5 +146,55 @@ func TestNodesAndNodeDown(t *testing.T) {
 	}
 	if status, body := e.api("GET", "/v1/actions/nope", "", ""); status != 404 {
 		t.Errorf("an unknown action: %d %s", status, body)
+	}
+}
+
+// TestRemoteMetrics (PostgreSQL): alpha shows the live numbers of a VM that beta polls, from
+// the samples beta's collector stores each round: live with the agent's figures on the API
+// and the VM page, with a chart; stale once beta's samples stop for three intervals.
+func TestRemoteMetrics(t *testing.T) {
+	db := storetest.Postgres(t)
+	e := newEnv(t, db)
+	ctx := context.Background()
+	alpha := &node.Service{DB: db, Self: app.Node{Name: "alpha", URL: "http://127.0.0.1:1", Interval: time.Second}}
+	if err := alpha.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RegisterNode(ctx, &app.Node{Name: "beta", URL: "http://127.0.0.1:2", Interval: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	e.vms.WithNode("alpha")
+	v := &app.VM{ID: "on-beta", Name: "web-b", State: app.VMRunning, VCPUs: 1, MemoryMiB: 256, MAC: "02:00:00:00:00:02", Node: "beta"}
+	if err := db.CreateVM(ctx, v, "hb", nil); err != nil {
+		t.Fatal(err)
+	}
+	c := metrics.New(e.vms, metrics.Options{Interval: time.Second, Store: db})
+	e.srv.Config.Handler = New(Deps{VMs: e.vms, Auth: e.auth, Nodes: alpha, Metrics: c, Ping: db.Ping})
+	metricsOf := func() map[string]any {
+		_, body := e.api("GET", "/v1/vms/on-beta/metrics", "", "")
+		var m map[string]any
+		json.Unmarshal([]byte(body), &m)
+		return m
+	}
+	if m := metricsOf(); m["status"] != "waiting" || m["node"] != "beta" {
+		t.Errorf("before beta stored a sample: %v", m)
+	}
+	cpu, mem := 42.5, 61.0
+	for i := 3; i >= 0; i-- { // what beta's collector stores, one row a round
+		if err := db.InsertSamples(ctx, []store.SampleRow{{VMID: "on-beta", At: time.Now().Add(-time.Duration(i) * time.Second).UTC(), Source: "agent", CPU: &cpu, Mem: &mem}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := metricsOf(); m["status"] != "live" || m["source"] != "agent" || m["cpu_usage_percent"] != 42.5 || m["memory_usage_percent"] != 61.0 {
+		t.Errorf("beta's VM on alpha's API: %v", m)
+	}
+	e.signIn()
+	_, _, page := e.do("GET", "/vms/on-beta", "", nil)
+	if !strings.Contains(page, "live · agent") || !strings.Contains(page, "42.5 %") || !strings.Contains(page, "61.0 %") {
+		t.Errorf("beta's VM on alpha's page lacks the live figures")
+	}
+	time.Sleep(3100 * time.Millisecond)
+	if m := metricsOf(); m["status"] != "stale" {
+		t.Errorf("after beta's samples stopped: %v", m)
 	}
 }

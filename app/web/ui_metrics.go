@@ -26,6 +26,13 @@ func (s *Server) metricsView(ctx context.Context, rec *app.VM, window string) *p
 	}
 	now := time.Now()
 	st := s.Metrics.StatusOf(rec, now)
+	// Another node polls this VM: what its samples in the database say.
+	remote := s.remote(rec)
+	var remoteSample metrics.Sample
+	var haveRemote bool
+	if remote {
+		st, remoteSample, haveRemote = s.Metrics.Remote(ctx, rec, now)
+	}
 	v := &pages.MetricsView{VMID: rec.ID, Badge: st.State, Window: window, Every: s.Metrics.Interval()}
 	age := fmt.Sprintf("%.0f s ago", st.Age.Seconds())
 	switch st.State {
@@ -42,10 +49,12 @@ func (s *Server) metricsView(ctx context.Context, rec *app.VM, window string) *p
 	default:
 		v.Label = "live · " + st.Source + " · " + age
 	}
-	if sample, ok := s.Metrics.Latest(rec); ok && st.State != metrics.StatusStopped {
+	if sample, ok := s.Metrics.Latest(rec); remote && haveRemote {
+		v.Stats = stats(remoteSample)
+	} else if ok && !remote && st.State != metrics.StatusStopped {
 		v.Stats = stats(sample)
 	}
-	if rec.State.Live() {
+	if rec.State.Live() && !remote {
 		fss, at := s.Metrics.Filesystems(rec)
 		v.Filesystems = fsBars(fss)
 		if len(v.Filesystems) > 0 && st.State != metrics.StatusLive {
@@ -57,7 +66,7 @@ func (s *Server) metricsView(ctx context.Context, rec *app.VM, window string) *p
 		gap := 3 * s.Metrics.Interval()
 		var hist []metrics.Sample
 		switch {
-		case w <= s.Metrics.Kept(): // memory holds it
+		case w <= s.Metrics.Kept() && !remote: // memory holds it
 			hist = s.Metrics.History(rec.ID, now.Add(-w))
 		case window == "7d": // the week: the stored minute averages
 			hist, gap = s.readHistory(ctx, rec.ID, now.Add(-w), s.Metrics.Averages), 3*time.Minute
