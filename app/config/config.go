@@ -57,6 +57,10 @@ type Config struct {
 	Node          string
 	NodeURL       string
 	NodeHeartbeat time.Duration
+	// ClusterSecret (the file HEARTH_CLUSTER_SECRET_FILE names) is what nodes present to
+	// each other: the same on every node, at least 32 bytes; "" for none (one node, or
+	// nodes that cannot reach each other's consoles).
+	ClusterSecret string
 }
 
 var nodeName = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
@@ -149,7 +153,7 @@ func flags(c *Config, getenv func(string) string) (*flag.FlagSet, func() error) 
 	}
 	fs := flag.NewFlagSet("hearth", flag.ContinueOnError)
 	fs.Usage = func() {} // the command prints its own usage for --help
-	var cidrs, bridgeCIDR, imageDirs string
+	var cidrs, bridgeCIDR, imageDirs, clusterSecretFile string
 	fs.StringVar(&c.Listen, "listen", env("HEARTH_LISTEN", "127.0.0.1:8080"), "address to serve HTTP on (HEARTH_LISTEN)")
 	fs.StringVar(&c.DataDir, "data-dir", env("HEARTH_DATA_DIR", "./data"), "directory for the SQLite database and VM files (HEARTH_DATA_DIR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env("HEARTH_DATABASE_URL", ""), "postgres:// URL; empty uses SQLite in the data dir (HEARTH_DATABASE_URL)")
@@ -181,9 +185,15 @@ func flags(c *Config, getenv func(string) string) (*flag.FlagSet, func() error) 
 	fs.StringVar(&c.LogLevel, "log-level", env("HEARTH_LOG_LEVEL", "info"), "debug, info, warn or error (HEARTH_LOG_LEVEL)")
 	fs.StringVar(&c.Node, "node", env("HEARTH_NODE", DefaultNode()), "this node's name among managers sharing one PostgreSQL (HEARTH_NODE; default the host name)")
 	fs.StringVar(&c.NodeURL, "node-url", env("HEARTH_NODE_URL", ""), "where other nodes and the UI reach this one (HEARTH_NODE_URL; default the public URL)")
+	fs.StringVar(&clusterSecretFile, "cluster-secret-file", env("HEARTH_CLUSTER_SECRET_FILE", ""), "a file holding the secret nodes present to each other, the same on every node (HEARTH_CLUSTER_SECRET_FILE)")
 	c.NodeHeartbeat = envDuration("HEARTH_NODE_HEARTBEAT", 5*time.Second)
 	fs.Var(durationFlag{&c.NodeHeartbeat}, "node-heartbeat", "how often this node says it is up; three missed make it down, e.g. 5s (HEARTH_NODE_HEARTBEAT)")
-	return fs, func() error { return c.finish(errors.Join(envErrs...), cidrs, bridgeCIDR, imageDirs, jailUID, jailGID) }
+	return fs, func() error {
+		if err := c.finish(errors.Join(envErrs...), cidrs, bridgeCIDR, imageDirs, jailUID, jailGID); err != nil {
+			return err
+		}
+		return c.readClusterSecret(clusterSecretFile)
+	}
 }
 
 // finish checks what flags and environment gave and fills the derived fields.
@@ -326,4 +336,28 @@ func (c Config) GuestsCannotReach() bool {
 	}
 	a, err := netip.ParseAddr(h)
 	return err == nil && a.IsLoopback()
+}
+
+// readClusterSecret reads the nodes' shared secret from path ("" for none): one line of at
+// least 32 bytes, in a file only its owner may read.
+func (c *Config) readClusterSecret(path string) error {
+	if path == "" {
+		return nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("cluster secret file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("cluster secret file %s is readable by others (mode %o): chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cluster secret file: %w", err)
+	}
+	c.ClusterSecret = strings.TrimSpace(string(b))
+	if len(c.ClusterSecret) < 32 || strings.ContainsAny(c.ClusterSecret, " \t\r\n") {
+		return fmt.Errorf("cluster secret file %s: want one line of at least 32 characters without spaces (e.g. openssl rand -hex 32)", path)
+	}
+	return nil
 }

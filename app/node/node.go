@@ -5,6 +5,9 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"log/slog"
 	"time"
 
@@ -17,7 +20,13 @@ type Service struct {
 	DB     *store.DB
 	Self   app.Node // Name, URL, CPUs, MemoryMiB, Network, Version, Interval
 	Logger *slog.Logger
+	// Secret is what nodes present to each other (config.ClusterSecret); "" for none.
+	// The database keeps its SHA-256 only, so that a node with another secret is refused.
+	Secret string
 }
+
+// secretSetting keeps the SHA-256 of the cluster's node secret.
+const secretSetting = "cluster_secret_sha256"
 
 // Status is a node as the Nodes page and GET /v1/nodes show it.
 type Status struct {
@@ -28,9 +37,58 @@ type Status struct {
 	Self    bool   // this manager
 }
 
-// Register records this node as up and gives it the VMs made before nodes existed.
+// Register records this node as up and gives it the VMs made before nodes existed. A node
+// whose secret differs from the one the cluster's first node recorded is refused.
 func (s *Service) Register(ctx context.Context) error {
+	if s.Secret != "" {
+		sum := sha256.Sum256([]byte(s.Secret))
+		mine := hex.EncodeToString(sum[:])
+		kept, err := s.DB.Setting(ctx, secretSetting)
+		if err != nil {
+			return err
+		}
+		switch {
+		case kept == "":
+			if err := s.DB.SetSetting(ctx, secretSetting, mine); err != nil {
+				return err
+			}
+		case subtle.ConstantTimeCompare([]byte(kept), []byte(mine)) != 1:
+			return app.Errorf(app.EFORBIDDEN, "this node's cluster secret (HEARTH_CLUSTER_SECRET_FILE) is not the one the other nodes use: give every node the same file")
+		}
+	}
 	return s.DB.RegisterNode(ctx, &s.Self)
+}
+
+// Authorized reports whether presented is the cluster's node secret (constant time, over
+// hashes, so its length does not show); never without a secret.
+func (s *Service) Authorized(presented string) bool {
+	if s.Secret == "" || presented == "" {
+		return false
+	}
+	a, b := sha256.Sum256([]byte(presented)), sha256.Sum256([]byte(s.Secret))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// Peer is where to reach node name for something only it can do (its VMs' consoles), and
+// the credential to present; an error says why it cannot be reached.
+func (s *Service) Peer(ctx context.Context, name string) (url, credential string, err error) {
+	if s.Secret == "" {
+		return "", "", app.Errorf(app.EUNAVAILABLE, "node %s cannot be reached from this node: the nodes share no secret (set the same HEARTH_CLUSTER_SECRET_FILE on every node)", name)
+	}
+	nodes, err := s.DB.Nodes(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	for _, n := range nodes {
+		if n.Name != name {
+			continue
+		}
+		if n.StateAt(time.Now()) == app.NodeDown {
+			return "", "", app.Errorf(app.EUNAVAILABLE, "node %s is down (no heartbeat for %s)", name, time.Since(n.HeartbeatAt).Round(time.Second))
+		}
+		return n.URL, "Node " + s.Secret, nil
+	}
+	return "", "", app.Errorf(app.EUNAVAILABLE, "node %s is not registered", name)
 }
 
 // Run heartbeats every Interval until ctx ends. A failed heartbeat is logged; the next

@@ -12,9 +12,10 @@ import (
 
 // Context keys.
 const (
-	keyActor   = "actor"    // app.Actor of the request
-	keyGuestVM = "guest_vm" // id of the VM whose registration token authenticated the request
-	keyUser    = "user"     // *app.User signed in through the UI
+	keyActor    = "actor"     // app.Actor of the request
+	keyGuestVM  = "guest_vm"  // id of the VM whose registration token authenticated the request
+	keyNodeCall = "node_call" // set when another node called (nodeAuth)
+	keyUser     = "user"      // *app.User signed in through the UI
 )
 
 func (s *Server) apiRoutes(g *echo.Group) {

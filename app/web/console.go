@@ -63,6 +63,13 @@ func (s *Server) join(id string) (leave func(), err error) {
 
 func (s *Server) streamConsole(c echo.Context) error {
 	ctx, id, by := c.Request().Context(), c.Param("id"), actor(c)
+	if v, err := s.VMs.Get(ctx, id); err == nil && s.remote(v) {
+		if c.Get(keyNodeCall) != nil {
+			return app.Errorf(app.ECONFLICT, "VM %s runs on node %s, not here", v.Name, v.Node)
+		}
+		// Its node holds the console: the session is passed on there (and audited there).
+		return s.proxyToNode(c, v, "/v1/node/vms/"+id+"/console")
+	}
 	hub, err := s.VMs.Console(ctx, id)
 	if err != nil {
 		return err

@@ -105,6 +105,7 @@ func New(d Deps) *Server {
 	e.GET("/healthz", s.healthz)
 	e.GET("/metrics", s.promMetrics, s.bearer, operatorOnly)
 	s.staticRoutes()
+	s.nodeRoutes(e.Group("/v1/node"))
 	s.apiRoutes(e.Group("/v1"))
 	s.uiRoutes()
 	return s

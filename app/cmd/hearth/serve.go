@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,7 +115,7 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger, s
 		Network: rt.Network, NetworkNote: note, prov: prov,
 		Metrics: metrics.New(vms, metrics.Options{Interval: cfg.MetricsInterval, Logger: logger, Store: db}),
 		Auth:    auth.NewService(db, throttle(logger), 0),
-		Nodes:   &node.Service{DB: db, Self: self, Logger: logger},
+		Nodes:   &node.Service{DB: db, Self: self, Logger: logger, Secret: cfg.ClusterSecret},
 	}, nil
 }
 
@@ -157,7 +158,14 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 		return fail(fmt.Errorf("listen on %s: %w", cfg.Listen, err))
 	}
 	// The node first: on SQLite a database that is another node's is refused before
-	// anything is taken over.
+	// anything is taken over. A node URL on port 0 (listen on any free port) is the port
+	// the listener got.
+	if u, err := url.Parse(m.Nodes.Self.URL); err == nil && u.Port() == "0" {
+		if _, port, err := net.SplitHostPort(m.ln.Addr().String()); err == nil {
+			u.Host = net.JoinHostPort(u.Hostname(), port)
+			m.Nodes.Self.URL = u.String()
+		}
+	}
 	if err := m.Nodes.Register(ctx); err != nil {
 		return fail(fmt.Errorf("node %s: %w", cfg.Node, err))
 	}

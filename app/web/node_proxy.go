@@ -1,0 +1,84 @@
+package web
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"hearth/app"
+)
+
+// Headers a node sends with a request it passes on for someone: who, and from where. Only
+// trusted with the node credential.
+const (
+	hdrActor     = "X-Hearth-Actor"
+	hdrActorAddr = "X-Hearth-Actor-Addr"
+)
+
+// nodeRoutes are the endpoints other nodes call for what only this node can do (its VMs'
+// consoles): /v1/node/…, with the cluster's node credential (Authorization: Node <secret>)
+// and nothing else; an operator's token is refused there.
+func (s *Server) nodeRoutes(g *echo.Group) {
+	g.Use(s.nodeAuth)
+	g.GET("/vms/:id/console", s.streamConsole)
+	g.Any("/*", func(c echo.Context) error { return app.Errorf(app.ENOTFOUND, "no such node endpoint") })
+}
+
+// nodeAuth admits the other nodes only: the act is recorded as the operator the calling
+// node passes on (its X-Hearth-Actor), from the address it says.
+func (s *Server) nodeAuth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		scheme, secret, _ := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
+		if s.Nodes == nil || !strings.EqualFold(scheme, "Node") || !s.Nodes.Authorized(secret) {
+			s.Logger.Warn("node endpoint refused", "path", c.Request().URL.Path, "remote", c.RealIP())
+			return app.Errorf(app.EUNAUTHORIZED, "node endpoints take the cluster's node credential (Authorization: Node <secret>), nothing else")
+		}
+		by := app.ParseActor(c.Request().Header.Get(hdrActor), c.Request().Header.Get(hdrActorAddr))
+		if by.Kind != app.ActorUser && by.Kind != app.ActorToken {
+			by = app.Actor{Kind: app.ActorSystem, Name: "node", Addr: c.RealIP()}
+		}
+		c.Set(keyActor, by)
+		c.Set(keyNodeCall, true)
+		return next(c)
+	}
+}
+
+// proxyToNode passes the request on to the VM's node at path, with the node credential and
+// the operator's name, and relays the answer (a WebSocket upgrade too). The operator's own
+// credentials (cookie, token) and the browser's Origin stay here.
+func (s *Server) proxyToNode(c echo.Context, v *app.VM, path string) error {
+	base, cred, err := s.Nodes.Peer(c.Request().Context(), v.Node)
+	if err != nil {
+		return err
+	}
+	target, err := url.Parse(base)
+	if err != nil {
+		return app.Errorf(app.EUNAVAILABLE, "node %s has a bad URL %q", v.Node, base)
+	}
+	by := actor(c)
+	p := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.URL.Path, r.Out.URL.RawPath, r.Out.URL.RawQuery = path, "", ""
+			for _, h := range []string{"Cookie", "Origin", echo.HeaderAuthorization, hdrActor, hdrActorAddr, "X-Forwarded-For"} {
+				r.Out.Header.Del(h)
+			}
+			r.Out.Header.Set(echo.HeaderAuthorization, cred)
+			r.Out.Header.Set(hdrActor, by.String())
+			r.Out.Header.Set(hdrActorAddr, by.Addr)
+		},
+		Transport: &http.Transport{ResponseHeaderTimeout: 15 * time.Second, DisableCompression: true},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.Logger.Warn("node unreachable", "node", v.Node, "url", base, "error", err)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadGateway)
+			w.Write([]byte(`{"error":{"code":"unavailable","message":"node ` + v.Node + ` did not answer"}}`)) //nolint:errcheck
+		},
+	}
+	p.ServeHTTP(c.Response(), c.Request())
+	return nil
+}
