@@ -43,7 +43,9 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	on := func(m *Main) func(method, path, body string) (int, map[string]any) {
-		return func(method, path, body string) (int, map[string]any) { return call(t, m.URL(), token, method, path, body) }
+		return func(method, path, body string) (int, map[string]any) {
+			return call(t, m.URL(), token, method, path, body)
+		}
 	}
 	a, b := on(alpha), on(beta)
 	_, nodes := a("GET", "/v1/nodes", "")
