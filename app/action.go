@@ -26,6 +26,7 @@ const (
 	ActionRestart = "restart"
 	ActionPause   = "pause"
 	ActionResume  = "resume"
+	ActionDelete  = "delete"
 )
 
 // Action states.

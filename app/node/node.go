@@ -8,7 +8,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"math"
+	"strings"
 	"time"
 
 	"hearth/app"
@@ -34,7 +37,57 @@ type Status struct {
 	State   string // app.NodeUp or app.NodeDown
 	VMs     int    // VMs that belong to it
 	Running int    // of those, running or paused
-	Self    bool   // this manager
+	// AllocatedMiB and AllocatedVCPUs are what its running (and starting, paused) VMs hold.
+	AllocatedMiB, AllocatedVCPUs int
+	Self                         bool // this manager
+}
+
+// FreeMiB is the node's memory its running VMs leave (a node that could not read its
+// memory counts as having plenty).
+func (st Status) FreeMiB() int {
+	if st.MemoryMiB == 0 {
+		return math.MaxInt32 - st.AllocatedMiB
+	}
+	return st.MemoryMiB - st.AllocatedMiB
+}
+
+// Place chooses the node a new VM of memoryMiB goes to: want, if given (it must be up and
+// have the room), else the up node with the most free memory that fits (ties: by name).
+// The error names the nodes and what each has free.
+func (s *Service) Place(ctx context.Context, want string, memoryMiB int) (string, error) {
+	list, err := s.List(ctx)
+	if err != nil {
+		return "", err
+	}
+	var best *Status
+	var seen []string
+	for i := range list {
+		n := &list[i]
+		desc := fmt.Sprintf("%s (%s, %d MiB free)", n.Name, n.State, n.FreeMiB())
+		seen = append(seen, desc)
+		if want != "" && n.Name != want {
+			continue
+		}
+		if want != "" {
+			switch {
+			case n.State != app.NodeUp:
+				return "", app.Errorf(app.EUNAVAILABLE, "node %s is down: a VM cannot be placed there now", want)
+			case n.FreeMiB() < memoryMiB:
+				return "", app.Errorf(app.EINVALID, "node %s has %d MiB free, and the VM needs %d MiB", want, n.FreeMiB(), memoryMiB)
+			}
+			return want, nil
+		}
+		if n.State == app.NodeUp && n.FreeMiB() >= memoryMiB && (best == nil || n.FreeMiB() > best.FreeMiB()) {
+			best = n
+		}
+	}
+	if want != "" {
+		return "", app.Errorf(app.EINVALID, "there is no node named %q; the nodes: %s", want, strings.Join(seen, ", "))
+	}
+	if best == nil {
+		return "", app.Errorf(app.EINVALID, "no up node has %d MiB free for this VM: %s", memoryMiB, strings.Join(seen, ", "))
+	}
+	return best.Name, nil
 }
 
 // Register records this node as up and gives it the VMs made before nodes existed. A node
@@ -127,14 +180,16 @@ func (s *Service) List(ctx context.Context) ([]Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	all, running, err := s.DB.NodeVMCounts(ctx)
+	loads, err := s.DB.NodeLoads(ctx)
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
 	out := make([]Status, len(nodes))
 	for i, n := range nodes {
-		out[i] = Status{Node: n, State: n.StateAt(now), VMs: all[n.Name], Running: running[n.Name], Self: n.Name == s.Self.Name}
+		l := loads[n.Name]
+		out[i] = Status{Node: n, State: n.StateAt(now), VMs: l.VMs, Running: l.Running, AllocatedMiB: l.MemoryMiB,
+			AllocatedVCPUs: l.VCPUs, Self: n.Name == s.Self.Name}
 	}
 	return out, nil
 }

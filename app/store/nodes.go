@@ -87,23 +87,36 @@ func (db *DB) Nodes(ctx context.Context) ([]*app.Node, error) {
 	return out, nil
 }
 
-// NodeVMCounts is how many VMs each node has, and how many of them run (running or paused).
-func (db *DB) NodeVMCounts(ctx context.Context) (all, running map[string]int, err error) {
+// NodeLoad is what a node's VMs take: how many there are, how many run (running or
+// paused), and the vCPUs and memory those hold.
+type NodeLoad struct {
+	VMs, Running     int
+	VCPUs, MemoryMiB int
+}
+
+// NodeLoads is each node's load, by name.
+func (db *DB) NodeLoads(ctx context.Context) (map[string]NodeLoad, error) {
 	var rows []struct {
 		Node  string `bun:"node"`
 		State string `bun:"state"`
 		N     int    `bun:"n"`
+		CPUs  int    `bun:"cpus"`
+		Mem   int    `bun:"mem"`
 	}
 	if err := db.bun.NewSelect().Model((*vmRow)(nil)).Column("node", "state").ColumnExpr("COUNT(*) AS n").
-		Group("node", "state").Scan(ctx, &rows); err != nil {
-		return nil, nil, fmt.Errorf("store: count VMs by node: %w", err)
+		ColumnExpr("SUM(vcpus) AS cpus").ColumnExpr("SUM(memory_mib) AS mem").Group("node", "state").Scan(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("store: count VMs by node: %w", err)
 	}
-	all, running = map[string]int{}, map[string]int{}
+	out := map[string]NodeLoad{}
 	for _, r := range rows {
-		all[r.Node] += r.N
-		if app.VMState(r.State).Live() {
-			running[r.Node] += r.N
+		l := out[r.Node]
+		l.VMs += r.N
+		if app.VMState(r.State).Live() || app.VMState(r.State) == app.VMStarting {
+			l.Running += r.N
+			l.VCPUs += r.CPUs
+			l.MemoryMiB += r.Mem
 		}
+		out[r.Node] = l
 	}
-	return all, running, nil
+	return out, nil
 }

@@ -65,8 +65,9 @@ func TestNodes(t *testing.T) {
 		mustCreate(t, db, v)
 		db.SetRun(ctx, "b1", store.Run{State: app.VMRunning, PID: 1}, nil)
 		db.SetRun(ctx, "a1", store.Run{State: app.VMPaused, PID: 1}, nil)
-		if all, running, err := db.NodeVMCounts(ctx); err != nil || all["alpha"] != 1 || all["beta"] != 1 || running["beta"] != 1 || running["alpha"] != 1 {
-			t.Errorf("counts: %v %v %v", all, running, err)
+		if l, err := db.NodeLoads(ctx); err != nil || l["alpha"].VMs != 1 || l["beta"].VMs != 1 || l["beta"].Running != 1 || l["alpha"].Running != 1 ||
+			l["beta"].MemoryMiB != 512 || l["beta"].VCPUs != 2 {
+			t.Errorf("loads: %v %v", l, err)
 		}
 		for node, want := range map[string]string{"alpha": "a1", "beta": "b1", "": "a1,b1"} {
 			vms, err := db.RunningVMs(ctx, node)

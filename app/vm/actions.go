@@ -37,6 +37,13 @@ func (s *Service) actionOp(action string) (func(context.Context, string, app.Act
 	op, ok := map[string]func(context.Context, string, app.Actor) (*app.VM, error){
 		app.ActionStart: s.Start, app.ActionStop: s.Stop, app.ActionRestart: s.Restart,
 		app.ActionPause: s.Pause, app.ActionResume: s.Resume,
+		app.ActionDelete: func(ctx context.Context, id string, by app.Actor) (*app.VM, error) {
+			v, err := s.db.VM(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			return v, s.Delete(ctx, id, by)
+		},
 	}[action]
 	return op, ok
 }

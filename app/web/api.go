@@ -196,6 +196,9 @@ type vmSpecJSON struct {
 	Initrd     *string `json:"initrd"`
 	Rootfs     *string `json:"rootfs"`
 	BootArgs   *string `json:"boot_args"`
+	// Node is where to make it (create only): that node, or the up node with the most
+	// free memory that fits when absent.
+	Node *string `json:"node,omitempty"`
 }
 
 func (j vmSpecJSON) update() app.VMUpdate {
@@ -214,6 +217,18 @@ func (s *Server) apiCreateVM(c echo.Context) error {
 	}
 	spec := app.VMSpec{Provision: body.Provision}
 	body.update().Apply(&spec)
+	if target, err := s.placement(c, body.Node, spec.MemoryMiB); err != nil {
+		return err
+	} else if target != "" {
+		// Another node makes it: its seed's secrets are sealed with its own key, its
+		// images are its own. The answer is that node's.
+		body.Node = nil
+		status, answer, err := s.callNode(c, target, http.MethodPost, "/v1/node/vms", body)
+		if err != nil {
+			return err
+		}
+		return c.JSONBlob(status, answer)
+	}
 	v, token, err := s.VMs.Create(c.Request().Context(), spec, actor(c))
 	if err != nil {
 		return err
@@ -245,6 +260,9 @@ func (s *Server) apiUpdateVM(c echo.Context) error {
 	if body.Provision != nil {
 		return app.Invalid(map[string]string{"provision": "is chosen at creation and cannot change"})
 	}
+	if body.Node != nil {
+		return app.Invalid(map[string]string{"node": "a VM stays on the node it was made on"})
+	}
 	v, err := s.VMs.Update(c.Request().Context(), c.Param("id"), body.update(), actor(c))
 	if err != nil {
 		return err
@@ -252,9 +270,18 @@ func (s *Server) apiUpdateVM(c echo.Context) error {
 	return c.JSON(http.StatusOK, toJSON(v))
 }
 
+// apiDeleteVM is DELETE /v1/vms/{id}: 204; for another node's VM 202 with the queued
+// action (its files are on that node).
 func (s *Server) apiDeleteVM(c echo.Context) error {
-	if err := s.VMs.Delete(c.Request().Context(), c.Param("id"), actor(c)); err != nil {
+	v, queued, err := s.VMs.Ask(c.Request().Context(), c.Param("id"), app.ActionDelete, actor(c))
+	if err != nil {
 		return err
+	}
+	if queued != nil {
+		j := toJSON(v)
+		a := toActionJSON(queued)
+		j.QueuedAction = &a
+		return c.JSON(http.StatusAccepted, j)
 	}
 	return c.NoContent(http.StatusNoContent)
 }

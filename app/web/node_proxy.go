@@ -1,6 +1,10 @@
 package web
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -10,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"hearth/app"
+	"hearth/app/vm"
 )
 
 // Headers a node sends with a request it passes on for someone: who, and from where. Only
@@ -25,6 +30,7 @@ const (
 func (s *Server) nodeRoutes(g *echo.Group) {
 	g.Use(s.nodeAuth)
 	g.GET("/vms/:id/console", s.streamConsole)
+	g.POST("/vms", s.apiCreateVM) // placed here by another node
 	g.Any("/*", func(c echo.Context) error { return app.Errorf(app.ENOTFOUND, "no such node endpoint") })
 }
 
@@ -82,3 +88,63 @@ func (s *Server) proxyToNode(c echo.Context, v *app.VM, path string) error {
 	p.ServeHTTP(c.Response(), c.Request())
 	return nil
 }
+
+// placement is the node a new VM goes to: "" for this one. A node asked by another makes
+// it here; otherwise want, or the up node with the most free memory that fits.
+func (s *Server) placement(c echo.Context, want *string, memoryMiB int) (string, error) {
+	if s.Nodes == nil || c.Get(keyNodeCall) != nil {
+		if want != nil && *want != "" && (s.Nodes == nil || *want != s.Nodes.Name()) {
+			return "", app.Errorf(app.EINVALID, "node %q: this manager makes VMs on itself only", *want)
+		}
+		return "", nil
+	}
+	if memoryMiB == 0 {
+		memoryMiB = vm.DefaultMemoryMiB
+	}
+	w := ""
+	if want != nil {
+		w = *want
+	}
+	target, err := s.Nodes.Place(c.Request().Context(), w, memoryMiB)
+	if err != nil || target == s.Nodes.Name() {
+		return "", err
+	}
+	return target, nil
+}
+
+// callNode sends body as JSON to node's path with the node credential and the operator's
+// name, and returns its status and answer.
+func (s *Server) callNode(c echo.Context, node, method, path string, body any) (int, []byte, error) {
+	base, cred, err := s.Nodes.Peer(c.Request().Context(), node)
+	if err != nil {
+		return 0, nil, err
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(b))
+	if err != nil {
+		return 0, nil, app.Errorf(app.EUNAVAILABLE, "node %s has a bad URL %q", node, base)
+	}
+	by := actor(c)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(echo.HeaderAuthorization, cred)
+	req.Header.Set(hdrActor, by.String())
+	req.Header.Set(hdrActorAddr, by.Addr)
+	resp, err := nodeClient.Do(req)
+	if err != nil {
+		return 0, nil, app.Errorf(app.EUNAVAILABLE, "node %s did not answer: %s", node, err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, nil, app.Errorf(app.EUNAVAILABLE, "node %s's answer: %s", node, err)
+	}
+	return resp.StatusCode, answer, nil
+}
+
+var nodeClient = &http.Client{Timeout: 30 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

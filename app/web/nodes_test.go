@@ -81,8 +81,13 @@ func TestNodesAndNodeDown(t *testing.T) {
 	if p, _ := e.vms.PendingActions(ctx, "on-beta"); len(p) != 1 {
 		t.Errorf("pending: %v", p)
 	}
-	if status, body := e.api("DELETE", "/v1/vms/on-beta", "", ""); status != 409 || !strings.Contains(body, "runs on node beta") {
-		t.Errorf("alpha deleted beta's VM: %d %s", status, body)
+	status, body = e.api("DELETE", "/v1/vms/on-beta", "", "")
+	var deleted struct {
+		QueuedAction struct{ ID, Action string } `json:"queued_action"`
+	}
+	json.Unmarshal([]byte(body), &deleted)
+	if status != 202 || deleted.QueuedAction.Action != "delete" {
+		t.Errorf("delete of beta's VM asked of alpha: %d %s", status, body)
 	}
 	e.signIn()
 	_, _, page := e.do("GET", "/vms/on-beta", "", nil)
@@ -132,6 +137,9 @@ func TestNodesAndNodeDown(t *testing.T) {
 	t.Logf("caught up on return: %.0f ms; %v: %v", took.Seconds()*1000, a["state"], a["error"])
 	if a["state"] != "failed" || !strings.Contains(fmt.Sprint(a["error"]), "runs no hypervisor") || a["by"] != "token:test" {
 		t.Errorf("the queued stop on beta: %v", a)
+	}
+	if a, _ := waitAction(deleted.QueuedAction.ID); a["state"] != "failed" || !strings.Contains(fmt.Sprint(a["error"]), "stop it before deleting") {
+		t.Errorf("the queued delete of a running VM on beta: %v", a)
 	}
 	time.Sleep(100 * time.Millisecond) // listening
 	_, body = e.api("POST", "/v1/vms/on-beta/restart", "", "")

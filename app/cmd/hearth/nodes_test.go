@@ -53,12 +53,19 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 		t.Fatalf("nodes: %v", nodes)
 	}
 	body, _ := json.Marshal(map[string]any{"name": "on-beta", "kernel": kernel, "initrd": initrd, "provision": false,
-		"boot_args": "console=ttyS0 panic=-1 rdinit=/init", "memory_mib": 256})
-	status, vm := b("POST", "/v1/vms", string(body))
-	if status != 201 || vm["node"] != "beta" {
-		t.Fatalf("create on beta: %d %v", status, vm)
+		"boot_args": "console=ttyS0 panic=-1 rdinit=/init", "memory_mib": 256, "node": "beta"})
+	status, vm := a("POST", "/v1/vms", string(body)) // asked of alpha, made by beta
+	if status != 201 || vm["node"] != "beta" || vm["registration_token"] == nil {
+		t.Fatalf("create on beta through alpha: %d %v", status, vm)
 	}
 	id := vm["id"].(string)
+	if _, err := os.Stat(filepath.Join(beta.Config.DataDir, "vms", id)); err != nil && vm["provisioned"] == true {
+		t.Errorf("beta has no directory for its VM: %v", err)
+	}
+	if status, out := a("POST", "/v1/vms", `{"name":"nowhere","provision":false,"node":"gamma"}`); status != 400 ||
+		!strings.Contains(fmt.Sprint(out), "no node named") || !strings.Contains(fmt.Sprint(out), "beta (up") {
+		t.Errorf("create on an unknown node: %d %v", status, out)
+	}
 	t.Cleanup(func() { exec.Command("pkill", "-KILL", "-f", "hearth-"+id).Run() })
 
 	waitAction := func(what string, out map[string]any) (map[string]any, time.Duration) {
@@ -90,6 +97,11 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 	}
 	if _, v := a("GET", "/v1/vms/"+id, ""); v["state"] != "running" || v["node_state"] != "up" {
 		t.Errorf("on alpha after the start: %v", v)
+	}
+	// Placement: beta's VM holds 256 MiB there, so the next VM without a node goes to alpha
+	// (the same host's memory on both).
+	if status, placed := b("POST", "/v1/vms", `{"name":"placed","provision":false,"memory_mib":128}`); status != 201 || placed["node"] != "alpha" {
+		t.Errorf("placement asked of beta: %d %v", status, placed)
 	}
 
 	// The console through alpha: the session is passed on to beta, which holds it.
@@ -140,5 +152,26 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 		t.Errorf("stop: %v", act)
 	} else {
 		t.Logf("stop asked of alpha, carried out by beta in %.0f ms", took.Seconds()*1000)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, v := a("GET", "/v1/vms/"+id, ""); v["state"] == "stopped" {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("never stopped: %v", v)
+		}
+	}
+	// Delete from alpha: beta deletes it, its files (on beta) too.
+	status, out = a("DELETE", "/v1/vms/"+id, "")
+	if status != 202 {
+		t.Fatalf("delete from alpha: %d %v", status, out)
+	}
+	if act, _ := waitAction("delete", out); act["state"] != app.ActionDone {
+		t.Errorf("delete: %v", act)
+	}
+	if status, _ := a("GET", "/v1/vms/"+id, ""); status != 404 {
+		t.Errorf("after the delete: %d", status)
+	}
+	if _, err := os.Stat(filepath.Join(beta.Config.DataDir, "vms", id)); !os.IsNotExist(err) {
+		t.Errorf("beta kept the deleted VM's files: %v", err)
 	}
 }
