@@ -50,6 +50,7 @@ type Store interface {
 	Samples(ctx context.Context, vmID string, since time.Time) ([]store.SampleRow, error)
 	Minutes(ctx context.Context, vmID string, since time.Time) ([]store.MinuteRow, error)
 	LatestSample(ctx context.Context, vmID string, since time.Time) (store.SampleRow, bool, error)
+	OnceInCluster(ctx context.Context, name string, f func(context.Context) error) (bool, error)
 }
 
 // Collector polls every running VM each interval.
@@ -378,16 +379,20 @@ func row(vmID string, s Sample) store.SampleRow {
 
 // Compact folds old raw samples into minute averages and expires what is past keeping.
 func (c *Collector) Compact(ctx context.Context, now time.Time) {
-	for {
-		n, err := c.opts.Store.CompactSamples(ctx, now, c.opts.RawFor, c.opts.KeepFor, 5000)
-		if err != nil {
-			c.countError("store")
-			c.opts.Logger.Warn("metrics: compact samples", "error", err)
-			return
+	// Once per cluster: nodes sharing a PostgreSQL compact the same table.
+	ran, err := c.opts.Store.OnceInCluster(ctx, "hearth.compact_samples", func(ctx context.Context) error {
+		for {
+			n, err := c.opts.Store.CompactSamples(ctx, now, c.opts.RawFor, c.opts.KeepFor, 5000)
+			if err != nil || n < 5000 {
+				return err
+			}
 		}
-		if n < 5000 {
-			return
-		}
+	})
+	if err != nil {
+		c.countError("store")
+		c.opts.Logger.Warn("metrics: compact samples", "error", err)
+	} else if !ran {
+		c.opts.Logger.Debug("metrics: another node is compacting samples")
 	}
 }
 

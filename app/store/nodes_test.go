@@ -84,3 +84,37 @@ func TestNodes(t *testing.T) {
 		}
 	})
 }
+
+// TestOnceInCluster: on PostgreSQL a second node does not run housekeeping another node
+// runs now, and runs it once that one is done; on SQLite it always runs.
+func TestOnceInCluster(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		inside, release := make(chan struct{}), make(chan struct{})
+		go db.OnceInCluster(ctx, "t.job", func(context.Context) error { close(inside); <-release; return nil })
+		<-inside
+		ran, err := db.OnceInCluster(ctx, "t.job", func(context.Context) error { return nil })
+		if db.Dialect() == "sqlite" {
+			if !ran || err != nil {
+				t.Errorf("SQLite: ran %v, %v", ran, err)
+			}
+			close(release)
+			return
+		}
+		if ran || err != nil {
+			t.Errorf("a second run while the first holds the lock: ran %v, %v", ran, err)
+		}
+		if ran, _ := db.OnceInCluster(ctx, "t.other", func(context.Context) error { return nil }); !ran {
+			t.Error("another job's name was locked too")
+		}
+		close(release)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if ran, _ := db.OnceInCluster(ctx, "t.job", func(context.Context) error { return nil }); ran {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the lock was never released")
+			}
+		}
+	})
+}

@@ -205,3 +205,27 @@ func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
 	}
 	return verdict, nil
 }
+
+// OnceInCluster runs f unless another node runs the same named housekeeping now: on
+// PostgreSQL under a session advisory lock (pg_try_advisory_lock on the name's hash,
+// taken and released on one pinned connection); on SQLite, one host, it just runs f.
+// ran says whether f ran.
+func (db *DB) OnceInCluster(ctx context.Context, name string, f func(context.Context) error) (ran bool, err error) {
+	if db.dialect.Name != migrations.Postgres.Name {
+		return true, f(ctx)
+	}
+	conn, err := db.bun.Conn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("store: a connection for %s: %w", name, err)
+	}
+	defer conn.Close()
+	var got bool
+	if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock(hashtext(?))", name).Scan(&got); err != nil {
+		return false, fmt.Errorf("store: lock %s: %w", name, err)
+	}
+	if !got {
+		return false, nil
+	}
+	defer conn.ExecContext(context.Background(), "SELECT pg_advisory_unlock(hashtext(?))", name) //nolint:errcheck // the session's end releases it too
+	return true, f(ctx)
+}
