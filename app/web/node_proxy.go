@@ -148,3 +148,41 @@ func (s *Server) callNode(c echo.Context, node, method, path string, body any) (
 
 var nodeClient = &http.Client{Timeout: 30 * time.Second,
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// createOn asks node to make the VM spec describes and returns its id; the node's refusal
+// comes back as the error it gave.
+func (s *Server) createOn(c echo.Context, node string, spec app.VMSpec) (string, error) {
+	body := vmSpecJSON{Provision: spec.Provision, Hypervisor: &spec.Hypervisor, Name: &spec.Name, Image: &spec.Image, Kernel: &spec.Kernel,
+		Initrd: &spec.Initrd, Rootfs: &spec.Rootfs, BootArgs: &spec.BootArgs}
+	if spec.VCPUs > 0 {
+		body.VCPUs = &spec.VCPUs
+	}
+	if spec.MemoryMiB > 0 {
+		body.MemoryMiB = &spec.MemoryMiB
+	}
+	status, answer, err := s.callNode(c, node, http.MethodPost, "/v1/node/vms", body)
+	if err != nil {
+		return "", err
+	}
+	var out struct {
+		ID    string `json:"id"`
+		Error *struct {
+			Code    string            `json:"code"`
+			Message string            `json:"message"`
+			Fields  map[string]string `json:"fields"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(answer, &out); err != nil {
+		return "", app.Errorf(app.EUNAVAILABLE, "node %s answered %d, not JSON", node, status)
+	}
+	if status != http.StatusCreated || out.Error != nil {
+		if out.Error == nil {
+			return "", app.Errorf(app.EUNAVAILABLE, "node %s answered %d", node, status)
+		}
+		if len(out.Error.Fields) > 0 {
+			return "", app.Invalid(out.Error.Fields)
+		}
+		return "", app.Errorf(out.Error.Code, "node %s: %s", node, out.Error.Message)
+	}
+	return out.ID, nil
+}

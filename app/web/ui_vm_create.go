@@ -25,10 +25,21 @@ func (s *Server) createVM(c echo.Context) error {
 	s.provisionChoice(&f, provision)
 	spec := app.VMSpec{Provision: &provision}
 	u.Apply(&spec)
+	f.Node = c.FormValue("node")
 	var created *app.VM
 	var err error
+	var target string
 	if len(parseErrs) == 0 {
-		created, _, err = s.VMs.Create(c.Request().Context(), spec, actor(c))
+		want := f.Node
+		if target, err = s.placement(c, &want, spec.MemoryMiB); err == nil && target != "" {
+			// Another node makes it, as through the API.
+			var id string
+			if id, err = s.createOn(c, target, spec); err == nil {
+				return redirect(c, "/vms/"+id)
+			}
+		} else if err == nil {
+			created, _, err = s.VMs.Create(c.Request().Context(), spec, actor(c))
+		}
 	} else {
 		err = vm.Normalize(&spec) // to show every field's problem at once
 	}

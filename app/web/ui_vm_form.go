@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -69,6 +70,13 @@ func (s *Server) vmFormPage(c echo.Context, title string, f pages.VMForm) templ.
 				}
 				label := im.Name + " (" + orNone(im.Init) + cloudNote(im.CloudInit) + ")"
 				f.Images = append(f.Images, pages.ImageOption{Name: im.Name, Label: label})
+			}
+		}
+	}
+	if s.Nodes != nil && f.New {
+		if list, err := s.Nodes.List(c.Request().Context()); err == nil && len(list) > 1 {
+			for _, n := range list {
+				f.Nodes = append(f.Nodes, pages.ImageOption{Name: n.Name, Label: fmt.Sprintf("%s (%s, %s free)", n.Name, n.State, app.Bytes(int64(n.FreeMiB())<<20))})
 			}
 		}
 	}

@@ -235,6 +235,8 @@ type VMForm struct {
 	DerivedBootArgs               string // what an empty boot args field becomes, with a root filesystem
 	Image                         string // the image chosen; "" for none
 	Images                        []ImageOption
+	Node                          string        // the node chosen; "" for the one with the most room
+	Nodes                         []ImageOption // offered when there are several
 }
 
 // ImageOption is an image the form offers.

@@ -3,7 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,6 +100,38 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 	}
 	if _, v := a("GET", "/v1/vms/"+id, ""); v["state"] != "running" || v["node_state"] != "up" {
 		t.Errorf("on alpha after the start: %v", v)
+	}
+	// The New VM form on alpha offers the nodes and makes the VM on the one chosen.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	form := func(path string, v url.Values) *http.Response {
+		req, _ := http.NewRequest("POST", alpha.URL()+path, strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		resp, err := browser.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := form("/login", url.Values{"name": {"admin"}, "password": {"two-nodes-pw"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign in on alpha: %d", resp.StatusCode)
+	}
+	if resp, err := browser.Get(alpha.URL() + "/vms/new"); err != nil {
+		t.Fatal(err)
+	} else {
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(page), `data-testid="vm-node-select"`) || !strings.Contains(string(page), `value="beta"`) {
+			t.Errorf("the New VM form does not offer the nodes")
+		}
+	}
+	resp := form("/vms", url.Values{"name": {"from-form"}, "vcpus": {"1"}, "memory_mib": {"128"}, "node": {"beta"}})
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/vms/") {
+		t.Errorf("the form's create on beta: %d %q", resp.StatusCode, loc)
+	} else if _, v := a("GET", "/v1"+loc, ""); v["node"] != "beta" || v["name"] != "from-form" {
+		t.Errorf("the form's VM: %v", v)
 	}
 	// Placement: beta's VM holds 256 MiB there, so the next VM without a node goes to alpha
 	// (the same host's memory on both).
