@@ -35,9 +35,12 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef-test\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	env := func(name string) map[string]string {
+		return map[string]string{"HEARTH_DATABASE_URL": dsn, "HEARTH_NODE": name, "HEARTH_CLUSTER_SECRET_FILE": secret,
+			"HEARTH_HYPERVISOR": "qemu", "HEARTH_BRIDGE_CIDR": "none", "HEARTH_NODE_HEARTBEAT": "1s", "HEARTH_ADMIN_PASSWORD": "two-nodes-pw"}
+	}
 	node := func(name string) *Main {
-		m, _ := startMain(t, map[string]string{"HEARTH_DATABASE_URL": dsn, "HEARTH_NODE": name, "HEARTH_CLUSTER_SECRET_FILE": secret,
-			"HEARTH_HYPERVISOR": "qemu", "HEARTH_BRIDGE_CIDR": "none", "HEARTH_NODE_HEARTBEAT": "1s", "HEARTH_ADMIN_PASSWORD": "two-nodes-pw"})
+		m, _ := startMain(t, env(name))
 		return m
 	}
 	alpha, beta := node("alpha"), node("beta")
@@ -179,10 +182,38 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 		}
 	}
 
+	// Beta goes away (its VM runs on: a manager's stop leaves VMs running): within three
+	// heartbeats alpha shows it down and its VM as node down, and nothing else happens to it.
+	betaDir := beta.Config.DataDir
+	beta.Close()
+	gone := time.Now()
+	for {
+		_, v := a("GET", "/v1/vms/"+id, "")
+		if v["node_state"] == "down" {
+			t.Logf("beta stopped → alpha shows it down: %.1f s (heartbeat 1 s, down after 3 missed)", time.Since(gone).Seconds())
+			if v["state"] != "running" {
+				t.Errorf("a down node's VM is recorded %v", v["state"])
+			}
+			break
+		}
+		if time.Since(gone) > 10*time.Second {
+			t.Fatalf("beta never shown down: %v", v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A stop asked while beta is down waits for it, and beta carries it out when it is back
+	// (after re-attaching to its VM).
 	status, out = a("POST", "/v1/vms/"+id+"/stop", "")
 	if status != 202 {
 		t.Fatalf("stop from alpha: %d %v", status, out)
 	}
+	time.Sleep(500 * time.Millisecond)
+	if _, v := a("GET", "/v1/vms/"+id, ""); v["state"] != "running" {
+		t.Errorf("a stop was carried out while its node was down: %v", v)
+	}
+	benv := env("beta")
+	benv["HEARTH_DATA_DIR"] = betaDir
+	beta, _ = startMain(t, benv)
 	if act, took := waitAction("stop", out); act["state"] != app.ActionDone {
 		t.Errorf("stop: %v", act)
 	} else {
