@@ -77,7 +77,7 @@ func (s *Server) proxyToNode(c echo.Context, v *app.VM, path string) error {
 			r.Out.Header.Set(hdrActor, by.String())
 			r.Out.Header.Set(hdrActorAddr, by.Addr)
 		},
-		Transport: &http.Transport{ResponseHeaderTimeout: 15 * time.Second, DisableCompression: true},
+		Transport: nodeTransport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.Logger.Warn("node unreachable", "node", v.Node, "url", base, "error", err)
 			w.Header().Set("Content-Type", "application/json")
@@ -146,7 +146,12 @@ func (s *Server) callNode(c echo.Context, node, method, path string, body any) (
 	return resp.StatusCode, answer, nil
 }
 
-var nodeClient = &http.Client{Timeout: 30 * time.Second,
+// nodeTransport carries every request to another node: one pool of connections, idle
+// ones closed after a minute.
+var nodeTransport = &http.Transport{ResponseHeaderTimeout: 15 * time.Second, IdleConnTimeout: time.Minute,
+	MaxIdleConnsPerHost: 4, DisableCompression: true}
+
+var nodeClient = &http.Client{Timeout: 30 * time.Second, Transport: nodeTransport,
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // createOn asks node to make the VM spec describes and returns its id; the node's refusal
