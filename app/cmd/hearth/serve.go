@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"hearth/app"
 	"hearth/app/agent"
 	"hearth/app/auth"
@@ -241,20 +243,18 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger, stdout i
 	return m, nil
 }
 
-// hostMemoryMiB is the host's memory (MemTotal), 0 when /proc/meminfo cannot be read.
+// hostMemoryMiB is the host's memory (MemTotal), read as the dashboard reads it; 0 when
+// /proc/meminfo cannot be read.
 func hostMemoryMiB() int {
-	b, err := os.ReadFile("/proc/meminfo")
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-			var kb int
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kb)
-			return kb >> 10
-		}
+	mi, err := fs.Meminfo()
+	if err != nil || mi.MemTotalBytes == nil {
+		return 0
 	}
-	return 0
+	return int(*mi.MemTotalBytes >> 20)
 }
 
 // URL is where the manager serves, as an operator on this host would open it: listening on
