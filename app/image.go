@@ -34,6 +34,7 @@ const (
 // Firecracker), an initrd and a root filesystem, in the data dir's images/<name>/.
 type Image struct {
 	Name      string
+	Node      string // the node whose data dir holds its files: the same name may be on several
 	State     ImageState
 	Kernel    string // bzImage (QEMU boots it)
 	Vmlinux   string // the same kernel, uncompressed (Firecracker needs it); "" if none

@@ -34,7 +34,7 @@ func (s *Service) StartBuild(ctx context.Context, name string, b BuildSpec, by a
 	if err := s.free(name); err != nil {
 		return nil, err
 	}
-	im := &app.Image{Name: name, State: app.ImageBuilding, Source: app.ImageBuilt, Reference: spec.Reference(),
+	im := &app.Image{Name: name, Node: s.Node, State: app.ImageBuilding, Source: app.ImageBuilt, Reference: spec.Reference(),
 		Arch: runtime.GOARCH, Init: spec.Init, CloudInit: true}
 	for _, st := range pimage.BuildSteps {
 		im.Steps = append(im.Steps, app.JobStep{Name: st, State: app.StepPending})

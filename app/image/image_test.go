@@ -61,7 +61,7 @@ func TestBuildRecordsProgressAndOutcome(t *testing.T) {
 			t.Errorf("a second debian-12: %v", err)
 		}
 		s.Wait()
-		got, err := s.Get(ctx, "debian-12")
+		got, err := s.Get(ctx, "", "debian-12")
 		if err != nil || got.State != app.ImageReady || got.Kernel != filepath.Join(s.Dir("debian-12"), pimage.KernelFile) ||
 			got.Vmlinux == "" || got.Rootfs == "" || got.Initrd == "" || len(got.Files) != 4 || got.Init != app.InitSystemd || !got.CloudInit {
 			t.Fatalf("after the build: %+v %v", got, err)
@@ -83,7 +83,7 @@ func TestBuildRecordsProgressAndOutcome(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Wait()
-		failed, _ := s.Get(ctx, "broken")
+		failed, _ := s.Get(ctx, "", "broken")
 		if failed.State != app.ImageFailed || !strings.Contains(failed.Error, "bootstrap: E: Unable to locate package") ||
 			failed.Steps[0].State != app.JobFailed || failed.Steps[1].State != app.StepPending {
 			t.Errorf("failed build: %+v", failed)
@@ -140,7 +140,7 @@ func TestImportAndDeleteInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Wait()
-	im, err := s.Get(ctx, "imp")
+	im, err := s.Get(ctx, "", "imp")
 	if err != nil || im.State != app.ImageReady || im.Init != app.InitOther || im.CloudInit || im.Vmlinux == "" || im.Source != app.ImageImported {
 		t.Fatalf("imported: %+v %v", im, err)
 	}
@@ -148,20 +148,20 @@ func TestImportAndDeleteInUse(t *testing.T) {
 	if err := db.CreateVM(ctx, vm, "hash-of-imp-user", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, "imp", operator); app.ErrorCode(err) != app.ECONFLICT || !strings.Contains(err.Error(), "user-of-imp") {
+	if err := s.Delete(ctx, "", "imp", operator); app.ErrorCode(err) != app.ECONFLICT || !strings.Contains(err.Error(), "user-of-imp") {
 		t.Errorf("delete in use: %v", err)
 	}
-	if got, _ := s.Get(ctx, "imp"); len(got.UsedBy) != 1 || got.UsedBy[0] != "user-of-imp" {
+	if got, _ := s.Get(ctx, "", "imp"); len(got.UsedBy) != 1 || got.UsedBy[0] != "user-of-imp" {
 		t.Errorf("used by %v", got.UsedBy)
 	}
 	db.DeleteVM(ctx, vm.ID, nil)
-	if err := s.Delete(ctx, "imp", operator); err != nil {
+	if err := s.Delete(ctx, "", "imp", operator); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(s.Dir("imp")); !os.IsNotExist(err) {
 		t.Error("the deleted image's files remain")
 	}
-	if _, err := s.Get(ctx, "imp"); app.ErrorCode(err) != app.ENOTFOUND {
+	if _, err := s.Get(ctx, "", "imp"); app.ErrorCode(err) != app.ENOTFOUND {
 		t.Errorf("after delete: %v", err)
 	}
 }

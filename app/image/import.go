@@ -47,7 +47,7 @@ func (s *Service) StartImport(ctx context.Context, name string, files ImportFile
 	if err := s.free(name); err != nil {
 		return nil, err
 	}
-	im := &app.Image{Name: name, State: app.ImageBuilding, Source: app.ImageImported,
+	im := &app.Image{Name: name, Node: s.Node, State: app.ImageBuilding, Source: app.ImageImported,
 		Reference: "kernel " + src.Kernel + ", rootfs " + src.Rootfs}
 	if src.Initrd != "" {
 		im.Reference += ", initrd " + src.Initrd

@@ -53,7 +53,7 @@ func (s *Service) StartOCI(ctx context.Context, name string, src OCISource, reso
 		ref = "uploaded archive"
 	}
 	if src.KernelFrom != "" {
-		from, err := s.DB.Image(ctx, src.KernelFrom)
+		from, err := s.DB.Image(ctx, s.Node, src.KernelFrom)
 		if err != nil || from.State != app.ImageReady {
 			return nil, app.Invalid(map[string]string{"kernel_from": "no ready image is named " + src.KernelFrom})
 		}
@@ -63,7 +63,7 @@ func (s *Service) StartOCI(ctx context.Context, name string, src OCISource, reso
 	if err := s.free(name); err != nil {
 		return nil, err
 	}
-	im = &app.Image{Name: name, State: app.ImageBuilding, Source: app.ImageOCI, Reference: ref, Arch: runtime.GOARCH}
+	im = &app.Image{Name: name, Node: s.Node, State: app.ImageBuilding, Source: app.ImageOCI, Reference: ref, Arch: runtime.GOARCH}
 	for _, st := range pimage.OCISteps {
 		im.Steps = append(im.Steps, app.JobStep{Name: st, State: app.StepPending})
 	}

@@ -20,9 +20,10 @@ import (
 	pimage "hearth/provision/image"
 )
 
-// Service records, builds, imports and deletes images.
+// Service records, builds, imports and deletes this node's images; it lists every node's.
 type Service struct {
 	DB      *store.DB
+	Node    string // this node: the images made here are its own
 	DataDir string // images live in DataDir/images/<name>/
 	Logger  *slog.Logger
 	// Build runs a build (provision/image.Build); tests may put a stand-in here.
@@ -70,25 +71,32 @@ func (s *Service) root() string {
 // leaves a directory under the image's name.
 func (s *Service) staging(name string) string { return filepath.Join(s.root(), ".making-"+name) }
 
-// List returns every image, newest first.
+// List returns every node's images, newest first.
 func (s *Service) List(ctx context.Context) ([]*app.Image, error) { return s.DB.Images(ctx) }
 
-// Get returns one image, with the VMs made from it.
-func (s *Service) Get(ctx context.Context, name string) (*app.Image, error) {
-	return s.DB.Image(ctx, name)
+// Get returns node's image (this node's for ""), with the VMs made from it.
+func (s *Service) Get(ctx context.Context, node, name string) (*app.Image, error) {
+	if node == "" {
+		node = s.Node
+	}
+	return s.DB.Image(ctx, node, name)
 }
 
-// Delete removes an image that no VM uses (ECONFLICT naming them otherwise), and its files.
-// An image being made cannot be deleted until it has finished.
-func (s *Service) Delete(ctx context.Context, name string, by app.Actor) error {
-	im, err := s.DB.Image(ctx, name)
+// Delete removes one of this node's images that no VM uses (ECONFLICT naming them
+// otherwise), and its files. An image being made cannot be deleted until it has finished;
+// another node's image is deleted on that node, where its files are.
+func (s *Service) Delete(ctx context.Context, node, name string, by app.Actor) error {
+	if node != "" && node != s.Node {
+		return app.Errorf(app.ECONFLICT, "image %s is node %s's: its files are in that node's data dir; delete it there", name, node)
+	}
+	im, err := s.DB.Image(ctx, s.Node, name)
 	if err != nil {
 		return err
 	}
 	if im.State == app.ImageBuilding {
 		return app.Errorf(app.ECONFLICT, "image %s is still being made; wait for it to finish", name)
 	}
-	if err := s.DB.DeleteImage(ctx, name, entry(by, app.AuditImageDelete, "deleted image "+name)); err != nil {
+	if err := s.DB.DeleteImage(ctx, s.Node, name, entry(by, app.AuditImageDelete, "deleted image "+name)); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(s.Dir(name)); err != nil {
@@ -100,7 +108,7 @@ func (s *Service) Delete(ctx context.Context, name string, by app.Actor) error {
 // Sweep runs at manager start: images left being made by a previous manager failed, and
 // what they left is removed.
 func (s *Service) Sweep(ctx context.Context) error {
-	if _, err := s.DB.FailBuildingImages(ctx, "the manager stopped while this image was being made; make it again"); err != nil {
+	if _, err := s.DB.FailBuildingImages(ctx, s.Node, "the manager stopped while this image was being made; make it again"); err != nil {
 		return err
 	}
 	left, _ := filepath.Glob(filepath.Join(s.root(), ".making-*"))

@@ -52,20 +52,41 @@ func (st Status) FreeMiB() int {
 }
 
 // Place chooses the node a new VM of memoryMiB goes to: want, if given (it must be up and
-// have the room), else the up node with the most free memory that fits (ties: by name).
-// The error names the nodes and what each has free.
-func (s *Service) Place(ctx context.Context, want string, memoryMiB int) (string, error) {
+// have the room), else the up node with the most free memory that fits (ties: by name)
+// among those that have image ready, when the VM is made from one. The error names the
+// nodes and what each has free. With no node holding the image, it is this node: its
+// refusal names the image.
+func (s *Service) Place(ctx context.Context, want string, memoryMiB int, image string) (string, error) {
 	list, err := s.List(ctx)
 	if err != nil {
 		return "", err
+	}
+	var have map[string]bool
+	if image != "" && want == "" {
+		on, err := s.DB.ImageNodes(ctx, image)
+		if err != nil {
+			return "", err
+		}
+		have = map[string]bool{}
+		for _, im := range on {
+			if im.State == app.ImageReady {
+				have[im.Node] = true
+			}
+		}
+		if len(have) == 0 {
+			return s.Self.Name, nil
+		}
 	}
 	var best *Status
 	var seen []string
 	for i := range list {
 		n := &list[i]
 		desc := fmt.Sprintf("%s (%s, %d MiB free)", n.Name, n.State, n.FreeMiB())
+		if have != nil && !have[n.Name] {
+			desc = fmt.Sprintf("%s (without image %s)", n.Name, image)
+		}
 		seen = append(seen, desc)
-		if want != "" && n.Name != want {
+		if (want != "" && n.Name != want) || (have != nil && !have[n.Name]) {
 			continue
 		}
 		if want != "" {

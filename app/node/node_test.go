@@ -51,13 +51,35 @@ func TestPlace(t *testing.T) {
 		{"c", 10, "", "node c is down"},
 		{"z", 10, "", `no node named "z"`},
 	} {
-		got, err := a.Place(ctx, tt.want, tt.mem)
+		got, err := a.Place(ctx, tt.want, tt.mem, "")
 		if got != tt.got || (tt.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.err) {
 			t.Errorf("Place(%q, %d) = %q, %v; want %q, %q", tt.want, tt.mem, got, err, tt.got, tt.err)
 		}
 		if err != nil && tt.want == "" && !strings.Contains(err.Error(), "c (down") {
 			t.Errorf("the error does not name the nodes: %v", err)
 		}
+	}
+	// Images are per node: a VM made from one goes to a node that has it ready, even with
+	// less memory free; the refusal names them; no node with it: this node (whose create
+	// then says so).
+	for _, im := range []*app.Image{{Name: "deb", Node: "b", State: app.ImageReady, Source: app.ImageImported},
+		{Name: "deb", Node: "c", State: app.ImageReady, Source: app.ImageImported},
+		{Name: "deb", Node: "a", State: app.ImageBuilding, Source: app.ImageImported}} {
+		if err := db.CreateImage(ctx, im, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := a.Place(ctx, "", 1024, "deb"); got != "b" || err != nil {
+		t.Errorf("Place with image deb (ready on b and the down c, building on a) = %q, %v; want b", got, err)
+	}
+	if _, err := a.Place(ctx, "", 3000, "deb"); err == nil || !strings.Contains(err.Error(), "a (without image deb)") {
+		t.Errorf("Place with image deb, too big for b: %v", err)
+	}
+	if got, err := a.Place(ctx, "", 1024, "nowhere"); got != "a" || err != nil {
+		t.Errorf("Place with an image no node has = %q, %v; want this node", got, err)
+	}
+	if err := db.CreateImage(ctx, &app.Image{Name: "deb", Node: "b", State: app.ImageReady, Source: app.ImageImported}, nil); app.ErrorCode(err) != app.ECONFLICT {
+		t.Errorf("a second image deb on b: %v", err)
 	}
 	other := &node.Service{DB: db, Self: app.Node{Name: "d", URL: "http://d", Interval: time.Second}, Secret: strings.Repeat("x", 32)}
 	if err := other.Register(ctx); app.ErrorCode(err) != app.EFORBIDDEN {

@@ -34,15 +34,8 @@ func (r *nodeRow) toNode() *app.Node {
 // recorded is refused: the database is that node's.
 func (db *DB) RegisterNode(ctx context.Context, n *app.Node) error {
 	return db.inTx(ctx, func(tx bun.Tx) error {
-		if db.dialect.Name == "sqlite" {
-			var other []nodeRow
-			if err := tx.NewSelect().Model(&other).Where("name <> ?", n.Name).Scan(ctx); err != nil {
-				return fmt.Errorf("store: read nodes: %w", err)
-			}
-			if len(other) > 0 {
-				return app.Errorf(app.ECONFLICT, "this SQLite database belongs to node %q (SQLite is one host): start this manager with --node %s, "+
-					"or put several hosts on one PostgreSQL (HEARTH_DATABASE_URL)", other[0].Name, other[0].Name)
-			}
+		if err := db.checkNodeName(ctx, tx, n.Name); err != nil {
+			return err
 		}
 		t := now()
 		n.StartedAt, n.HeartbeatAt = t, t
@@ -57,8 +50,32 @@ func (db *DB) RegisterNode(ctx context.Context, n *app.Node) error {
 		if _, err := tx.NewUpdate().Model((*vmRow)(nil)).Set("node = ?", n.Name).Where("node = ''").Exec(ctx); err != nil {
 			return fmt.Errorf("store: claim the VMs of before nodes: %w", err)
 		}
+		if _, err := tx.NewUpdate().Model((*imageRow)(nil)).Set("node = ?", n.Name).Where("node = ''").Exec(ctx); err != nil {
+			return fmt.Errorf("store: claim the images of before nodes: %w", err)
+		}
 		return nil
 	})
+}
+
+// CheckNodeName refuses a node name a SQLite database cannot take: SQLite is one host, so
+// its one node is the first that registered. PostgreSQL takes any.
+func (db *DB) CheckNodeName(ctx context.Context, name string) error {
+	return db.checkNodeName(ctx, db.bun, name)
+}
+
+func (db *DB) checkNodeName(ctx context.Context, idb bun.IDB, name string) error {
+	if db.dialect.Name != "sqlite" {
+		return nil
+	}
+	var other []nodeRow
+	if err := idb.NewSelect().Model(&other).Where("name <> ?", name).Scan(ctx); err != nil {
+		return fmt.Errorf("store: read nodes: %w", err)
+	}
+	if len(other) > 0 {
+		return app.Errorf(app.ECONFLICT, "this SQLite database belongs to node %q (SQLite is one host): use --node %s, "+
+			"or put several hosts on one PostgreSQL (HEARTH_DATABASE_URL)", other[0].Name, other[0].Name)
+	}
+	return nil
 }
 
 // Heartbeat records that node is up now. ENOTFOUND when its record is gone.

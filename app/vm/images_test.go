@@ -98,3 +98,47 @@ func TestImageInputsConfined(t *testing.T) {
 		t.Errorf("start after the kernel became a link to /etc/shadow: %v", err)
 	}
 }
+
+// TestImagesPerNode (PostgreSQL): an image is its node's. A VM is made on this node from
+// this node's image of that name; with none here, the refusal names the nodes that have
+// one (and in which state); the same name on two nodes is two images.
+func TestImagesPerNode(t *testing.T) {
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	for _, im := range []*app.Image{
+		{Name: "deb", Node: "beta", State: app.ImageReady, Source: app.ImageImported, Kernel: "/beta/vmlinuz"},
+		{Name: "deb", Node: "gamma", State: app.ImageBuilding, Source: app.ImageImported},
+		{Name: "deb", Node: "delta", State: app.ImageReady, Source: app.ImageImported, Kernel: "/delta/vmlinuz"},
+	} {
+		if err := db.CreateImage(ctx, im, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alpha := NewService(db, Rules{}, t.TempDir()).WithNode("alpha")
+	_, _, err := alpha.Create(ctx, app.VMSpec{Name: "from-deb", Image: "deb"}, operator)
+	msg := app.ErrorFields(err)["image"]
+	if app.ErrorCode(err) != app.EINVALID || !strings.Contains(msg, `node alpha has no image named "deb"`) ||
+		!strings.Contains(msg, "beta, delta, gamma (building)") {
+		t.Errorf("a VM on alpha from an image alpha lacks: %v (%q)", err, msg)
+	}
+	delta := NewService(db, Rules{}, t.TempDir()).WithNode("delta")
+	v, _, err := delta.Create(ctx, app.VMSpec{Name: "from-deb", Image: "deb"}, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Node != "delta" || v.Image != "deb" {
+		t.Errorf("the VM made on delta: node %q image %q", v.Node, v.Image)
+	}
+	if im, _ := db.Image(ctx, "delta", "deb"); len(im.UsedBy) != 1 {
+		t.Errorf("delta's deb is used by %v", im.UsedBy)
+	}
+	if im, _ := db.Image(ctx, "beta", "deb"); len(im.UsedBy) != 0 {
+		t.Errorf("beta's deb is used by %v (the VM is delta's)", im.UsedBy)
+	}
+	if err := db.DeleteImage(ctx, "beta", "deb", nil); err != nil {
+		t.Errorf("beta's deb, which no VM uses: %v", err)
+	}
+	if err := db.DeleteImage(ctx, "delta", "deb", nil); app.ErrorCode(err) != app.ECONFLICT {
+		t.Errorf("delta's deb, used by from-deb: %v", err)
+	}
+}

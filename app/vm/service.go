@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 
 	"hearth/app"
 	"hearth/app/store"
@@ -308,14 +309,31 @@ func newMAC() string {
 	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5])
 }
 
+// noImage says that this node has no image of that name, and which nodes have one.
+func (s *Service) noImage(ctx context.Context, name string) string {
+	on, err := s.db.ImageNodes(ctx, name)
+	if err != nil || len(on) == 0 {
+		return fmt.Sprintf("no image is named %q", name)
+	}
+	have := make([]string, len(on))
+	for i, im := range on {
+		have[i] = im.Node
+		if im.State != app.ImageReady {
+			have[i] += " (" + string(im.State) + ")"
+		}
+	}
+	return fmt.Sprintf("node %s has no image named %q; it is on node %s: make the VM there, or build or import the image on %s too",
+		s.node, name, strings.Join(have, ", "), s.node)
+}
+
 // image is the named image a VM is to be made from, which must be ready; nil for none.
 func (s *Service) image(ctx context.Context, name string) (*app.Image, error) {
 	if name == "" {
 		return nil, nil
 	}
-	im, err := s.db.Image(ctx, name)
+	im, err := s.db.Image(ctx, s.node, name)
 	if app.ErrorCode(err) == app.ENOTFOUND {
-		return nil, app.Invalid(map[string]string{"image": fmt.Sprintf("no image is named %q", name)})
+		return nil, app.Invalid(map[string]string{"image": s.noImage(ctx, name)})
 	}
 	if err != nil {
 		return nil, err

@@ -18,7 +18,7 @@ func (s *Service) inputs(ctx context.Context, vm *app.VM, driver string) (kernel
 	if vm.Image == "" {
 		return kernel, initrd, rootfs, bootArgs, nil
 	}
-	im, err := s.db.Image(ctx, vm.Image)
+	im, err := s.db.Image(ctx, vm.Node, vm.Image)
 	if err != nil {
 		return "", "", "", "", app.Errorf(app.EINVALID, "cannot start %s: its image %s: %s", vm.Name, vm.Image, app.ErrorMessage(err))
 	}

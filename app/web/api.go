@@ -217,7 +217,7 @@ func (s *Server) apiCreateVM(c echo.Context) error {
 	}
 	spec := app.VMSpec{Provision: body.Provision}
 	body.update().Apply(&spec)
-	if target, err := s.placement(c, body.Node, spec.MemoryMiB); err != nil {
+	if target, err := s.placement(c, body.Node, spec.MemoryMiB, spec.Image); err != nil {
 		return err
 	} else if target != "" {
 		// Another node makes it: its seed's secrets are sealed with its own key, its

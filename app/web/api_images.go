@@ -13,6 +13,7 @@ import (
 
 type imageJSON struct {
 	Name      string          `json:"name"`
+	Node      string          `json:"node"`
 	State     string          `json:"state"`
 	Kernel    string          `json:"kernel"`
 	Vmlinux   string          `json:"vmlinux,omitempty"`
@@ -34,7 +35,7 @@ type imageJSON struct {
 }
 
 func toImageJSON(im *app.Image) imageJSON {
-	j := imageJSON{Name: im.Name, State: string(im.State), Kernel: im.Kernel, Vmlinux: im.Vmlinux, Initrd: im.Initrd,
+	j := imageJSON{Name: im.Name, Node: im.Node, State: string(im.State), Kernel: im.Kernel, Vmlinux: im.Vmlinux, Initrd: im.Initrd,
 		Rootfs: im.Rootfs, BootArgs: im.BootArgs, Arch: im.Arch, Init: im.Init, CloudInit: im.CloudInit, Files: im.Files,
 		Source: im.Source, Reference: im.Reference, Steps: im.Steps, Error: im.Error, Log: im.Log, UsedBy: im.UsedBy,
 		CreatedAt: im.CreatedAt, UpdatedAt: im.UpdatedAt}
@@ -94,7 +95,7 @@ func (s *Server) apiGetImage(c echo.Context) error {
 	if err := s.images(); err != nil {
 		return err
 	}
-	im, err := s.Images.Get(c.Request().Context(), c.Param("name"))
+	im, err := s.Images.Get(c.Request().Context(), c.QueryParam("node"), c.Param("name"))
 	if err != nil {
 		return err
 	}
@@ -145,7 +146,7 @@ func (s *Server) apiDeleteImage(c echo.Context) error {
 	if err := s.images(); err != nil {
 		return err
 	}
-	if err := s.Images.Delete(c.Request().Context(), c.Param("name"), actor(c)); err != nil {
+	if err := s.Images.Delete(c.Request().Context(), c.QueryParam("node"), c.Param("name"), actor(c)); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

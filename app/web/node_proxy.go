@@ -90,8 +90,9 @@ func (s *Server) proxyToNode(c echo.Context, v *app.VM, path string) error {
 }
 
 // placement is the node a new VM goes to: "" for this one. A node asked by another makes
-// it here; otherwise want, or the up node with the most free memory that fits.
-func (s *Server) placement(c echo.Context, want *string, memoryMiB int) (string, error) {
+// it here; otherwise want, or the up node with the most free memory that fits (among those
+// that have the image it is made from).
+func (s *Server) placement(c echo.Context, want *string, memoryMiB int, image string) (string, error) {
 	if s.Nodes == nil || c.Get(keyNodeCall) != nil {
 		if want != nil && *want != "" && (s.Nodes == nil || *want != s.Nodes.Name()) {
 			return "", app.Errorf(app.EINVALID, "node %q: this manager makes VMs on itself only", *want)
@@ -105,7 +106,7 @@ func (s *Server) placement(c echo.Context, want *string, memoryMiB int) (string,
 	if want != nil {
 		w = *want
 	}
-	target, err := s.Nodes.Place(c.Request().Context(), w, memoryMiB)
+	target, err := s.Nodes.Place(c.Request().Context(), w, memoryMiB, image)
 	if err != nil || target == s.Nodes.Name() {
 		return "", err
 	}

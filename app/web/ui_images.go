@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -15,10 +16,18 @@ import (
 	"hearth/views/pages"
 )
 
-func imageRow(im *app.Image, now time.Time) pages.ImageRow {
-	return pages.ImageRow{Name: im.Name, State: string(im.State), Source: im.Source, Reference: im.Reference, Init: im.Init,
+func (s *Server) imageRow(im *app.Image, now time.Time) pages.ImageRow {
+	r := pages.ImageRow{Name: im.Name, State: string(im.State), Source: im.Source, Reference: im.Reference, Init: im.Init,
 		CloudInit: im.CloudInit, Size: imageSize(im), Created: ago(now, im.CreatedAt), CreatedAt: im.CreatedAt.Format(time.RFC3339),
-		UsedBy: im.UsedBy}
+		UsedBy: im.UsedBy, Href: "/images/" + im.Name, Own: true}
+	if s.Nodes != nil && !s.Nodes.OneHost() {
+		r.Node = im.Node
+		if im.Node != s.Nodes.Name() {
+			r.Own = false
+			r.Href += "?node=" + url.QueryEscape(im.Node)
+		}
+	}
+	return r
 }
 
 func imageSize(im *app.Image) string {
@@ -29,7 +38,7 @@ func imageSize(im *app.Image) string {
 }
 
 func imageProgress(im *app.Image) pages.ImageProgress {
-	p := pages.ImageProgress{Name: im.Name, State: string(im.State), Error: im.Error, Log: im.Log}
+	p := pages.ImageProgress{Name: im.Name, State: string(im.State), Error: im.Error, Log: im.Log, Href: "/images/" + im.Name}
 	for _, st := range im.Steps {
 		p.Steps = append(p.Steps, pages.InstallStep{Name: st.Name, State: st.State, Detail: st.Detail})
 	}
@@ -57,8 +66,8 @@ func (s *Server) renderImages(c echo.Context, status int, v pages.ImagesView) er
 	}
 	now := time.Now()
 	for _, im := range list {
-		v.Rows = append(v.Rows, imageRow(im, now))
-		if im.State == app.ImageReady && im.Kernel != "" {
+		v.Rows = append(v.Rows, s.imageRow(im, now))
+		if im.State == app.ImageReady && im.Kernel != "" && (s.Nodes == nil || im.Node == s.Nodes.Name()) {
 			v.Kernels = append(v.Kernels, im.Name)
 		}
 	}
@@ -117,12 +126,13 @@ func (s *Server) imagePage(c echo.Context) error {
 	if err := s.images(); err != nil {
 		return err
 	}
-	im, err := s.Images.Get(c.Request().Context(), c.Param("name"))
+	im, err := s.Images.Get(c.Request().Context(), c.QueryParam("node"), c.Param("name"))
 	if err != nil {
 		return err
 	}
-	v := pages.ImageView{Row: imageRow(im, time.Now()), Kernel: im.Kernel, Vmlinux: im.Vmlinux, Initrd: im.Initrd,
+	v := pages.ImageView{Row: s.imageRow(im, time.Now()), Kernel: im.Kernel, Vmlinux: im.Vmlinux, Initrd: im.Initrd,
 		Rootfs: im.Rootfs, Progress: imageProgress(im), CSRF: csrfToken(c)}
+	v.Progress.Href = v.Row.Href
 	for _, f := range im.Files {
 		v.Files = append(v.Files, pages.ImageFileRow{Name: f.Name, Size: fmt.Sprintf("%.1f MiB", float64(f.Size)/(1<<20)), SHA256: f.SHA256})
 	}
@@ -137,7 +147,7 @@ func (s *Server) imageProgressPanel(c echo.Context) error {
 	if err := s.images(); err != nil {
 		return err
 	}
-	im, err := s.Images.Get(c.Request().Context(), c.Param("name"))
+	im, err := s.Images.Get(c.Request().Context(), c.QueryParam("node"), c.Param("name"))
 	if err != nil {
 		return err
 	}
@@ -145,7 +155,9 @@ func (s *Server) imageProgressPanel(c echo.Context) error {
 	if im.State != app.ImageBuilding {
 		status = 286
 	}
-	return render(c, status, pages.ImageProgressPanel(imageProgress(im)))
+	p := imageProgress(im)
+	p.Href = s.imageRow(im, time.Now()).Href
+	return render(c, status, pages.ImageProgressPanel(p))
 }
 
 // deleteImage is POST /images/{name}/delete; refused, with the VMs named, while VMs use it.
@@ -154,7 +166,7 @@ func (s *Server) deleteImage(c echo.Context) error {
 		return err
 	}
 	name := c.Param("name")
-	if err := s.Images.Delete(c.Request().Context(), name, actor(c)); err != nil {
+	if err := s.Images.Delete(c.Request().Context(), c.QueryParam("node"), name, actor(c)); err != nil {
 		return err
 	}
 	return redirect(c, "/images?deleted="+name)

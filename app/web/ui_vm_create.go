@@ -31,7 +31,7 @@ func (s *Server) createVM(c echo.Context) error {
 	var target string
 	if len(parseErrs) == 0 {
 		want := f.Node
-		if target, err = s.placement(c, &want, spec.MemoryMiB); err == nil && target != "" {
+		if target, err = s.placement(c, &want, spec.MemoryMiB, spec.Image); err == nil && target != "" {
 			// Another node makes it, as through the API.
 			var id string
 			if id, err = s.createOn(c, target, spec); err == nil {

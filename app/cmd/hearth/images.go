@@ -70,6 +70,11 @@ func imageCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer m.DB.Close()
+	if verb != "list" { // an image is made on (and deleted from) this host's node
+		if err := m.DB.CheckNodeName(ctx, m.Config.Node); err != nil {
+			return err
+		}
+	}
 	switch verb {
 	case "list":
 		list, err := m.Images.List(ctx)
@@ -77,14 +82,14 @@ func imageCmd(ctx context.Context, args []string, getenv func(string) string, st
 			return err
 		}
 		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "NAME\tSTATE\tSOURCE\tINIT\tCLOUD-INIT\tSIZE\tCREATED\tUSED BY")
+		fmt.Fprintln(w, "NAME\tNODE\tSTATE\tSOURCE\tINIT\tCLOUD-INIT\tSIZE\tCREATED\tUSED BY")
 		for _, im := range list {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%s\n", im.Name, im.State, im.Source, im.Init, im.CloudInit,
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%v\t%s\t%s\t%s\n", im.Name, im.Node, im.State, im.Source, im.Init, im.CloudInit,
 				imageSize(im), im.CreatedAt.Format(time.RFC3339), strings.Join(im.UsedBy, ","))
 		}
 		return w.Flush()
 	case "delete":
-		if err := m.Images.Delete(ctx, names[0], cliActor); err != nil {
+		if err := m.Images.Delete(ctx, "", names[0], cliActor); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "deleted image %s\n", names[0])
@@ -116,7 +121,7 @@ func follow(ctx context.Context, images *image.Service, name string, stdout io.W
 	said := map[string]bool{}
 	lines := 0
 	for {
-		im, err := images.Get(ctx, name)
+		im, err := images.Get(ctx, "", name)
 		if err != nil {
 			return err
 		}

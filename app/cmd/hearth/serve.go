@@ -113,7 +113,7 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger, s
 	jobs := &install.Jobs{DB: db, VMs: vms, Installer: &sshinstall.Installer{Agent: agents.For}, Agent: agent.New(agent.Options{}),
 		Signer: key, PublicURL: cfg.PublicURL, Logger: logger}
 	return &Main{
-		Config: cfg, Logger: logger, DB: db, VMs: vms, Jobs: jobs, Images: &image.Service{DB: db, DataDir: cfg.DataDir, Logger: logger},
+		Config: cfg, Logger: logger, DB: db, VMs: vms, Jobs: jobs, Images: &image.Service{DB: db, Node: cfg.Node, DataDir: cfg.DataDir, Logger: logger},
 		Network: rt.Network, NetworkNote: note, prov: prov,
 		Metrics: metrics.New(vms, metrics.Options{Interval: cfg.MetricsInterval, Logger: logger, Store: db}),
 		Auth:    auth.NewService(db, throttle(logger), 0),
