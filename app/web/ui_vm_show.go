@@ -35,6 +35,9 @@ func (s *Server) renderVMPageWith(c echo.Context, rec *app.VM, g pages.GuestIPVi
 	v.Audit = audit
 	v.BootArgs, v.BootArgsDerived = s.VMs.BootArgsFor(c.Request().Context(), rec)
 	v.Image = rec.Image
+	if s.Nodes != nil && !s.Nodes.OneHost() {
+		v.Node = rec.Node
+	}
 	v.NetworkNote = s.NetworkNote
 	v.ConsoleIdle = humanDuration(s.ConsoleIdle)
 	v.Status = s.statusView(c, rec)

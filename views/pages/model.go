@@ -94,6 +94,7 @@ type VMView struct {
 	Metrics          *MetricsView
 	HostKey          string
 	HostKeySource    string
+	Node             string // the node that owns it, when the cluster has several; "" otherwise
 	NetworkNote      string // why VMs get no network and how to change that; "" when they do
 	ConsoleIdle      string // how long a silent console viewer stays connected, e.g. "30m0s"
 }

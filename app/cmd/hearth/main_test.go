@@ -23,7 +23,17 @@ import (
 	"hearth/provision/agents"
 )
 
+// asHearthEnv makes the test binary the real `hearth` (its main, with the arguments the
+// variable holds, split at spaces): what tests run as a separate manager process that
+// can be killed, in a network namespace of its own.
+const asHearthEnv = "HEARTH_TEST_AS_HEARTH"
+
 func TestMain(m *testing.M) {
+	if args := os.Getenv(asHearthEnv); args != "" {
+		os.Args = append([]string{"hearth"}, strings.Fields(args)...)
+		main()
+		os.Exit(0)
+	}
 	if dir := os.Getenv(seedWriterEnv); dir != "" {
 		seedWriter(dir) // a child process of TestCrashLeftoversAreSwept; never returns
 	}

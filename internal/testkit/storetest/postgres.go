@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -47,7 +48,7 @@ func postgres() (string, error) {
 			pg.admin = dsn
 			return
 		}
-		pg.err = pg.start()
+		pg.err = pg.start("127.0.0.1", "")
 	})
 	return pg.admin, pg.err
 }
@@ -72,8 +73,10 @@ func binDir() (string, error) {
 }
 
 // start runs initdb and pg_ctl start in a temp dir, as the postgres (or nobody) user when
-// we are root, since PostgreSQL refuses to run as root.
-func (c *cluster) start() error {
+// we are root, since PostgreSQL refuses to run as root. The server listens on hosts (a
+// comma-separated list, the first is the admin DSN's); clients from network allow (a CIDR,
+// "" for loopback only) are trusted too.
+func (c *cluster) start(hosts, allow string) error {
 	bin, err := binDir()
 	if err != nil {
 		return err
@@ -91,7 +94,8 @@ func (c *cluster) start() error {
 			return err
 		}
 	}
-	port, err := freePort()
+	first, _, _ := strings.Cut(hosts, ",")
+	port, err := freePort(first)
 	if err != nil {
 		return err
 	}
@@ -100,13 +104,26 @@ func (c *cluster) start() error {
 		"--encoding=UTF8", "--no-sync", "--locale=C"); err != nil {
 		return fmt.Errorf("initdb: %w: %s", err, out)
 	}
-	opts := fmt.Sprintf("-p %d -k %s -h 127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off", port, c.dir)
+	if allow != "" {
+		f, err := os.OpenFile(filepath.Join(data, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(f, "host all all %s trust\n", allow)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	opts := fmt.Sprintf("-p %d -k %s -h %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off", port, c.dir, hosts)
 	if out, err := c.run(c.pgctl, "-D", data, "-o", opts, "-l", filepath.Join(c.dir, "log"), "-w", "-t", "60", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
 		return fmt.Errorf("pg_ctl start: %w: %s %s", err, out, log)
 	}
 	c.startd = true
-	c.admin = fmt.Sprintf("postgres://hearth@127.0.0.1:%d/postgres?sslmode=disable", port)
+	c.admin = fmt.Sprintf("postgres://hearth@%s/postgres?sslmode=disable", net.JoinHostPort(first, strconv.Itoa(port)))
 	return nil
 }
 
@@ -142,8 +159,8 @@ func unprivileged() (*syscall.Credential, error) {
 	return nil, errors.New("running as root and found neither user postgres nor nobody to run PostgreSQL as")
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, err
 	}

@@ -44,6 +44,26 @@ func PostgresDSN(tb testing.TB) string {
 	return dsn
 }
 
+// PostgresServer starts a PostgreSQL server of the test's own, listening on hosts (comma
+// separated; the first is the returned DSN's) and trusting clients from the network allow
+// as well as loopback (for tests whose nodes reach it over a link of their own), and
+// returns the URL of an empty database on it. The server is stopped at cleanup.
+func PostgresServer(tb testing.TB, hosts, allow string) string {
+	tb.Helper()
+	var c cluster
+	if err := c.start(hosts, allow); err != nil {
+		c.stop()
+		testenv.Missing(tb, "PostgreSQL", err)
+	}
+	tb.Cleanup(c.stop)
+	dsn, drop, err := newDatabase(context.Background(), c.admin)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(drop)
+	return dsn
+}
+
 // Postgres opens a migrated database of its own on a real PostgreSQL server.
 func Postgres(tb testing.TB) *store.DB {
 	tb.Helper()

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
@@ -8,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // InOwnNetns runs the calling test again in a child process inside a network namespace it
@@ -67,4 +71,110 @@ func inOwn(t *testing.T, flag uintptr, what string, inChild func()) bool {
 		t.Fatalf("in its own %s: %v\n%s", what, err, out)
 	}
 	return true
+}
+
+// Netns is a network namespace a test makes besides the one it runs in: another host on a
+// link the test lays between them. A sleeping process holds it; it is killed at cleanup
+// (or when the test process dies), and the namespace goes with it.
+type Netns struct{ Pid int }
+
+// NewNetns makes a network namespace with its loopback up.
+func NewNetns(t *testing.T) Netns {
+	t.Helper()
+	started, done := make(chan error, 1), make(chan struct{})
+	var cmd *exec.Cmd
+	go func() {
+		// Pdeathsig follows the thread that started the holder: this goroutine keeps it
+		// until cleanup.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		cmd = exec.Command("sleep", "7200")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			<-done
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	if err := <-started; err != nil {
+		Missing(t, "network namespaces (root)", err)
+	}
+	n := Netns{Pid: cmd.Process.Pid}
+	t.Cleanup(func() { close(done) })
+	h := n.Handle(t)
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		t.Fatalf("bring up the new namespace's loopback: %v", err)
+	}
+	return n
+}
+
+// Path is the namespace's file, for nsenter --net and setns.
+func (n Netns) Path() string { return fmt.Sprintf("/proc/%d/ns/net", n.Pid) }
+
+// Command is exec.Command run inside the namespace (through nsenter, which execs name:
+// the process is name's own, and killing it kills name).
+func (n Netns) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=" + n.Path(), "--", name}, args...)...)
+}
+
+// Handle is a netlink handle that works inside the namespace, closed at cleanup.
+func (n Netns) Handle(t *testing.T) *netlink.Handle {
+	t.Helper()
+	ns, err := netns.GetFromPid(n.Pid)
+	if err != nil {
+		t.Fatalf("open the namespace of %d: %v", n.Pid, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	ns.Close()
+	if err != nil {
+		t.Fatalf("netlink in the namespace of %d: %v", n.Pid, err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+// Veth lays a link between the test's own namespace (here, with address here) and other
+// (there): a veth pair named name-a / name-b, both up.
+func Veth(t *testing.T, name string, other Netns, here, there string) {
+	t.Helper()
+	a, b := name+"-a", name+"-b"
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a}, PeerName: b}); err != nil {
+		t.Fatalf("veth %s: %v", name, err)
+	}
+	peer, err := netlink.LinkByName(b)
+	if err == nil {
+		err = netlink.LinkSetNsPid(peer, other.Pid)
+	}
+	if err != nil {
+		t.Fatalf("move %s into the other namespace: %v", b, err)
+	}
+	addr := func(h *netlink.Handle, link, cidr string) {
+		l, err := h.LinkByName(link)
+		if err != nil {
+			t.Fatalf("%s: %v", link, err)
+		}
+		ad, err := netlink.ParseAddr(cidr)
+		if err == nil {
+			err = h.AddrAdd(l, ad)
+		}
+		if err == nil {
+			err = h.LinkSetUp(l)
+		}
+		if err != nil {
+			t.Fatalf("%s %s: %v", link, cidr, err)
+		}
+	}
+	own, err := netlink.NewHandle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	addr(own, a, here)
+	addr(other.Handle(t), b, there)
 }
