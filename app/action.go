@@ -27,6 +27,10 @@ const (
 	ActionPause   = "pause"
 	ActionResume  = "resume"
 	ActionDelete  = "delete"
+	// ActionInstall is a one-click agent install (with Hearth's own key): the node runs
+	// the install job, whose progress any node reads. Installs with an operator's
+	// credentials are never queued (they are not stored): they go to the node at once.
+	ActionInstall = "install"
 )
 
 // Action states.

@@ -32,6 +32,8 @@ type VMs interface {
 	SetGuestIP(ctx context.Context, id, raw string, source app.GuestIPSource, by app.Actor) (*app.VM, error)
 	// RotateRegistrationToken gives the VM a fresh registration token for the agent's config.
 	RotateRegistrationToken(ctx context.Context, id string, by app.Actor) (string, error)
+	// Owns refuses a VM that is another node's: its guest is on that node's network.
+	Owns(vm *app.VM) error
 }
 
 // Jobs runs agent installs in the background, one at a time per VM, recording each step so
@@ -58,6 +60,9 @@ var system = app.Actor{Kind: app.ActorSystem, Name: "installer"}
 func (j *Jobs) Start(ctx context.Context, vmID string, creds app.Credentials, by app.Actor) (*app.InstallJob, error) {
 	vm, err := j.DB.VM(ctx, vmID)
 	if err != nil {
+		return nil, err
+	}
+	if err := j.VMs.Owns(vm); err != nil { // its guest is on its node's network
 		return nil, err
 	}
 	if vm.State != app.VMRunning {

@@ -37,6 +37,15 @@ func (s *Service) actionOp(action string) (func(context.Context, string, app.Act
 	op, ok := map[string]func(context.Context, string, app.Actor) (*app.VM, error){
 		app.ActionStart: s.Start, app.ActionStop: s.Stop, app.ActionRestart: s.Restart,
 		app.ActionPause: s.Pause, app.ActionResume: s.Resume,
+		app.ActionInstall: func(ctx context.Context, id string, by app.Actor) (*app.VM, error) {
+			if s.installer == nil {
+				return nil, app.Errorf(app.EUNAVAILABLE, "agent installs are not configured on node %s", s.node)
+			}
+			if err := s.installer(ctx, id, by); err != nil {
+				return nil, err
+			}
+			return s.db.VM(ctx, id)
+		},
 		app.ActionDelete: func(ctx context.Context, id string, by app.Actor) (*app.VM, error) {
 			v, err := s.db.VM(ctx, id)
 			if err != nil {
@@ -46,6 +55,13 @@ func (s *Service) actionOp(action string) (func(context.Context, string, app.Act
 		},
 	}[action]
 	return op, ok
+}
+
+// WithInstaller gives the node's one-click agent install (install.Jobs.Start with Hearth's
+// own key), which queued install actions run.
+func (s *Service) WithInstaller(install func(ctx context.Context, id string, by app.Actor) error) *Service {
+	s.installer = install
+	return s
 }
 
 // PendingActions are the VM's queued actions not yet carried out by its node.

@@ -18,6 +18,8 @@ import (
 type Service struct {
 	db     *store.DB
 	rules  Rules
+	// installer runs a queued one-click agent install (WithInstaller).
+	installer func(ctx context.Context, id string, by app.Actor) error
 	seeder Seeder    // nil: VMs are not provisioned
 	alloc  Allocator // nil: no static addresses
 	rt     *runner   // nil: VMs are records only
@@ -45,6 +47,13 @@ func (s *Service) own(vm *app.VM) error {
 	}
 	return nil
 }
+
+// Owns refuses (ECONFLICT) a VM that is another node's: what needs its host (its
+// hypervisor, its files, its guest network) is done by its node.
+func (s *Service) Owns(vm *app.VM) error { return s.own(vm) }
+
+// Node is this service's node ("" before nodes).
+func (s *Service) Node() string { return s.node }
 
 // WithAfterRestore sets what runs once a VM restored from a snapshot runs again: the
 // manager steps the guest's clock, which stood still in the snapshot, through its agent.
@@ -150,6 +159,9 @@ func (s *Service) Update(ctx context.Context, id string, u app.VMUpdate, by app.
 	if err != nil {
 		return nil, err
 	}
+	if err := s.own(vm); err != nil { // its files, images and seal key are its node's
+		return nil, err
+	}
 	spec := vm.Spec()
 	u.Apply(&spec)
 	if err := Normalize(&spec); err != nil {
@@ -245,6 +257,11 @@ func (s *Service) SetGuestIP(ctx context.Context, id, raw string, source app.Gue
 	}
 	if by.Kind == app.ActorGuest && source == app.SourceManual {
 		return nil, app.Errorf(app.EINVALID, "a guest registers as callback or agent, never manual")
+	}
+	if vm, err := s.db.VM(ctx, id); err != nil {
+		return nil, err
+	} else if err := s.own(vm); err != nil { // the address is checked against its node's networks, and dialled from there
+		return nil, err
 	}
 	ip := ""
 	detail := fmt.Sprintf("cleared guest IP (%s)", source)

@@ -58,6 +58,21 @@ func (s *Server) apiStartInstall(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if v := s.elsewhere(c); v != nil {
+		// Another node's VM: a one-click install (no body) is queued for its node; one with
+		// credentials goes there now (they are never stored, so never queued).
+		if c.Request().ContentLength != 0 {
+			return s.proxyToNode(c, v, "/v1/node/vms/"+v.ID+"/agent/install")
+		}
+		cur, queued, err := s.VMs.Ask(c.Request().Context(), v.ID, app.ActionInstall, actor(c))
+		if err != nil {
+			return err
+		}
+		j := toJSON(cur)
+		a := toActionJSON(queued)
+		j.QueuedAction = &a
+		return c.JSON(http.StatusAccepted, j)
+	}
 	var body installBody
 	if c.Request().ContentLength != 0 {
 		if err := decodeJSON(c, &body); err != nil {

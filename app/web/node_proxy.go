@@ -31,6 +31,14 @@ func (s *Server) nodeRoutes(g *echo.Group) {
 	g.Use(s.nodeAuth)
 	g.GET("/vms/:id/console", s.streamConsole)
 	g.POST("/vms", s.apiCreateVM) // placed here by another node
+	// What needs the VM's host: its files, seal key, images, guest network.
+	g.PATCH("/vms/:id", s.apiUpdateVM)
+	g.POST("/vms/:id/guest-ip", s.apiSetGuestIP)
+	g.GET("/vms/:id/seed.iso", s.seedISO)
+	g.POST("/vms/:id/snapshots", s.apiTakeSnapshot)
+	g.POST("/vms/:id/snapshots/:name/restore", s.apiRestoreSnapshot)
+	g.DELETE("/vms/:id/snapshots/:name", s.apiDeleteSnapshot)
+	g.POST("/vms/:id/agent/install", s.apiStartInstall)
 	g.Any("/*", func(c echo.Context) error { return app.Errorf(app.ENOTFOUND, "no such node endpoint") })
 }
 
@@ -51,6 +59,67 @@ func (s *Server) nodeAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(keyNodeCall, true)
 		return next(c)
 	}
+}
+
+// elsewhere is the VM of the request's :id when it is another node's and the request is
+// an operator's: it goes to that node. Nil when the VM is this node's, or unknown (the
+// handler says so), or the request came from another node (never passed on twice), or is
+// a guest's (a guest speaks to its own node, and is never made an operator by a node).
+func (s *Server) elsewhere(c echo.Context) *app.VM {
+	if s.Nodes == nil || c.Get(keyNodeCall) != nil {
+		return nil
+	}
+	if by := actor(c); by.Kind != app.ActorUser && by.Kind != app.ActorToken {
+		return nil
+	}
+	v, err := s.VMs.Get(c.Request().Context(), c.Param("id"))
+	if err != nil || v.Node == "" || v.Node == s.Nodes.Name() {
+		return nil
+	}
+	return v
+}
+
+// onOwner serves an API request about a VM here when the VM is this node's, and passes it
+// on to the VM's node (the same path under /v1/node) when it is another's: what only the
+// VM's host can do (its files, its seal key, its images, its guest network).
+func (s *Server) onOwner(h echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if v := s.elsewhere(c); v != nil {
+			return s.proxyToNode(c, v, "/v1/node"+strings.TrimPrefix(c.Request().URL.Path, "/v1"))
+		}
+		return h(c)
+	}
+}
+
+// askOwner sends an operator's request about another node's VM (a page's form) to that
+// node's API as JSON: path is under /v1/node. Its refusal comes back as the error it gave.
+func (s *Server) askOwner(c echo.Context, v *app.VM, method, path string, body any) error {
+	status, answer, err := s.callNode(c, v.Node, method, "/v1/node"+path, body)
+	if err != nil {
+		return err
+	}
+	if status < 300 {
+		return nil
+	}
+	return nodeError(v.Node, status, answer)
+}
+
+// nodeError is the error another node answered with (its code, message and fields).
+func nodeError(node string, status int, answer []byte) error {
+	var out struct {
+		Error *struct {
+			Code    string            `json:"code"`
+			Message string            `json:"message"`
+			Fields  map[string]string `json:"fields"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(answer, &out) != nil || out.Error == nil {
+		return app.Errorf(app.EUNAVAILABLE, "node %s answered %d", node, status)
+	}
+	if len(out.Error.Fields) > 0 {
+		return app.Invalid(out.Error.Fields)
+	}
+	return app.Errorf(out.Error.Code, "node %s: %s", node, out.Error.Message)
 }
 
 // proxyToNode passes the request on to the VM's node at path, with the node credential and
@@ -171,24 +240,13 @@ func (s *Server) createOn(c echo.Context, node string, spec app.VMSpec) (string,
 		return "", err
 	}
 	var out struct {
-		ID    string `json:"id"`
-		Error *struct {
-			Code    string            `json:"code"`
-			Message string            `json:"message"`
-			Fields  map[string]string `json:"fields"`
-		} `json:"error"`
+		ID string `json:"id"`
 	}
-	if err := json.Unmarshal(answer, &out); err != nil {
-		return "", app.Errorf(app.EUNAVAILABLE, "node %s answered %d, not JSON", node, status)
+	if status != http.StatusCreated {
+		return "", nodeError(node, status, answer)
 	}
-	if status != http.StatusCreated || out.Error != nil {
-		if out.Error == nil {
-			return "", app.Errorf(app.EUNAVAILABLE, "node %s answered %d", node, status)
-		}
-		if len(out.Error.Fields) > 0 {
-			return "", app.Invalid(out.Error.Fields)
-		}
-		return "", app.Errorf(out.Error.Code, "node %s: %s", node, out.Error.Message)
+	if err := json.Unmarshal(answer, &out); err != nil || out.ID == "" {
+		return "", app.Errorf(app.EUNAVAILABLE, "node %s answered %d, without the VM", node, status)
 	}
 	return out.ID, nil
 }

@@ -66,7 +66,7 @@ func (s *Server) uiRoutes() {
 	in.POST("/vms/:id/snapshots", s.uiSnapshotOp(s.uiTakeSnapshot))
 	in.POST("/vms/:id/snapshots/:name/restore", s.uiSnapshotOp(s.uiRestoreSnapshot))
 	in.POST("/vms/:id/snapshots/:name/delete", s.uiSnapshotOp(s.uiDeleteSnapshot))
-	in.GET("/vms/:id/seed.iso", s.seedISO)
+	in.GET("/vms/:id/seed.iso", s.onOwner(s.seedISO))
 	in.GET("/vms/:id/agent/install", s.installStatus)
 	in.POST("/vms/:id/agent/install", s.startInstall)
 	in.GET("/vms/:id/guest-ip", s.guestIPValue)

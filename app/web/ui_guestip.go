@@ -37,7 +37,20 @@ func (s *Server) setGuestIP(c echo.Context) error {
 	default:
 		return app.Errorf(app.EINVALID, "action must be set or clear")
 	}
-	v, err := s.VMs.SetGuestIP(ctx, id, raw, app.SourceManual, actor(c))
+	var v *app.VM
+	var err error
+	if remote := s.elsewhere(c); remote != nil {
+		// Another node's VM: its node checks the address against its own networks.
+		body := map[string]any{"guest_ip": nil}
+		if raw != "" {
+			body["guest_ip"] = raw
+		}
+		if err = s.askOwner(c, remote, http.MethodPost, "/vms/"+id+"/guest-ip", body); err == nil {
+			v, err = s.VMs.Get(ctx, id)
+		}
+	} else {
+		v, err = s.VMs.SetGuestIP(ctx, id, raw, app.SourceManual, actor(c))
+	}
 	if err != nil {
 		status, msg, escalate := refusal(err)
 		if escalate != nil {

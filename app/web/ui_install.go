@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -36,8 +37,9 @@ func (s *Server) installStatus(c echo.Context) error {
 		return err
 	}
 	v := installView(c.Param("id"), j, csrfToken(c))
+	v.Queued = s.queuedInstall(c, c.Param("id"))
 	status := http.StatusOK
-	if j == nil || j.State != app.JobRunning {
+	if (j == nil || j.State != app.JobRunning) && v.Queued == "" {
 		status = 286
 		c.Response().Header().Set("HX-Trigger", "vm-changed") // the activity list shows the outcome
 	}
@@ -63,7 +65,18 @@ func (s *Server) startInstall(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	j, err := in.Start(c.Request().Context(), c.Param("id"), creds, actor(c))
+	var j *app.InstallJob
+	if v := s.elsewhere(c); v != nil {
+		// Another node's VM: a one-click install is queued for its node; one with typed
+		// credentials goes there now (they are never stored, so never queued).
+		if body == (installBody{}) {
+			_, _, err = s.VMs.Ask(c.Request().Context(), v.ID, app.ActionInstall, actor(c))
+		} else if err = s.askOwner(c, v, http.MethodPost, "/vms/"+v.ID+"/agent/install", body); err == nil {
+			j, err = in.Latest(c.Request().Context(), v.ID)
+		}
+	} else {
+		j, err = in.Start(c.Request().Context(), c.Param("id"), creds, actor(c))
+	}
 	if err != nil {
 		status, msg, escalate := refusal(err)
 		if escalate != nil {
@@ -77,5 +90,21 @@ func (s *Server) startInstall(c echo.Context) error {
 	if !isHTMX(c) {
 		return c.Redirect(http.StatusSeeOther, "/vms/"+c.Param("id"))
 	}
-	return renderOK(c, pages.VMAgentInstall(installView(c.Param("id"), j, csrfToken(c))))
+	v := installView(c.Param("id"), j, csrfToken(c))
+	v.Queued = s.queuedInstall(c, c.Param("id"))
+	return renderOK(c, pages.VMAgentInstall(v))
+}
+
+// queuedInstall says so when a one-click install of the VM waits for its node.
+func (s *Server) queuedInstall(c echo.Context, id string) string {
+	pending, err := s.VMs.PendingActions(c.Request().Context(), id)
+	if err != nil {
+		return ""
+	}
+	for _, a := range pending {
+		if a.Action == app.ActionInstall {
+			return "Install asked of node " + a.Node + " " + ago(time.Now(), a.CreatedAt) + " (" + a.State + "): its progress shows here once the node runs it."
+		}
+	}
+	return ""
 }

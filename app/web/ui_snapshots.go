@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -79,16 +80,29 @@ func (s *Server) uiSnapshotOp(op func(c echo.Context) error) echo.HandlerFunc {
 	}
 }
 
+// The snapshot forms of another node's VM are carried out by its node (its files are
+// there), through its API.
+
 func (s *Server) uiTakeSnapshot(c echo.Context) error {
-	_, err := s.VMs.Snapshot(c.Request().Context(), c.Param("id"), strings.TrimSpace(c.FormValue("name")), false, actor(c))
+	name := strings.TrimSpace(c.FormValue("name"))
+	if v := s.elsewhere(c); v != nil {
+		return s.askOwner(c, v, http.MethodPost, "/vms/"+v.ID+"/snapshots", map[string]string{"name": name})
+	}
+	_, err := s.VMs.Snapshot(c.Request().Context(), c.Param("id"), name, false, actor(c))
 	return err
 }
 
 func (s *Server) uiRestoreSnapshot(c echo.Context) error {
+	if v := s.elsewhere(c); v != nil {
+		return s.askOwner(c, v, http.MethodPost, "/vms/"+v.ID+"/snapshots/"+url.PathEscape(c.Param("name"))+"/restore", nil)
+	}
 	_, err := s.VMs.Restore(c.Request().Context(), c.Param("id"), c.Param("name"), actor(c))
 	return err
 }
 
 func (s *Server) uiDeleteSnapshot(c echo.Context) error {
+	if v := s.elsewhere(c); v != nil {
+		return s.askOwner(c, v, http.MethodDelete, "/vms/"+v.ID+"/snapshots/"+url.PathEscape(c.Param("name")), nil)
+	}
 	return s.VMs.DeleteSnapshot(c.Request().Context(), c.Param("id"), c.Param("name"), actor(c))
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"net/http"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -28,7 +29,11 @@ func (s *Server) updateVM(c echo.Context) error {
 	f, u, parseErrs := formSpec(c)
 	f.Title, f.Action, f.Submit, f.Cancel = "Edit "+f.Name, "/vms/"+id, "Save changes", "/vms/"+id
 	var err error
-	if len(parseErrs) == 0 {
+	if v := s.elsewhere(c); v != nil && len(parseErrs) == 0 {
+		// Another node's VM: its node changes it (its files, images and seal key are there).
+		err = s.askOwner(c, v, http.MethodPatch, "/vms/"+id, vmSpecJSON{Hypervisor: u.Hypervisor, Name: u.Name, Image: u.Image,
+			VCPUs: u.VCPUs, MemoryMiB: u.MemoryMiB, Kernel: u.Kernel, Initrd: u.Initrd, Rootfs: u.Rootfs, BootArgs: u.BootArgs})
+	} else if len(parseErrs) == 0 {
 		_, err = s.VMs.Update(c.Request().Context(), id, u, actor(c))
 	} else {
 		var spec app.VMSpec

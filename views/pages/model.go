@@ -106,6 +106,7 @@ type InstallView struct {
 	Steps      []InstallStep
 	Error      string
 	StartError string // why the last start was refused
+	Queued     string // a one-click install queued for the VM's node, not yet started there
 	CSRF       string
 }
 

@@ -27,6 +27,7 @@ import (
 // a stop asked of alpha is carried out by beta; beta's node endpoints refuse anything but
 // the node credential.
 func TestTwoNodesOneDatabase(t *testing.T) {
+	needAgent(t)
 	qemutest.QEMU(t)
 	kernel, mods := qemutest.Kernel(t)
 	initrd := qemutest.InitramfsWith(t, mods, qemutest.ShellInit, nil)
@@ -130,11 +131,14 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 			t.Errorf("the New VM form does not offer the nodes")
 		}
 	}
-	resp := form("/vms", url.Values{"name": {"from-form"}, "vcpus": {"1"}, "memory_mib": {"128"}, "node": {"beta"}})
+	resp := form("/vms", url.Values{"name": {"from-form"}, "vcpus": {"1"}, "memory_mib": {"128"}, "node": {"beta"}, "provision": {"on"}})
+	formID := ""
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/vms/") {
 		t.Errorf("the form's create on beta: %d %q", resp.StatusCode, loc)
-	} else if _, v := a("GET", "/v1"+loc, ""); v["node"] != "beta" || v["name"] != "from-form" {
+	} else if _, v := a("GET", "/v1"+loc, ""); v["node"] != "beta" || v["name"] != "from-form" || v["provisioned"] != true {
 		t.Errorf("the form's VM: %v", v)
+	} else {
+		formID = v["id"].(string)
 	}
 	// Placement: beta's VM holds 256 MiB there, so the next VM without a node goes to alpha
 	// (the same host's memory on both).
@@ -165,6 +169,96 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 	if audited == "" {
 		t.Error("beta did not audit the console session as the operator")
 	}
+
+	// What needs beta's host, asked of alpha, is done by beta: a snapshot (its files in
+	// beta's data dir), its deletion, a rename, a guest IP (checked by beta's rules), an
+	// agent install (one-click: queued for beta; with credentials: passed on at once).
+	if status, out := a("POST", "/v1/vms/"+id+"/snapshots", `{"name":"via-alpha"}`); status != 202 {
+		t.Errorf("snapshot of beta's VM through alpha: %d %v", status, out)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, sn := a("GET", "/v1/vms/"+id+"/snapshots/via-alpha", "")
+		if sn["state"] == "ready" {
+			break
+		}
+		if sn["state"] == "failed" || time.Now().After(deadline) {
+			t.Fatalf("the snapshot taken through alpha: %v", sn)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(beta.Config.DataDir, "vms", id, "snapshots", "via-alpha")); err != nil {
+		t.Errorf("the snapshot is not in beta's data dir: %v", err)
+	}
+	if status, out := a("DELETE", "/v1/vms/"+id+"/snapshots/via-alpha", ""); status != 204 {
+		t.Errorf("delete the snapshot through alpha: %d %v", status, out)
+	}
+	if _, err := os.Stat(filepath.Join(beta.Config.DataDir, "vms", id, "snapshots", "via-alpha")); !os.IsNotExist(err) {
+		t.Errorf("the snapshot deleted through alpha is still in beta's data dir: %v", err)
+	}
+	if status, out := a("POST", "/v1/vms/"+id+"/guest-ip", `{"guest_ip":"8.8.8.8"}`); status != 400 || !strings.Contains(fmt.Sprint(out), "outside the guest networks") {
+		t.Errorf("a guest IP outside beta's guest networks, through alpha: %d %v", status, out)
+	}
+	if status, out := a("POST", "/v1/vms/"+id+"/guest-ip", `{"guest_ip":"10.99.0.7"}`); status != 200 || out["guest_ip"] != "10.99.0.7" {
+		t.Errorf("a guest IP through alpha: %d %v", status, out)
+	}
+	if status, out := a("POST", "/v1/vms/"+id+"/guest-ip", `{"guest_ip":null}`); status != 200 || out["guest_ip"] != nil {
+		t.Errorf("clear the guest IP through alpha: %d %v", status, out)
+	}
+	status, out = a("POST", "/v1/vms/"+id+"/agent/install", "")
+	if status != 202 {
+		t.Fatalf("one-click install of beta's VM through alpha: %d %v", status, out)
+	}
+	if act, _ := waitAction("install", out); act["state"] != app.ActionFailed || !strings.Contains(fmt.Sprint(act["error"]), "has no guest IP") {
+		t.Errorf("the queued install, run by beta on a VM without a guest IP: %v", act)
+	}
+	if status, out := a("POST", "/v1/vms/"+id+"/agent/install", `{"user":"root","password":"x"}`); status != 400 ||
+		!strings.Contains(fmt.Sprint(out), "has no guest IP") {
+		t.Errorf("an install with credentials through alpha (passed on to beta): %d %v", status, out)
+	}
+	if status, out := a("PATCH", "/v1/vms/"+formID, `{"name":"renamed-via-alpha"}`); status != 200 || out["name"] != "renamed-via-alpha" {
+		t.Errorf("rename beta's VM through alpha: %d %v", status, out)
+	}
+	if resp, err := http.DefaultClient.Do(func() *http.Request {
+		req, _ := http.NewRequest("GET", alpha.URL()+"/v1/vms/"+formID+"/seed.iso", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		return req
+	}()); err != nil {
+		t.Fatal(err)
+	} else {
+		iso, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(iso), "renamed-via-alpha") {
+			t.Errorf("the renamed VM's seed through alpha: %d, %d bytes", resp.StatusCode, len(iso))
+		}
+	}
+
+	// The same from alpha's pages (their forms): a snapshot, its deletion, a guest IP.
+	if resp := form("/vms/"+id+"/snapshots", url.Values{"name": {"via-form"}}); resp.StatusCode >= 400 {
+		t.Errorf("the snapshot form on alpha for beta's VM: %d", resp.StatusCode)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, sn := a("GET", "/v1/vms/"+id+"/snapshots/via-form", "")
+		if sn["state"] == "ready" {
+			break
+		}
+		if sn["state"] == "failed" || time.Now().After(deadline) {
+			t.Fatalf("the snapshot taken with alpha's form: %v", sn)
+		}
+	}
+	if resp := form("/vms/"+id+"/snapshots/via-form/delete", url.Values{}); resp.StatusCode >= 400 {
+		t.Errorf("the snapshot delete form on alpha: %d", resp.StatusCode)
+	}
+	if _, err := os.Stat(filepath.Join(beta.Config.DataDir, "vms", id, "snapshots", "via-form")); !os.IsNotExist(err) {
+		t.Errorf("the snapshot deleted with alpha's form is still in beta's data dir: %v", err)
+	}
+	if resp := form("/vms/"+id+"/guest-ip", url.Values{"guest_ip": {"10.99.0.8"}, "action": {"set"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the guest IP form on alpha: %d", resp.StatusCode)
+	} else if _, v := a("GET", "/v1/vms/"+id, ""); v["guest_ip"] != "10.99.0.8" || v["guest_ip_source"] != "manual" {
+		t.Errorf("after alpha's guest IP form: %v", v)
+	}
+	if resp := form("/vms/"+id+"/guest-ip", url.Values{"guest_ip": {"127.0.0.1"}, "action": {"set"}}); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a loopback guest IP with alpha's form (beta refuses it): %d", resp.StatusCode)
+	}
+	form("/vms/"+id+"/guest-ip", url.Values{"action": {"clear"}})
 
 	// Beta's node endpoints: the node credential only.
 	for _, auth := range []string{"", "Bearer " + token, "Node wrong-secret-wrong-secret-wrong-secret", "Node "} {

@@ -112,6 +112,10 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger, s
 	vms.WithAfterRestore(clockStepper(vms, agent.New(agent.Options{}), logger))
 	jobs := &install.Jobs{DB: db, VMs: vms, Installer: &sshinstall.Installer{Agent: agents.For}, Agent: agent.New(agent.Options{}),
 		Signer: key, PublicURL: cfg.PublicURL, Logger: logger}
+	vms.WithInstaller(func(ctx context.Context, id string, by app.Actor) error { // a one-click install another node queued
+		_, err := jobs.Start(ctx, id, app.Credentials{}, by)
+		return err
+	})
 	return &Main{
 		Config: cfg, Logger: logger, DB: db, VMs: vms, Jobs: jobs, Images: &image.Service{DB: db, Node: cfg.Node, DataDir: cfg.DataDir, Logger: logger},
 		Network: rt.Network, NetworkNote: note, prov: prov,
