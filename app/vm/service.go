@@ -18,8 +18,6 @@ import (
 type Service struct {
 	db     *store.DB
 	rules  Rules
-	// installer runs a queued one-click agent install (WithInstaller).
-	installer func(ctx context.Context, id string, by app.Actor) error
 	seeder Seeder    // nil: VMs are not provisioned
 	alloc  Allocator // nil: no static addresses
 	rt     *runner   // nil: VMs are records only
@@ -31,6 +29,8 @@ type Service struct {
 	// node is this manager's node: it makes VMs there and runs only those ("" before
 	// nodes: every VM is its own).
 	node string
+	// installer runs a queued one-click agent install (WithInstaller).
+	installer func(ctx context.Context, id string, by app.Actor) error
 }
 
 // WithNode makes the service this node's: new VMs belong to it, and only its VMs are
