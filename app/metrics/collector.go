@@ -50,6 +50,8 @@ type Store interface {
 	Samples(ctx context.Context, vmID string, since time.Time) ([]store.SampleRow, error)
 	Minutes(ctx context.Context, vmID string, since time.Time) ([]store.MinuteRow, error)
 	LatestSample(ctx context.Context, vmID string, since time.Time) (store.SampleRow, bool, error)
+	LatestSamples(ctx context.Context, vmIDs []string, since time.Time) (map[string]store.SampleRow, error)
+	SamplesOf(ctx context.Context, vmIDs []string, since time.Time) (map[string][]store.SampleRow, error)
 	OnceInCluster(ctx context.Context, name string, f func(context.Context) error) (bool, error)
 }
 
@@ -432,12 +434,75 @@ func (c *Collector) Remote(ctx context.Context, v *app.VM, now time.Time) (Statu
 		return Status{State: StatusStopped}, Sample{}, false
 	}
 	r, ok, err := c.opts.Store.LatestSample(ctx, v.ID, now.Add(-15*time.Minute))
-	if err != nil || !ok {
-		why := "no sample from node " + v.Node + " yet"
-		if err != nil {
-			why = err.Error()
+	if err != nil {
+		return Status{State: StatusWaiting, Why: err.Error()}, Sample{}, false
+	}
+	return c.remoteStatus(v, r, ok, now)
+}
+
+// RemoteFigures is Remote for many VMs at once (one query): what the list shows and sorts
+// and filters by for other nodes' VMs.
+func (c *Collector) RemoteFigures(ctx context.Context, vms []*app.VM, now time.Time) (map[string]RemoteFigure, error) {
+	out := make(map[string]RemoteFigure, len(vms))
+	var ids []string
+	for _, v := range vms {
+		if v.State.Live() && v.State != app.VMPaused && c.opts.Store != nil {
+			ids = append(ids, v.ID)
 		}
-		return Status{State: StatusWaiting, Why: why}, Sample{}, false
+	}
+	rows := map[string]store.SampleRow{}
+	if len(ids) > 0 {
+		var err error
+		if rows, err = c.opts.Store.LatestSamples(ctx, ids, now.Add(-15*time.Minute)); err != nil {
+			return nil, err
+		}
+	}
+	for _, v := range vms {
+		r, ok := rows[v.ID]
+		st, s, has := c.remoteStatus(v, r, ok, now)
+		out[v.ID] = RemoteFigure{Status: st, Sample: s, Has: has}
+	}
+	return out, nil
+}
+
+// RemoteFigure is one VM's badge and newest stored sample (Has false: none).
+type RemoteFigure struct {
+	Status Status
+	Sample Sample
+	Has    bool
+}
+
+// RemoteHistory is the stored samples since t of other nodes' VMs, by VM (one query): the
+// list's sparklines.
+func (c *Collector) RemoteHistory(ctx context.Context, ids []string, since time.Time) (map[string][]Sample, error) {
+	out := map[string][]Sample{}
+	if c.opts.Store == nil || len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := c.opts.Store.SamplesOf(ctx, ids, since)
+	if err != nil {
+		return nil, err
+	}
+	for id, rs := range rows {
+		ss := make([]Sample, len(rs))
+		for i, r := range rs {
+			ss[i] = fromRow(r)
+		}
+		out[id] = ss
+	}
+	return out, nil
+}
+
+// remoteStatus is the badge of another node's VM whose newest stored sample is r (ok
+// false: none in the last 15 minutes).
+func (c *Collector) remoteStatus(v *app.VM, r store.SampleRow, ok bool, now time.Time) (Status, Sample, bool) {
+	switch {
+	case v.State == app.VMPaused:
+		return Status{State: StatusPaused, Source: FromPaused, Why: "the VM is paused"}, Sample{}, false
+	case !v.State.Live() || c.opts.Store == nil:
+		return Status{State: StatusStopped}, Sample{}, false
+	case !ok:
+		return Status{State: StatusWaiting, Why: "no sample from node " + v.Node + " yet"}, Sample{}, false
 	}
 	s := fromRow(r)
 	age := now.Sub(s.Time)

@@ -80,6 +80,48 @@ func (db *DB) LatestSample(ctx context.Context, vmID string, since time.Time) (S
 	return rows[0], true, nil
 }
 
+// LatestSamples returns the newest stored sample since t of each of the VMs named (those
+// with none are absent), in one query: the list's badges and figures for other nodes' VMs.
+func (db *DB) LatestSamples(ctx context.Context, vmIDs []string, since time.Time) (map[string]SampleRow, error) {
+	out := make(map[string]SampleRow, len(vmIDs))
+	for start := 0; start < len(vmIDs); start += maxInList {
+		ids := vmIDs[start:min(len(vmIDs), start+maxInList)]
+		var rows []SampleRow
+		newest := db.bun.NewSelect().Table("samples").ColumnExpr("vm_id, MAX(at) AS at").
+			Where("vm_id IN (?)", bun.In(ids)).Where("at >= ?", since.UTC()).Group("vm_id")
+		err := db.bun.NewSelect().Model(&rows).
+			Join("JOIN (?) AS newest ON newest.vm_id = sample_row.vm_id AND newest.at = sample_row.at", newest).Scan(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store: read the latest samples: %w", err)
+		}
+		for _, r := range rows {
+			out[r.VMID] = r
+		}
+	}
+	return out, nil
+}
+
+// SamplesOf returns the stored samples since t of each of the VMs named, oldest first, in
+// one query: the list's sparklines for other nodes' VMs.
+func (db *DB) SamplesOf(ctx context.Context, vmIDs []string, since time.Time) (map[string][]SampleRow, error) {
+	out := make(map[string][]SampleRow, len(vmIDs))
+	for start := 0; start < len(vmIDs); start += maxInList {
+		ids := vmIDs[start:min(len(vmIDs), start+maxInList)]
+		var rows []SampleRow
+		err := db.bun.NewSelect().Model(&rows).Where("vm_id IN (?)", bun.In(ids)).Where("at >= ?", since.UTC()).Order("vm_id", "at").Scan(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store: read samples: %w", err)
+		}
+		for _, r := range rows {
+			out[r.VMID] = append(out[r.VMID], r)
+		}
+	}
+	return out, nil
+}
+
+// maxInList bounds the ids of one IN (…): SQLite takes at most 32,766 parameters.
+const maxInList = 500
+
 // Minutes returns a VM's one-minute averages since t, oldest first.
 func (db *DB) Minutes(ctx context.Context, vmID string, since time.Time) ([]MinuteRow, error) {
 	var rows []MinuteRow

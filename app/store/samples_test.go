@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -59,6 +60,50 @@ func TestCompaction(t *testing.T) {
 		}
 		if ms, _ := db.Minutes(ctx, "b", old.Add(-time.Hour)); len(ms) != 0 {
 			t.Errorf("expired minutes kept: %+v", ms)
+		}
+	})
+}
+
+// TestLatestSamplesOfMany: one query gives each VM's newest sample since t (a VM with only
+// older ones, or none, is absent), and the samples of each since t, oldest first; more
+// VMs than one IN list holds are read in parts.
+func TestLatestSamplesOfMany(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Second)
+		rows := []store.SampleRow{
+			{VMID: "a", At: now.Add(-30 * time.Second), Source: "agent", CPU: f(10)},
+			{VMID: "a", At: now.Add(-10 * time.Second), Source: "host", CPU: f(20)},
+			{VMID: "a", At: now.Add(-20 * time.Second), Source: "agent", CPU: f(15)},
+			{VMID: "b", At: now.Add(-5 * time.Second), Source: "agent", CPU: f(90)},
+			{VMID: "old", At: now.Add(-time.Hour), Source: "agent", CPU: f(70)},
+		}
+		for i := 0; i < 600; i++ { // past one IN list
+			rows = append(rows, store.SampleRow{VMID: fmt.Sprintf("many%03d", i), At: now.Add(-time.Second), Source: "agent", CPU: f(float64(i))})
+		}
+		if err := db.InsertSamples(ctx, rows); err != nil {
+			t.Fatal(err)
+		}
+		ids := []string{"a", "b", "old", "none"}
+		for i := 0; i < 600; i++ {
+			ids = append(ids, fmt.Sprintf("many%03d", i))
+		}
+		latest, err := db.LatestSamples(ctx, ids, now.Add(-time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(latest) != 602 || *latest["a"].CPU != 20 || latest["a"].Source != "host" || *latest["b"].CPU != 90 || *latest["many599"].CPU != 599 {
+			t.Errorf("latest: %d VMs, a %+v, b %+v", len(latest), latest["a"], latest["b"])
+		}
+		if _, ok := latest["old"]; ok {
+			t.Error("a VM whose samples are all older is in the answer")
+		}
+		all, err := db.SamplesOf(ctx, []string{"a", "b", "old"}, now.Add(-time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := all["a"]; len(got) != 3 || *got[0].CPU != 10 || *got[1].CPU != 15 || *got[2].CPU != 20 || len(all["b"]) != 1 || len(all["old"]) != 0 {
+			t.Errorf("samples of a: %+v; b: %d, old: %d", got, len(all["b"]), len(all["old"]))
 		}
 	})
 }

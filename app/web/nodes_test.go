@@ -201,8 +201,37 @@ func TestRemoteMetrics(t *testing.T) {
 	if !strings.Contains(page, "live · agent") || !strings.Contains(page, "42.5 %") || !strings.Contains(page, "61.0 %") {
 		t.Errorf("beta's VM on alpha's page lacks the live figures")
 	}
+	// The list filters and sorts beta's VM by what beta stored, and draws its sparkline
+	// from it, as for alpha's own (one of which runs with no figures yet).
+	own := &app.VM{ID: "on-alpha", Name: "web-a", State: app.VMRunning, VCPUs: 1, MemoryMiB: 256, MAC: "02:00:00:00:00:03", Node: "alpha"}
+	if err := db.CreateVM(ctx, own, "ha", nil); err != nil {
+		t.Fatal(err)
+	}
+	listed := func(query string) []string {
+		_, _, page := e.do("GET", "/vms/list?"+query, "", nil)
+		var out []string
+		for _, part := range strings.Split(page, `data-vm="`)[1:] {
+			out = append(out, part[:strings.Index(part, `"`)])
+		}
+		return out
+	}
+	if got := listed("badge=live"); len(got) != 1 || got[0] != "web-b" {
+		t.Errorf("badge=live on alpha: %v", got)
+	}
+	if got := listed("badge=waiting"); len(got) != 1 || got[0] != "web-a" {
+		t.Errorf("badge=waiting on alpha: %v", got)
+	}
+	if got := listed("sort=cpu"); len(got) != 2 || got[0] != "web-b" {
+		t.Errorf("sort=cpu on alpha: %v", got)
+	}
+	if _, _, page := e.do("GET", "/vms/list", "", nil); !strings.Contains(page, "61 %") {
+		t.Errorf("the list's sparkline for beta's VM lacks its memory figure (61 %%)")
+	}
 	time.Sleep(3100 * time.Millisecond)
 	if m := metricsOf(); m["status"] != "stale" {
 		t.Errorf("after beta's samples stopped: %v", m)
+	}
+	if got := listed("badge=stale"); len(got) != 1 || got[0] != "web-b" {
+		t.Errorf("badge=stale on alpha: %v", got)
 	}
 }

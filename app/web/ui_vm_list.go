@@ -107,6 +107,19 @@ func (s *Server) vmList(c echo.Context) (listQuery, pages.VMList, error) {
 	}
 	now := time.Now()
 	states := s.nodeStates(ctx)
+	// Other nodes' running VMs: their sparklines from the samples their nodes store.
+	var remote []string
+	for _, v := range p.VMs {
+		if s.Metrics != nil && v.State == app.VMRunning && s.remote(v) {
+			remote = append(remote, v.ID)
+		}
+	}
+	var remoteHist map[string][]metrics.Sample
+	if len(remote) > 0 {
+		if remoteHist, err = s.Metrics.RemoteHistory(ctx, remote, now.Add(-15*time.Minute)); err != nil {
+			s.Logger.Warn("read other nodes' samples for the list", "error", err)
+		}
+	}
 	for _, v := range p.VMs {
 		r := pages.VMRow{ID: v.ID, Name: v.Name, State: shownState(v, states), VCPUs: v.VCPUs, MemoryMiB: v.MemoryMiB, GuestIP: guestIPView(v, now)}
 		if len(states) > 1 {
@@ -114,6 +127,9 @@ func (s *Server) vmList(c echo.Context) (listQuery, pages.VMList, error) {
 		}
 		if s.Metrics != nil && v.State == app.VMRunning {
 			hist := s.Metrics.History(v.ID, now.Add(-15*time.Minute))
+			if s.remote(v) {
+				hist = remoteHist[v.ID]
+			}
 			stale := 3 * s.Metrics.Interval()
 			r.CPU = sparkOf(hist, now, stale, func(x metrics.Sample) *float64 { return x.CPUPercent })
 			r.Mem = sparkOf(hist, now, stale, func(x metrics.Sample) *float64 { return x.MemPercent })

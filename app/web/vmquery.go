@@ -165,12 +165,16 @@ func (s *Server) findVMs(ctx context.Context, q listQuery, offset int, after *ap
 		}
 	}
 	now := time.Now()
+	var figs map[string]listFigure
+	if runningOnly || q.Sort == "cpu" || q.Sort == "memory" {
+		figs = s.listFigures(ctx, running, now)
+	}
 	if runningOnly {
-		running = slices.DeleteFunc(running, func(v *app.VM) bool { return s.badge(v, now) != q.Badge })
+		running = slices.DeleteFunc(running, func(v *app.VM) bool { return figs[v.ID].badge != q.Badge })
 		p.Total = len(running)
 	}
 	if q.Sort == "cpu" || q.Sort == "memory" {
-		s.sortByFigure(running, q)
+		sortByFigure(running, figs, q)
 	}
 	var vms []*app.VM
 	if offset < len(running) {
@@ -204,35 +208,69 @@ func (p vmPage) cut(vms []*app.VM, limit int, sort string) vmPage {
 	return p
 }
 
-func (s *Server) badge(v *app.VM, now time.Time) string {
-	if s.Metrics == nil {
-		if v.State == app.VMPaused {
-			return metrics.StatusPaused
+// listFigure is a running VM's badge and latest CPU and memory shares, as the list
+// filters and sorts by them.
+type listFigure struct {
+	badge    string
+	cpu, mem *float64
+}
+
+// listFigures are the VMs' figures: this node's from its collector, other nodes' from the
+// samples those nodes store each round (one query for all of them).
+func (s *Server) listFigures(ctx context.Context, vms []*app.VM, now time.Time) map[string]listFigure {
+	out := make(map[string]listFigure, len(vms))
+	var remote []*app.VM
+	for _, v := range vms {
+		switch {
+		case s.Metrics == nil:
+			b := metrics.StatusStopped
+			if v.State == app.VMPaused {
+				b = metrics.StatusPaused
+			} else if v.State == app.VMRunning {
+				b = metrics.StatusWaiting
+			}
+			out[v.ID] = listFigure{badge: b}
+		case s.remote(v):
+			remote = append(remote, v)
+		default:
+			f := listFigure{badge: s.Metrics.StatusOf(v, now).State}
+			if x, ok := s.Metrics.Latest(v); ok {
+				f.cpu, f.mem = x.CPUPercent, x.MemPercent
+			}
+			out[v.ID] = f
 		}
-		if v.State == app.VMRunning {
-			return metrics.StatusWaiting
-		}
-		return metrics.StatusStopped
 	}
-	return s.Metrics.StatusOf(v, now).State
+	if len(remote) > 0 {
+		figs, err := s.Metrics.RemoteFigures(ctx, remote, now)
+		if err != nil {
+			s.Logger.Warn("read other nodes' samples for the list", "error", err)
+		}
+		for _, v := range remote {
+			rf, ok := figs[v.ID]
+			f := listFigure{badge: metrics.StatusWaiting}
+			if ok {
+				f.badge = rf.Status.State
+				if rf.Has {
+					f.cpu, f.mem = rf.Sample.CPUPercent, rf.Sample.MemPercent
+				}
+			}
+			out[v.ID] = f
+		}
+	}
+	return out
 }
 
 // sortByFigure orders running VMs by their current CPU or memory share, busiest first
 // (Desc: idlest first); VMs without the figure follow, by name.
-func (s *Server) sortByFigure(vms []*app.VM, q listQuery) {
+func sortByFigure(vms []*app.VM, figs map[string]listFigure, q listQuery) {
 	fig := make(map[string]float64, len(vms))
 	for _, v := range vms {
-		if s.Metrics == nil {
-			break
+		f := figs[v.ID].cpu
+		if q.Sort == "memory" {
+			f = figs[v.ID].mem
 		}
-		if x, ok := s.Metrics.Latest(v); ok {
-			f := x.CPUPercent
-			if q.Sort == "memory" {
-				f = x.MemPercent
-			}
-			if f != nil {
-				fig[v.ID] = *f
-			}
+		if f != nil {
+			fig[v.ID] = *f
 		}
 	}
 	slices.SortStableFunc(vms, func(a, b *app.VM) int {
