@@ -227,6 +227,13 @@ func TestRemoteMetrics(t *testing.T) {
 	if _, _, page := e.do("GET", "/vms/list", "", nil); !strings.Contains(page, "61 %") {
 		t.Errorf("the list's sparkline for beta's VM lacks its memory figure (61 %%)")
 	}
+	// Alpha's host dashboard counts alpha's VMs (beta's use beta's CPUs and memory).
+	if _, _, page := e.do("GET", "/dashboard/panel", "", nil); !strings.Contains(page, "1 running") || !strings.Contains(page, "1 / ") {
+		t.Errorf("alpha's dashboard panel does not count alpha's one running VM only:\n%.1500s", page)
+	}
+	if _, _, page := e.do("GET", "/dashboard", "", nil); !strings.Contains(page, "its own VMs only, against its own CPUs and memory; 1 more on the other nodes") {
+		t.Errorf("alpha's dashboard does not say beta's VM is elsewhere:\n%s", page[strings.Index(page, "This host"):][:600])
+	}
 	time.Sleep(3100 * time.Millisecond)
 	if m := metricsOf(); m["status"] != "stale" {
 		t.Errorf("after beta's samples stopped: %v", m)

@@ -19,7 +19,20 @@ func (s *Server) dashboard(c echo.Context) (pages.Dashboard, error) {
 	if err != nil {
 		return pages.Dashboard{}, err
 	}
-	d := pages.Dashboard{VMs: len(vms), HostCPUs: runtime.NumCPU()}
+	d := pages.Dashboard{HostCPUs: runtime.NumCPU()}
+	if s.Nodes != nil && !s.Nodes.OneHost() { // this host's VMs only: the others use other hosts' CPUs and memory
+		d.Node = s.Nodes.Name()
+		mine := vms[:0]
+		for _, v := range vms {
+			if s.remote(v) {
+				d.Elsewhere++
+			} else {
+				mine = append(mine, v)
+			}
+		}
+		vms = mine
+	}
+	d.VMs = len(vms)
 	if fs, err := procfs.NewDefaultFS(); err == nil {
 		if mi, err := fs.Meminfo(); err == nil && mi.MemTotalBytes != nil {
 			d.HostMemoryMiB = int(*mi.MemTotalBytes >> 20)
