@@ -11,7 +11,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
+	"net/netip"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"hearth/app"
@@ -26,6 +30,47 @@ type Service struct {
 	// Secret is what nodes present to each other (config.ClusterSecret); "" for none.
 	// The database keeps its SHA-256 only, so that a node with another secret is refused.
 	Secret string
+
+	peers atomic.Pointer[map[netip.Addr]string] // the other nodes' addresses (Peers)
+}
+
+// Peers maps the other nodes' addresses (from their URLs, names resolved) to their names,
+// as of the last heartbeat: a guest may never claim one, or the manager would poll
+// another manager as its agent.
+func (s *Service) Peers() map[netip.Addr]string {
+	if p := s.peers.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// refreshPeers reads the other nodes' URLs and keeps their addresses for Peers.
+func (s *Service) refreshPeers(ctx context.Context) {
+	nodes, err := s.DB.Nodes(ctx)
+	if err != nil {
+		return
+	}
+	out := map[netip.Addr]string{}
+	for _, n := range nodes {
+		if n.Name == s.Self.Name {
+			continue
+		}
+		u, err := url.Parse(n.URL)
+		if err != nil || u.Hostname() == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+			out[a.Unmap()] = n.Name
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		addrs, _ := net.DefaultResolver.LookupNetIP(lctx, "ip", u.Hostname())
+		cancel()
+		for _, a := range addrs {
+			out[a.Unmap()] = n.Name
+		}
+	}
+	s.peers.Store(&out)
 }
 
 // secretSetting keeps the SHA-256 of the cluster's node secret.
@@ -130,7 +175,11 @@ func (s *Service) Register(ctx context.Context) error {
 			return app.Errorf(app.EFORBIDDEN, "this node's cluster secret (HEARTH_CLUSTER_SECRET_FILE) is not the one the other nodes use: give every node the same file")
 		}
 	}
-	return s.DB.RegisterNode(ctx, &s.Self)
+	if err := s.DB.RegisterNode(ctx, &s.Self); err != nil {
+		return err
+	}
+	s.refreshPeers(ctx)
+	return nil
 }
 
 // Authorized reports whether presented is the cluster's node secret (constant time, over
@@ -186,6 +235,7 @@ func (s *Service) Run(ctx context.Context) {
 		case err == nil:
 			s.Self.HeartbeatAt = at
 		}
+		s.refreshPeers(ctx)
 		if err != nil && !failing && ctx.Err() == nil {
 			s.logger().Warn("node heartbeat failed; the other nodes see this one down after three", "node", s.Self.Name, "error", err)
 		} else if err == nil && failing {

@@ -22,6 +22,9 @@ type Rules struct {
 	// HostAddrs returns the host's own addresses, which a guest may never claim. Nil means
 	// the addresses of the host's interfaces, read at each check.
 	HostAddrs func() []netip.Addr
+	// Peers maps the other nodes' addresses to their names (node.Service.Peers): a guest
+	// may not claim another manager's address either. Nil: no other nodes.
+	Peers func() map[netip.Addr]string
 	// AllowLoopback admits 127.0.0.0/8 (when a CIDR holds it): only for tests and benches
 	// whose "guests" are loopback listeners. Never set it in a running manager.
 	AllowLoopback bool
@@ -88,6 +91,11 @@ func (r Rules) Check(raw string) (netip.Addr, error) {
 	for _, h := range r.hostAddrs() {
 		if h.Unmap() == ip && !(r.AllowLoopback && ip.IsLoopback()) {
 			return bad("%s is an address of this host", ip)
+		}
+	}
+	if r.Peers != nil {
+		if n, ok := r.Peers()[ip]; ok && !(r.AllowLoopback && ip.IsLoopback()) {
+			return bad("%s is the address of node %s, another manager", ip, n)
 		}
 	}
 	return ip, nil

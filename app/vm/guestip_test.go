@@ -95,6 +95,26 @@ func TestRulesNarrowCIDR(t *testing.T) {
 	}
 }
 
+// TestRulesPeers: another node's address is refused (in any form), naming the node; the
+// peers are asked at each check, so a node that joins counts at once.
+func TestRulesPeers(t *testing.T) {
+	peers := map[netip.Addr]string{netip.MustParseAddr("10.200.0.1"): "alpha"}
+	r := Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")},
+		HostAddrs: func() []netip.Addr { return nil }, Peers: func() map[netip.Addr]string { return peers }}
+	for _, raw := range []string{"10.200.0.1", "::ffff:10.200.0.1"} {
+		if _, err := r.Check(raw); err == nil || !strings.Contains(err.Error(), "is the address of node alpha") {
+			t.Errorf("Check(%s): %v", raw, err)
+		}
+	}
+	if _, err := r.Check("10.200.0.2"); err != nil {
+		t.Errorf("a guest beside the node: %v", err)
+	}
+	peers[netip.MustParseAddr("fd00::9")] = "gamma"
+	if _, err := r.Check("fd00::9"); err == nil || !strings.Contains(err.Error(), "node gamma") {
+		t.Errorf("a node that joined: %v", err)
+	}
+}
+
 // FuzzRulesCheck: whatever a guest sends, Check never panics, and anything it accepts is a
 // canonical address that satisfies every rule.
 func FuzzRulesCheck(f *testing.F) {

@@ -94,7 +94,8 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger, s
 		return nil, err
 	}
 	prov := &provision.Provisioner{PublicURL: cfg.PublicURL, ManagerKey: key, SealKey: sealKey}
-	rules := vm.Rules{CIDRs: cfg.GuestCIDRs}
+	nodes := &node.Service{DB: db, Logger: logger, Secret: cfg.ClusterSecret}
+	rules := vm.Rules{CIDRs: cfg.GuestCIDRs, Peers: nodes.Peers}
 	rt, note, err := runtimeFor(ctx, cfg, db, logger, serving)
 	if err != nil {
 		db.Close()
@@ -105,6 +106,7 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger, s
 	if rt.Network != nil {
 		self.Network = rt.Network.Network().String()
 	}
+	nodes.Self = self
 	if rt.Network != nil && cfg.AllocateIPs {
 		vms.WithAllocator(rt.Network)
 		prov.Gateway = rt.Network.Gateway().String()
@@ -121,7 +123,7 @@ func openServices(ctx context.Context, cfg config.Config, logger *slog.Logger, s
 		Network: rt.Network, NetworkNote: note, prov: prov,
 		Metrics: metrics.New(vms, metrics.Options{Interval: cfg.MetricsInterval, Logger: logger, Store: db}),
 		Auth:    auth.NewService(db, throttle(logger), 0),
-		Nodes:   &node.Service{DB: db, Self: self, Logger: logger, Secret: cfg.ClusterSecret},
+		Nodes:   nodes,
 	}, nil
 }
 

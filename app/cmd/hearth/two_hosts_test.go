@@ -358,6 +358,18 @@ func TestTwoHosts(t *testing.T) {
 	viewer.c.CloseNow()
 	t.Logf("alpha's console reached b1 on beta (hostname b1, %s)", b1.ip)
 
+	// Guest-IP rules are beta's, for beta's VM: an override asked of alpha goes to beta,
+	// which refuses alpha's address (another manager) and one outside its guest networks.
+	for ip, want := range map[string]string{"10.200.0.1": "is the address of node alpha", "10.200.0.2": "is an address of this host",
+		"192.0.2.1": "outside the guest networks"} {
+		if status, out := a("POST", "/v1/vms/"+b1.id+"/guest-ip", `{"guest_ip":"`+ip+`"}`); status != 400 || !strings.Contains(fmt.Sprint(out), want) {
+			t.Errorf("override b1's guest IP with %s through alpha: %d %v (want %q)", ip, status, out, want)
+		}
+	}
+	if v := vmOn(b1.id); v["guest_ip"] != b1.ip {
+		t.Errorf("b1's guest IP after refused overrides: %v", v["guest_ip"])
+	}
+
 	// Beta's node endpoints, from host A: the node credential only.
 	for _, auth := range []string{"", "Bearer " + token, "Node not-the-secret-not-the-secret-xx", "Basic YWRtaW46dHdvLWhvc3RzLXB3"} {
 		for _, r := range []struct{ method, path, body string }{
