@@ -118,6 +118,17 @@ func (db *DB) PendingActions(ctx context.Context, vmID string) ([]*app.VMAction,
 	return out, nil
 }
 
+// DeleteFinishedActions removes actions that ended before t (their outcome is in the audit
+// log and the VM itself), and says how many.
+func (db *DB) DeleteFinishedActions(ctx context.Context, before time.Time) (int64, error) {
+	res, err := db.bun.NewDelete().Model((*actionRow)(nil)).Where("state IN (?) AND finished_at < ?",
+		bun.In([]string{app.ActionDone, app.ActionFailed}), before.UTC()).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("store: delete finished actions: %w", err)
+	}
+	return res.RowsAffected()
+}
+
 // FailRunningActions marks node's actions left running by a crash as failed: whether
 // they were carried out is not known, and doing them twice could be wrong.
 func (db *DB) FailRunningActions(ctx context.Context, node string) (int, error) {

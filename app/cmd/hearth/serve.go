@@ -316,7 +316,8 @@ func (m *Main) close() error {
 	return err
 }
 
-// sweepSessions deletes expired sessions hourly so the table does not grow forever.
+// sweepSessions deletes expired sessions and actions finished a week ago, hourly, on one
+// node of the cluster at a time, so the tables do not grow forever.
 func (m *Main) sweepSessions(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
@@ -325,11 +326,21 @@ func (m *Main) sweepSessions(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if _, err := m.DB.OnceInCluster(ctx, "hearth.sweep_sessions", func(ctx context.Context) error {
 			if n, err := m.DB.DeleteExpiredSessions(ctx); err != nil {
-				m.Logger.Warn("sweep sessions", "error", err)
+				return err
 			} else if n > 0 {
 				m.Logger.Info("swept expired sessions", "count", n)
 			}
+			if n, err := m.DB.DeleteFinishedActions(ctx, time.Now().Add(-7*24*time.Hour)); err != nil {
+				return err
+			} else if n > 0 {
+				m.Logger.Info("swept actions finished a week ago", "count", n)
+			}
+			return nil
+		}); err != nil {
+			m.Logger.Warn("sweep sessions and finished actions", "error", err)
 		}
 	}
 }
