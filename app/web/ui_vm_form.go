@@ -2,6 +2,7 @@ package web
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -64,12 +65,30 @@ func (s *Server) vmFormPage(c echo.Context, title string, f pages.VMForm) templ.
 	f.DerivedBootArgs, _ = s.VMs.BootArgsFor(c.Request().Context(), &app.VM{Rootfs: "rootfs"})
 	if s.Images != nil {
 		if list, err := s.Images.List(c.Request().Context()); err == nil { // newest first
+			// One option per name; with several nodes, the label says which have it (a VM
+			// from it is placed on one of them).
+			on := map[string][]string{}
+			var names []string
+			byName := map[string]*app.Image{}
 			for _, im := range list {
 				if im.State != app.ImageReady {
 					continue
 				}
-				label := im.Name + " (" + orNone(im.Init) + cloudNote(im.CloudInit) + ")"
-				f.Images = append(f.Images, pages.ImageOption{Name: im.Name, Label: label})
+				if _, seen := byName[im.Name]; !seen {
+					byName[im.Name] = im
+					names = append(names, im.Name)
+				}
+				on[im.Name] = append(on[im.Name], im.Node)
+			}
+			several := s.Nodes != nil && !s.Nodes.OneHost()
+			for _, name := range names {
+				im := byName[name]
+				label := im.Name + " (" + orNone(im.Init) + cloudNote(im.CloudInit)
+				if several {
+					slices.Sort(on[name])
+					label += "; on " + strings.Join(on[name], ", ")
+				}
+				f.Images = append(f.Images, pages.ImageOption{Name: im.Name, Label: label + ")"})
 			}
 		}
 	}

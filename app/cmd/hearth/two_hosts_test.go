@@ -346,6 +346,16 @@ func TestTwoHosts(t *testing.T) {
 		t.Errorf("b1's page on alpha says node %q", s)
 	}
 
+	// Alpha's New VM form offers beta's image, saying where it is, and the nodes.
+	pg.Step("the New VM form on alpha", chromedp.Navigate(alpha.URL()+"/vms/new"), chromedp.WaitVisible(`[data-testid=vm-image]`))
+	if opts := pg.Eval("image options", `[...document.querySelectorAll("[data-testid=vm-image] option")].map(o => o.innerText).join("|")`); !strings.Contains(opts, "tiny (other, no cloud-init; on beta)") {
+		t.Errorf("alpha's form offers the images %q", opts)
+	}
+	if opts := pg.Eval("node options", `[...document.querySelectorAll("[data-testid=vm-node-select] option")].map(o => o.value).join(" ")`); !strings.Contains(opts, "alpha") || !strings.Contains(opts, "beta") {
+		t.Errorf("alpha's form offers the nodes %q", opts)
+	}
+	pg.Step("back to b1's page", chromedp.Navigate(alpha.URL()+"/vms/"+b1.id), chromedp.WaitVisible(`[data-testid=metrics-badge]`))
+
 	// The console through alpha: the shell that answers is b1's, on beta's bridge.
 	viewer, resp, err := dialConsole(t, "ws"+strings.TrimPrefix(alpha.URL(), "http")+"/v1/vms/"+b1.id+"/console",
 		http.Header{"Authorization": {"Bearer " + token}})
