@@ -232,7 +232,7 @@ func collectorCase(b *testing.B, dialect string, records, n, rounds int) {
 	ctx := context.Background()
 	db := openDB(b, dialect)
 	fleetOf(b, db, provisioner(b), records, n)
-	rules := vm.Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, AllowLoopback: true, HostAddrs: func() []netip.Addr { return nil }}
+	rules := vm.Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, AllowLoopback: true} // the host's addresses read as a manager does
 	vms := vm.NewService(db, rules, "")
 	c := metrics.New(vms, metrics.Options{Interval: 5 * time.Second, AgentPort: port, Store: db})
 	runtime.GC()
@@ -312,7 +312,7 @@ func listCase(b *testing.B, dialect string, records int) {
 	before := dirBytes(dataDir)
 	fleetOf(b, db, prov, records, records/10)
 	perVM := float64(dirBytes(dataDir)-before) / float64(records)
-	rules := vm.Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, AllowLoopback: true, HostAddrs: func() []netip.Addr { return nil }}
+	rules := vm.Rules{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, AllowLoopback: true} // the host's addresses read as a manager does
 	vms := vm.NewService(db, rules, dataDir).WithSeeder(prov)
 	c := metrics.New(vms, metrics.Options{Interval: 5 * time.Second})
 

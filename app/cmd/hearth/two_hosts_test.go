@@ -368,6 +368,26 @@ func TestTwoHosts(t *testing.T) {
 	viewer.c.CloseNow()
 	t.Logf("alpha's console reached b1 on beta (hostname b1, %s)", b1.ip)
 
+	// A quick action across nodes (pause, resume: one QMP command each on beta): the time
+	// from alpha's answer to beta's done is the queue's, LISTEN/NOTIFY's and beta's.
+	var quick []string
+	for _, act := range []string{"pause", "resume"} {
+		status, out := a("POST", "/v1/vms/"+b1.id+"/"+act, "")
+		if status != 202 {
+			t.Fatalf("%s b1 from alpha: %d %v", act, status, out)
+		}
+		done, took := waitAction(act+" b1", out)
+		if done["state"] != app.ActionDone {
+			t.Fatalf("%s b1: %v", act, done)
+		}
+		quick = append(quick, fmt.Sprintf("%s %.0f ms", act, took.Seconds()*1000))
+		if act == "pause" {
+			until("b1 paused on alpha's API", 10*time.Second, func() bool { return metrics(b1.id)["status"] == "paused" })
+		}
+	}
+	until("b1 live after its resume", 30*time.Second, func() bool { return live(b1.id) })
+	t.Logf("asked of alpha, done by beta: %s", strings.Join(quick, ", "))
+
 	// Guest-IP rules are beta's, for beta's VM: an override asked of alpha goes to beta,
 	// which refuses alpha's address (another manager) and one outside its guest networks.
 	for ip, want := range map[string]string{"10.200.0.1": "is the address of node alpha", "10.200.0.2": "is an address of this host",
@@ -430,6 +450,19 @@ func TestTwoHosts(t *testing.T) {
 	pg.WaitFor("b1's page on alpha says its node is down", 10*time.Second, func() (bool, error) {
 		return pg.Eval("node down note", `document.querySelector('[data-testid=node-down-note]') ? "yes" : ""`) == "yes", nil
 	})
+	// What must reach beta now is refused with why, rather than done by alpha or hung.
+	for _, r := range []struct{ method, path, body string }{
+		{"PATCH", "/v1/vms/" + b1.id, `{"name":"renamed-while-down"}`},
+		{"POST", "/v1/vms/" + b1.id + "/snapshots", `{"name":"while-down"}`},
+		{"POST", "/v1/vms/" + b1.id + "/guest-ip", `{"guest_ip":"10.77.1.99"}`},
+	} {
+		if status, out := a(r.method, r.path, r.body); status != 503 || !strings.Contains(fmt.Sprint(out), "node beta is down") {
+			t.Errorf("%s %s while beta is down: %d %v", r.method, r.path, status, out)
+		}
+	}
+	if v := vmOn(b1.id); v["name"] != "b1" || v["guest_ip"] != b1.ip {
+		t.Errorf("b1 changed while beta was down: %v", v)
+	}
 	// A stop of b2 asked meanwhile waits for beta.
 	status, stopOut := a("POST", "/v1/vms/"+b2.id+"/stop", "")
 	if status != 202 {
