@@ -103,7 +103,7 @@ func (c *Client) get(ctx context.Context, ip netip.Addr, path, token string) ([]
 
 // Metrics asks the agent at ip for its metrics, presenting token.
 func (c *Client) Metrics(ctx context.Context, ip netip.Addr, token string) (Reading, error) {
-	body, err := c.get(ctx, ip, api.MetricsPath, token)
+	body, err := c.get(ctx, ip, api.MetricsPath+"?view="+api.ViewSummary, token) // an older agent answers the whole snapshot
 	if err != nil {
 		return Reading{}, err
 	}

@@ -92,3 +92,39 @@ func TestParseMetricsRefusals(t *testing.T) {
 		t.Errorf("100 filesystems with escapes: %d kept, first %q, %v", len(r.Filesystems), r.Filesystems[0].Mountpoint, err)
 	}
 }
+
+// TestMetricsAsksForTheSummary: the manager asks for the summary view and reads it; an
+// agent from before the view (which answers the whole snapshot whatever the query) is read
+// the same way.
+func TestMetricsAsksForTheSummary(t *testing.T) {
+	sampler := collect.NewSampler(collect.NewReader(), time.Second, "t")
+	sampler.Sample()
+	time.Sleep(200 * time.Millisecond)
+	sampler.Sample()
+	var asked string
+	current := server.New(sampler, server.Options{Version: "2.0"})
+	older := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { // ignores ?view
+		r.URL.RawQuery = ""
+		current.ServeHTTP(w, r)
+	})
+	for name, h := range map[string]http.Handler{"current": current, "older": older} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			asked = r.URL.RequestURI()
+			h.ServeHTTP(w, r)
+		})}
+		go srv.Serve(l)
+		defer srv.Close()
+		cl := New(Options{Port: l.Addr().(*net.TCPAddr).Port, Timeout: time.Second})
+		r, err := cl.Metrics(context.Background(), netip.MustParseAddr("127.0.0.1"), "")
+		if err != nil || r.CPUUsagePercent == nil || r.MemUsagePercent == nil || r.AgentVersion != "t" || r.Time.IsZero() {
+			t.Errorf("%s agent: %+v, %v", name, r, err)
+		}
+		if asked != "/metrics?view=summary" {
+			t.Errorf("the manager asked %s of the %s agent", asked, name)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 
@@ -95,7 +96,40 @@ func (db *DB) CountVMs(ctx context.Context, name string) (map[app.VMState]int, e
 }
 
 // RunningVMs returns node's VMs whose hypervisor runs (running or paused), by name; every
-// node's for node "".
+// node's for node "". What the collector polls by each round, and only that: id, name,
+// state, size, guest IP, agent token, process, driver and node (the definition's files,
+// boot arguments, keys and sealed secrets are left empty). Scanned by hand: at 10,000 VMs
+// a round, reading the whole rows through the ORM's reflection was a tenth of a core.
 func (db *DB) RunningVMs(ctx context.Context, node string) ([]*app.VM, error) {
-	return db.QueryVMs(ctx, app.VMQuery{States: []app.VMState{app.VMRunning, app.VMPaused}, Node: node})
+	q := "SELECT id, name, state, vcpus, memory_mib, guest_ip, guest_ip_source, agent_token, pid, pid_identity, running_driver, hypervisor, node " +
+		"FROM vms WHERE state IN (?, ?)"
+	args := []any{string(app.VMRunning), string(app.VMPaused)}
+	if node != "" {
+		q += " AND node = ?"
+		args = append(args, node)
+	}
+	rows, err := db.bun.QueryContext(ctx, q+" ORDER BY name, id", args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: running vms: %w", err)
+	}
+	defer rows.Close()
+	var out []*app.VM
+	for rows.Next() {
+		v := &app.VM{}
+		var state string
+		var ip, source sql.NullString
+		if err := rows.Scan(&v.ID, &v.Name, &state, &v.VCPUs, &v.MemoryMiB, &ip, &source, &v.AgentToken, &v.PID, &v.PIDIdentity,
+			&v.RunningDriver, &v.Hypervisor, &v.Node); err != nil {
+			return nil, fmt.Errorf("store: running vms: %w", err)
+		}
+		v.State = app.VMState(state)
+		if ip.Valid {
+			v.GuestIP, v.GuestIPSource = ip.String, app.GuestIPSource(source.String)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: running vms: %w", err)
+	}
+	return out, nil
 }

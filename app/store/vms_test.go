@@ -265,3 +265,39 @@ func TestSetHostKey(t *testing.T) {
 		}
 	})
 }
+
+// TestRunningVMsForTheCollector: the hand-scanned round read gives what the collector
+// polls by, as the full read has it; stopped and defined VMs are not among them.
+func TestRunningVMsForTheCollector(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		for _, id := range []string{"r1", "p1", "s1", "d1"} {
+			v := newVM(id, "vm-"+id)
+			v.MAC = "02:00:00:00:00:" + map[string]string{"r1": "11", "p1": "12", "s1": "13", "d1": "14"}[id]
+			mustCreate(t, db, v)
+		}
+		db.SetRun(ctx, "r1", store.Run{State: app.VMRunning, PID: 4242, Identity: "start:77", Driver: "qemu"}, nil)
+		db.SetRun(ctx, "p1", store.Run{State: app.VMPaused, PID: 4343, Identity: "start:78", Driver: "qemu"}, nil)
+		db.SetRun(ctx, "s1", store.Run{State: app.VMStopped}, nil)
+		if _, err := db.SetGuestIP(ctx, "r1", "10.77.0.9", app.SourceCallback, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetAgentToken(ctx, "r1", "hag_r1"); err != nil {
+			t.Fatal(err)
+		}
+		vms, err := db.RunningVMs(ctx, "")
+		if err != nil || len(vms) != 2 || vms[0].ID != "p1" || vms[1].ID != "r1" {
+			t.Fatalf("running: %v %v", vms, err)
+		}
+		full, _ := db.VM(ctx, "r1")
+		got := vms[1]
+		if got.Name != full.Name || got.State != app.VMRunning || got.VCPUs != full.VCPUs || got.MemoryMiB != full.MemoryMiB ||
+			got.GuestIP != "10.77.0.9" || got.GuestIPSource != app.SourceCallback || got.AgentToken != "hag_r1" || got.PID != 4242 ||
+			got.PIDIdentity != "start:77" || got.RunningDriver != "qemu" || got.Node != full.Node {
+			t.Errorf("the round's r1: %+v\nthe full read: %+v", got, full)
+		}
+		if vms[0].State != app.VMPaused || vms[0].GuestIP != "" || vms[0].AgentToken != "hag_x" {
+			t.Errorf("the round's p1: %+v", vms[0])
+		}
+	})
+}

@@ -2,6 +2,28 @@ package api
 
 import "time"
 
+// SummaryView is GET /metrics?view=summary: the part of a Snapshot the manager polls for
+// (its figures, the sample's time, the page-cache counters, the filesystems), with the
+// same JSON names. An agent from before the view answers the whole Snapshot, which the
+// manager reads the same way.
+type SummaryView struct {
+	AgentVersion    string       `json:"agent_version"`
+	Time            time.Time    `json:"time"`
+	CPUUsagePercent *float64     `json:"cpu_usage_percent"`
+	MemUsagePercent *float64     `json:"memory_usage_percent"`
+	PageCache       *PageCache   `json:"page_cache"`
+	Filesystems     []Filesystem `json:"filesystems"`
+}
+
+// ViewSummary is the view query value for SummaryView.
+const ViewSummary = "summary"
+
+// Summary is the snapshot's SummaryView.
+func (s *Snapshot) Summary() SummaryView {
+	return SummaryView{AgentVersion: s.AgentVersion, Time: s.Time, CPUUsagePercent: s.CPUUsagePercent, MemUsagePercent: s.MemUsagePercent,
+		PageCache: s.PageCache, Filesystems: s.Filesystems}
+}
+
 // Snapshot is one sample of the guest, as served by the agent at GET /metrics.
 // The JSON names are a wire contract: cpu_usage_percent and memory_usage_percent are the
 // seed document's fields; the rest only grows.

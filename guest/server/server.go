@@ -117,6 +117,10 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if r.URL.Query().Get("view") == api.ViewSummary { // what the manager polls for
+		writeJSON(w, http.StatusOK, snap.Summary())
+		return
+	}
 	writeJSON(w, http.StatusOK, snap)
 }
 

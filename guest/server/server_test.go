@@ -237,3 +237,40 @@ func FuzzAcceptQ(f *testing.F) {
 		}
 	})
 }
+
+// TestSummaryView: ?view=summary is the manager's part of the same snapshot (the same
+// figures, time, page cache and filesystems), without the rest, and much smaller; the
+// manager's parser reads both.
+func TestSummaryView(t *testing.T) {
+	srv, s := newServer(t, Options{})
+	s.Sample()
+	time.Sleep(300 * time.Millisecond)
+	s.Sample()
+	_, full := get(t, srv.URL+"/metrics", nil)
+	resp, small := get(t, srv.URL+"/metrics?view=summary", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("summary view: %d %s", resp.StatusCode, small)
+	}
+	var snap api.Snapshot
+	var view api.SummaryView
+	if err := json.Unmarshal([]byte(full), &snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(small), &view); err != nil {
+		t.Fatal(err)
+	}
+	if !view.Time.Equal(snap.Time) || view.AgentVersion != snap.AgentVersion || view.CPUUsagePercent == nil ||
+		*view.CPUUsagePercent != *snap.CPUUsagePercent || *view.MemUsagePercent != *snap.MemUsagePercent ||
+		len(view.Filesystems) != len(snap.Filesystems) || (view.PageCache == nil) != (snap.PageCache == nil) {
+		t.Errorf("the summary view differs from its snapshot:\n%s\n%s", small, full)
+	}
+	for _, left := range []string{`"network"`, `"disks"`, `"interfaces"`, `"cpu"`, `"hostname"`} {
+		if strings.Contains(small, left) {
+			t.Errorf("the summary view carries %s", left)
+		}
+	}
+	t.Logf("summary view %d bytes, whole snapshot %d bytes", len(small), len(full))
+	if len(small) >= len(full) {
+		t.Errorf("the summary view (%d bytes) is not smaller than the snapshot (%d)", len(small), len(full))
+	}
+}
