@@ -14,15 +14,19 @@ import (
 	"hearth/internal/testkit/testenv"
 )
 
-// guestWithAgent is the /init of a guest that brings eth0 up at 10.77.0.2, runs the real
-// hearth-agent for a while, then stops it (as an operator or a crash would) and says so.
-const guestWithAgent = `#!/bin/busybox sh
+// guestBoot begins the /init of the tests' busybox guests: the pseudo filesystems, and the
+// kernel's modules in the order they need.
+const guestBoot = `#!/bin/busybox sh
 B=/bin/busybox
 $B mount -t proc proc /proc
 $B mount -t sysfs sys /sys
 $B mount -t devtmpfs dev /dev
 for m in $($B cat /modules.order); do $B insmod /modules/$m || echo "HEARTH-INSMOD-FAILED $m"; done
-$B ip link set lo up
+`
+
+// guestWithAgent is the /init of a guest that brings eth0 up at 10.77.0.2, runs the real
+// hearth-agent for a while, then stops it (as an operator or a crash would) and says so.
+const guestWithAgent = guestBoot + `$B ip link set lo up
 $B ip link set eth0 up
 $B ip addr add 10.77.0.2/24 dev eth0
 /bin/hearth-agent --listen :8080 --config /dev/null --sample-interval 1s &

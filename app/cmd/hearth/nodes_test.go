@@ -19,6 +19,45 @@ import (
 	"hearth/internal/testkit/storetest"
 )
 
+// apiCall is one node's API as a test calls it: method, path, body → status, answer.
+type apiCall func(method, path, body string) (int, map[string]any)
+
+// followAction follows the action an answer says was queued for node, until it is over,
+// and returns it and how long that took from the answer.
+func followAction(t *testing.T, api apiCall, what, node string, out map[string]any) (map[string]any, time.Duration) {
+	t.Helper()
+	qa, _ := out["queued_action"].(map[string]any)
+	if qa == nil || qa["node"] != node {
+		t.Fatalf("%s was not queued for node %s: %v", what, node, out)
+	}
+	start := time.Now()
+	for {
+		_, act := api("GET", "/v1/actions/"+qa["id"].(string), "")
+		if act["state"] == app.ActionDone || act["state"] == app.ActionFailed {
+			return act, time.Since(start)
+		}
+		if time.Since(start) > 90*time.Second {
+			t.Fatalf("%s never carried out: %v", what, act)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// doOn asks (POST path, no body) what node must do, and waits until it is done; it returns
+// the time from the 202 answer to done.
+func doOn(t *testing.T, api apiCall, path, node string) time.Duration {
+	t.Helper()
+	status, out := api("POST", path, "")
+	if status != http.StatusAccepted {
+		t.Fatalf("POST %s: %d %v (want it queued for %s)", path, status, out, node)
+	}
+	act, took := followAction(t, api, "POST "+path, node, out)
+	if act["state"] != app.ActionDone {
+		t.Fatalf("POST %s, carried out by %s: %v", path, node, act)
+	}
+	return took
+}
+
 // TestTwoNodesOneDatabase: two managers, alpha and beta, on one PostgreSQL with one node
 // secret (here on one host, on loopback; the two-host test with their own networks comes
 // with the rest of issue 18). A VM made on beta is started from alpha's API: the start is
@@ -77,21 +116,7 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 
 	waitAction := func(what string, out map[string]any) (map[string]any, time.Duration) {
 		t.Helper()
-		qa, _ := out["queued_action"].(map[string]any)
-		if qa == nil || qa["node"] != "beta" {
-			t.Fatalf("%s asked of alpha was not queued for beta: %v", what, out)
-		}
-		start := time.Now()
-		for {
-			_, act := a("GET", "/v1/actions/"+qa["id"].(string), "")
-			if act["state"] == app.ActionDone || act["state"] == app.ActionFailed {
-				return act, time.Since(start)
-			}
-			if time.Since(start) > 90*time.Second {
-				t.Fatalf("%s never carried out: %v", what, act)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		return followAction(t, a, what, "beta", out)
 	}
 	status, out := a("POST", "/v1/vms/"+id+"/start", "")
 	if status != 202 {

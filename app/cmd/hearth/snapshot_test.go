@@ -25,13 +25,7 @@ import (
 
 // snapshotGuest is the /init of a guest at 10.77.0.2 that runs the real agent with the
 // VM's agent token (%s) and keeps a shell on its serial console for the test to type into.
-const snapshotGuest = `#!/bin/busybox sh
-B=/bin/busybox
-$B mount -t proc proc /proc
-$B mount -t sysfs sys /sys
-$B mount -t devtmpfs dev /dev
-for m in $($B cat /modules.order); do $B insmod /modules/$m || echo "HEARTH-INSMOD-FAILED $m"; done
-$B --install -s /bin
+const snapshotGuest = guestBoot + `$B --install -s /bin
 ip link set lo up
 ip link set eth0 up
 ip addr add 10.77.0.2/24 dev eth0

@@ -28,13 +28,7 @@ import (
 // the prefix), the real agent, the first-boot callback as the seed makes it (the guest IP
 // %[3]s posted to its node's guest URL %[5]s with the VM's registration token %[4]s, until
 // it is taken), a shell on the serial console, and a power button that powers it off.
-const twoHostGuest = `#!/bin/busybox sh
-B=/bin/busybox
-$B mount -t proc proc /proc
-$B mount -t sysfs sys /sys
-$B mount -t devtmpfs dev /dev
-for m in $($B cat /modules.order); do $B insmod /modules/$m || echo "HEARTH-INSMOD-FAILED $m"; done
-$B --install -s /bin
+const twoHostGuest = guestBoot + `$B --install -s /bin
 hostname %[1]s
 ip link set lo up
 ip link set eth0 up
@@ -215,24 +209,9 @@ func TestTwoHosts(t *testing.T) {
 		}
 		return g
 	}
-	// waitAction follows an action alpha queued for another node until it is over.
 	waitAction := func(what string, out map[string]any) (map[string]any, time.Duration) {
 		t.Helper()
-		qa, _ := out["queued_action"].(map[string]any)
-		if qa == nil || qa["node"] != "beta" {
-			t.Fatalf("%s asked of alpha was not queued for beta: %v", what, out)
-		}
-		start := time.Now()
-		for {
-			_, act := a("GET", "/v1/actions/"+qa["id"].(string), "")
-			if act["state"] == app.ActionDone || act["state"] == app.ActionFailed {
-				return act, time.Since(start)
-			}
-			if time.Since(start) > 90*time.Second {
-				t.Fatalf("%s never carried out: %v", what, act)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		return followAction(t, a, what, "beta", out)
 	}
 	until := func(what string, within time.Duration, ok func() bool) time.Duration {
 		t.Helper()
@@ -286,14 +265,7 @@ func TestTwoHosts(t *testing.T) {
 		t.Fatalf("start a1 on alpha: %d %v", status, out)
 	}
 	b1 := makeVM("b1", "", 128, "", "beta")
-	status, startB1 := a("POST", "/v1/vms/"+b1.id+"/start", "")
-	if status != 202 {
-		t.Fatalf("start b1 from alpha: %d %v", status, startB1)
-	}
-	act, tookB1 := waitAction("start b1", startB1)
-	if act["state"] != app.ActionDone {
-		t.Fatalf("start b1: %v", act)
-	}
+	tookB1 := doOn(t, a, "/v1/vms/"+b1.id+"/start", "beta")
 	started := time.Now()
 	if status, out := a("POST", "/v1/vms", `{"name":"tie","provision":false,"memory_mib":128}`); status != 201 || out["node"] != "alpha" {
 		t.Errorf("placement of a VM with alpha and beta holding as much: %d %v", status, out)
@@ -303,14 +275,7 @@ func TestTwoHosts(t *testing.T) {
 	b2 := makeVM("b2", "", 128, "tiny", "beta")
 	t.Logf("placement: asked of alpha without a node, b1 went to beta (alpha runs 128 MiB, beta none); with both at 128 MiB a VM went to alpha (the tie, by name), b2 from image tiny to beta (the only node with it)")
 
-	status, startB2 := a("POST", "/v1/vms/"+b2.id+"/start", "")
-	if status != 202 {
-		t.Fatalf("start b2 from alpha: %d %v", status, startB2)
-	}
-	act, tookB2 := waitAction("start b2", startB2)
-	if act["state"] != app.ActionDone {
-		t.Fatalf("start b2: %v", act)
-	}
+	tookB2 := doOn(t, a, "/v1/vms/"+b2.id+"/start", "beta")
 	t.Logf("start asked of alpha, carried out by beta (queued, heard, hypervisor running): b1 %.0f ms, b2 %.0f ms",
 		tookB1.Seconds()*1000, tookB2.Seconds()*1000)
 	took := until("b1 registers its guest IP with beta", 120*time.Second, func() bool {
@@ -372,14 +337,7 @@ func TestTwoHosts(t *testing.T) {
 	// from alpha's answer to beta's done is the queue's, LISTEN/NOTIFY's and beta's.
 	var quick []string
 	for _, act := range []string{"pause", "resume"} {
-		status, out := a("POST", "/v1/vms/"+b1.id+"/"+act, "")
-		if status != 202 {
-			t.Fatalf("%s b1 from alpha: %d %v", act, status, out)
-		}
-		done, took := waitAction(act+" b1", out)
-		if done["state"] != app.ActionDone {
-			t.Fatalf("%s b1: %v", act, done)
-		}
+		took := doOn(t, a, "/v1/vms/"+b1.id+"/"+act, "beta")
 		quick = append(quick, fmt.Sprintf("%s %.0f ms", act, took.Seconds()*1000))
 		if act == "pause" {
 			until("b1 paused on alpha's API", 10*time.Second, func() bool { return metrics(b1.id)["status"] == "paused" })
