@@ -19,6 +19,32 @@ import (
 	"hearth/internal/testkit/storetest"
 )
 
+// nodeEndpointsRefuse checks that a node's endpoints for other nodes (a VM's console, making
+// a VM there) refuse everything but the node credential: none, an operator's API token, a
+// wrong secret, an empty one, Basic.
+func nodeEndpointsRefuse(t *testing.T, base, vmID, token string) {
+	t.Helper()
+	for _, auth := range []string{"", "Bearer " + token, "Node wrong-secret-wrong-secret-wrong-secret", "Node ", "Basic YWRtaW46cHc="} {
+		for _, r := range []struct{ method, path, body string }{
+			{"GET", "/v1/node/vms/" + vmID + "/console", ""},
+			{"POST", "/v1/node/vms", `{"name":"intruder","provision":false}`},
+		} {
+			req, _ := http.NewRequest(r.method, base+r.path, strings.NewReader(r.body))
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s %s%s with %q: %d", r.method, base, r.path, auth, resp.StatusCode)
+			}
+		}
+	}
+}
+
 // apiCall is one node's API as a test calls it: method, path, body → status, answer.
 type apiCall func(method, path, body string) (int, map[string]any)
 
@@ -286,20 +312,7 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 	form("/vms/"+id+"/guest-ip", url.Values{"action": {"clear"}})
 
 	// Beta's node endpoints: the node credential only.
-	for _, auth := range []string{"", "Bearer " + token, "Node wrong-secret-wrong-secret-wrong-secret", "Node "} {
-		req, _ := http.NewRequest("GET", beta.URL()+"/v1/node/vms/"+id+"/console", nil)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("beta's node endpoint with %q: %d", auth, resp.StatusCode)
-		}
-	}
+	nodeEndpointsRefuse(t, beta.URL(), id, token)
 
 	// Beta goes away (its VM runs on: a manager's stop leaves VMs running): within three
 	// heartbeats alpha shows it down and its VM as node down, and nothing else happens to it.
