@@ -31,7 +31,8 @@ type Service struct {
 	// The database keeps its SHA-256 only, so that a node with another secret is refused.
 	Secret string
 
-	peers atomic.Pointer[map[netip.Addr]string] // the other nodes' addresses (Peers)
+	peers      atomic.Pointer[map[netip.Addr]string] // the other nodes' addresses (Peers)
+	refreshing atomic.Bool                           // a refresh of peers is under way
 }
 
 // Peers maps the other nodes' addresses (from their URLs, names resolved) to their names,
@@ -235,7 +236,12 @@ func (s *Service) Run(ctx context.Context) {
 		case err == nil:
 			s.Self.HeartbeatAt = at
 		}
-		s.refreshPeers(ctx)
+		if s.refreshing.CompareAndSwap(false, true) { // names may resolve slowly: never in the heartbeat's way
+			go func() {
+				defer s.refreshing.Store(false)
+				s.refreshPeers(ctx)
+			}()
+		}
 		if err != nil && !failing && ctx.Err() == nil {
 			s.logger().Warn("node heartbeat failed; the other nodes see this one down after three", "node", s.Self.Name, "error", err)
 		} else if err == nil && failing {

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -87,5 +88,41 @@ func TestPlace(t *testing.T) {
 	}
 	if !a.Authorized(strings.Repeat("s", 32)) || a.Authorized(strings.Repeat("x", 32)) || a.Authorized("") {
 		t.Error("Authorized")
+	}
+}
+
+// TestPeers: a node knows the other nodes' addresses from their URLs (names resolved),
+// not its own; one that joins later is known after the next heartbeat.
+func TestPeers(t *testing.T) {
+	db := storetest.Postgres(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := &node.Service{DB: db, Self: app.Node{Name: "a", URL: "http://10.9.0.1:8080", Interval: 50 * time.Millisecond}}
+	if err := a.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Peers()) != 0 {
+		t.Errorf("alone, a has peers %v", a.Peers())
+	}
+	go a.Run(ctx)
+	b := &node.Service{DB: db, Self: app.Node{Name: "b", URL: "http://[fd00::b]:8080", Interval: time.Second}}
+	c := &node.Service{DB: db, Self: app.Node{Name: "c", URL: "http://localhost:8080", Interval: time.Second}}
+	for _, n := range []*node.Service{b, c} {
+		if err := n.Register(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := b.Peers(); p[netip.MustParseAddr("10.9.0.1")] != "a" || len(p) != 1 { // c registers after it
+		t.Errorf("b's peers at its start: %v", p)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for a.Peers()[netip.MustParseAddr("fd00::b")] != "b" || a.Peers()[netip.MustParseAddr("127.0.0.1")] != "c" {
+		if time.Now().After(deadline) {
+			t.Fatalf("a's peers after heartbeats: %v", a.Peers())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, self := a.Peers()[netip.MustParseAddr("10.9.0.1")]; self {
+		t.Error("a counts its own address among its peers")
 	}
 }
