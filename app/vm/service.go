@@ -52,9 +52,6 @@ func (s *Service) own(vm *app.VM) error {
 // hypervisor, its files, its guest network) is done by its node.
 func (s *Service) Owns(vm *app.VM) error { return s.own(vm) }
 
-// Node is this service's node ("" before nodes).
-func (s *Service) Node() string { return s.node }
-
 // WithAfterRestore sets what runs once a VM restored from a snapshot runs again: the
 // manager steps the guest's clock, which stood still in the snapshot, through its agent.
 // What it says (or its error) goes into the VM's audit log.
