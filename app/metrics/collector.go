@@ -49,7 +49,6 @@ type Store interface {
 	CompactSamples(ctx context.Context, now time.Time, rawFor, keepFor time.Duration, batch int) (int, error)
 	Samples(ctx context.Context, vmID string, since time.Time) ([]store.SampleRow, error)
 	Minutes(ctx context.Context, vmID string, since time.Time) ([]store.MinuteRow, error)
-	LatestSample(ctx context.Context, vmID string, since time.Time) (store.SampleRow, bool, error)
 	LatestSamples(ctx context.Context, vmIDs []string, since time.Time) (map[string]store.SampleRow, error)
 	SamplesOf(ctx context.Context, vmIDs []string, since time.Time) (map[string][]store.SampleRow, error)
 	OnceInCluster(ctx context.Context, name string, f func(context.Context) error) (bool, error)
@@ -427,17 +426,12 @@ func fromRow(r store.SampleRow) Sample {
 // each round's samples): the badge its newest stored sample gives, and that sample. A
 // sample older than three intervals is stale, as for this node's own VMs.
 func (c *Collector) Remote(ctx context.Context, v *app.VM, now time.Time) (Status, Sample, bool) {
-	switch {
-	case v.State == app.VMPaused:
-		return Status{State: StatusPaused, Source: FromPaused, Why: "the VM is paused"}, Sample{}, false
-	case !v.State.Live() || c.opts.Store == nil:
-		return Status{State: StatusStopped}, Sample{}, false
-	}
-	r, ok, err := c.opts.Store.LatestSample(ctx, v.ID, now.Add(-15*time.Minute))
+	figs, err := c.RemoteFigures(ctx, []*app.VM{v}, now)
 	if err != nil {
 		return Status{State: StatusWaiting, Why: err.Error()}, Sample{}, false
 	}
-	return c.remoteStatus(v, r, ok, now)
+	f := figs[v.ID]
+	return f.Status, f.Sample, f.Has
 }
 
 // RemoteFigures is Remote for many VMs at once (one query): what the list shows and sorts

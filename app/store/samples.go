@@ -67,19 +67,6 @@ func (db *DB) Samples(ctx context.Context, vmID string, since time.Time) ([]Samp
 	return rows, nil
 }
 
-// LatestSample returns a VM's newest stored sample since t (ok false for none).
-func (db *DB) LatestSample(ctx context.Context, vmID string, since time.Time) (SampleRow, bool, error) {
-	var rows []SampleRow
-	err := db.bun.NewSelect().Model(&rows).Where("vm_id = ?", vmID).Where("at >= ?", since.UTC()).OrderExpr("at DESC").Limit(1).Scan(ctx)
-	if err != nil {
-		return SampleRow{}, false, fmt.Errorf("store: read the latest sample: %w", err)
-	}
-	if len(rows) == 0 {
-		return SampleRow{}, false, nil
-	}
-	return rows[0], true, nil
-}
-
 // LatestSamples returns the newest stored sample since t of each of the VMs named (those
 // with none are absent), in one query: the list's badges and figures for other nodes' VMs.
 func (db *DB) LatestSamples(ctx context.Context, vmIDs []string, since time.Time) (map[string]SampleRow, error) {
