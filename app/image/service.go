@@ -96,7 +96,7 @@ func (s *Service) Delete(ctx context.Context, node, name string, by app.Actor) e
 	if im.State == app.ImageBuilding {
 		return app.Errorf(app.ECONFLICT, "image %s is still being made; wait for it to finish", name)
 	}
-	if err := s.DB.DeleteImage(ctx, s.Node, name, entry(by, app.AuditImageDelete, "deleted image "+name)); err != nil {
+	if err := s.DB.DeleteImage(ctx, im.Node, name, entry(by, app.AuditImageDelete, "deleted image "+name)); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(s.Dir(name)); err != nil {

@@ -113,10 +113,12 @@ func (db *DB) UpdateImage(ctx context.Context, im *app.Image, e *app.AuditEntry)
 	})
 }
 
-// Image returns node's image of that name with the VMs made from it, or ENOTFOUND.
+// Image returns node's image of that name with the VMs made from it, or ENOTFOUND. An
+// image from before nodes (node '', until the first node to start claims it) is anyone's
+// of that name: a command run after the upgrade, before any serve, still finds it.
 func (db *DB) Image(ctx context.Context, node, name string) (*app.Image, error) {
 	var r imageRow
-	if err := db.bun.NewSelect().Model(&r).Where("node = ? AND name = ?", node, name).Scan(ctx); err != nil {
+	if err := db.bun.NewSelect().Model(&r).Where("node IN (?, '') AND name = ?", node, name).OrderExpr("node DESC").Limit(1).Scan(ctx); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, app.Errorf(app.ENOTFOUND, "node %s has no image named %q", node, name)
 		}
@@ -126,7 +128,7 @@ func (db *DB) Image(ctx context.Context, node, name string) (*app.Image, error) 
 	if err != nil {
 		return nil, err
 	}
-	im.UsedBy, err = db.vmsOfImage(ctx, db.bun, node, name)
+	im.UsedBy, err = db.vmsOfImage(ctx, db.bun, r.Node, name)
 	return im, err
 }
 

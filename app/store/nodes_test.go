@@ -118,3 +118,26 @@ func TestOnceInCluster(t *testing.T) {
 		}
 	})
 }
+
+// TestImagesBeforeNodes: an image from before nodes (node '') is found under any node's
+// name until the first node to start claims it; then it is that node's only.
+func TestImagesBeforeNodes(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.CreateImage(ctx, &app.Image{Name: "old", State: app.ImageReady, Source: app.ImageImported}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if im, err := db.Image(ctx, "alpha", "old"); err != nil || im.Node != "" {
+			t.Fatalf("the image of before nodes, asked for by alpha before it registered: %+v %v", im, err)
+		}
+		if err := db.RegisterNode(ctx, &app.Node{Name: "alpha", URL: "http://a", Interval: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		if im, err := db.Image(ctx, "alpha", "old"); err != nil || im.Node != "alpha" {
+			t.Errorf("after alpha registered: %+v %v", im, err)
+		}
+		if _, err := db.Image(ctx, "beta", "old"); app.ErrorCode(err) != app.ENOTFOUND {
+			t.Errorf("alpha's image asked for by beta: %v", err)
+		}
+	})
+}
