@@ -114,7 +114,7 @@ func (db *DB) UpdateImage(ctx context.Context, im *app.Image, e *app.AuditEntry)
 }
 
 // Image returns node's image of that name with the VMs made from it, or ENOTFOUND. An
-// image from before nodes (node '', until the first node to start claims it) is anyone's
+// image from before nodes (no node yet, until the first node to start claims it) is anyone's
 // of that name: a command run after the upgrade, before any serve, still finds it.
 func (db *DB) Image(ctx context.Context, node, name string) (*app.Image, error) {
 	var r imageRow

@@ -119,7 +119,7 @@ func TestOnceInCluster(t *testing.T) {
 	})
 }
 
-// TestImagesBeforeNodes: an image from before nodes (node '') is found under any node's
+// TestImagesBeforeNodes: an image from before nodes (no node yet) is found under any node's
 // name until the first node to start claims it; then it is that node's only.
 func TestImagesBeforeNodes(t *testing.T) {
 	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
