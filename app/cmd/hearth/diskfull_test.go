@@ -56,16 +56,23 @@ func healthz(t *testing.T, base string) (int, map[string]any) {
 // fill writes a file until the filesystem refuses more.
 func fill(t *testing.T, path string) {
 	t.Helper()
+	if err := fillUp(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fillUp writes path until its filesystem is full (ENOSPC), the last partial blocks too.
+func fillUp(path string) error {
 	f, err := os.Create(path)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer f.Close()
 	chunk := make([]byte, 64<<10)
 	for {
 		if _, err := f.Write(chunk); err != nil {
 			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill: %v", err)
+				return fmt.Errorf("fill: %w", err)
 			}
 			break
 		}
@@ -77,6 +84,7 @@ func fill(t *testing.T, path string) {
 			}
 		}
 	}
+	return nil
 }
 
 // TestDiskFull reproduces the full disk on a real one: the data dir on a 24 MiB tmpfs in a

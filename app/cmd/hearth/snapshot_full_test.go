@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,17 +82,32 @@ func TestSnapshotDiskFull(t *testing.T) {
 	}
 
 	// Room for the check (memory + margin), then the disk fills behind it: the guest's
-	// memory holds 120 MiB of random bytes, so writing its state takes a while, and the
-	// space left is taken at once (fallocate) while it is written.
+	// memory holds 120 MiB of random bytes, so writing its state takes a while (~0.1 s),
+	// and the space left is taken at once (fallocate) the moment the snapshot's temporary
+	// directory appears — watched for from before the request, as an answer and a
+	// scheduler under load can come after the whole write.
 	hub, _ := m.VMs.Console(t.Context(), id)
 	viewer, _ := hub.Join()
 	shell(t, hub, viewer, "\ndd if=/dev/urandom of=/fill bs=1M count=120 2>/dev/null")
 	mount("330m")
+	took := make(chan error, 1)
+	go func() {
+		tmp := app.FilesOf(m.Config.DataDir, id).SnapshotTemp("cutshort")
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+			if _, err := os.Stat(tmp); err == nil {
+				took <- take(filepath.Join(snaps, "someone-else"))
+				return
+			}
+		}
+		took <- fmt.Errorf("%s never appeared", tmp)
+	}()
 	status, out = api("POST", "/v1/vms/"+id+"/snapshots", `{"name":"cutshort"}`)
 	if status != 202 {
 		t.Fatalf("snapshot with room: %d %v", status, out)
 	}
-	take(t, filepath.Join(snaps, "someone-else"))
+	if err := <-took; err != nil {
+		t.Fatalf("take the space while the snapshot is written: %v", err)
+	}
 	var sn map[string]any
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		_, sn = api("GET", "/v1/vms/"+id+"/snapshots/cutshort", "")
@@ -134,11 +150,10 @@ func TestSnapshotDiskFull(t *testing.T) {
 }
 
 // take allocates all the space left on path's filesystem at once.
-func take(t *testing.T, path string) {
-	t.Helper()
+func take(path string) error {
 	f, err := os.Create(path)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer f.Close()
 	var st syscall.Statfs_t
@@ -147,5 +162,5 @@ func take(t *testing.T, path string) {
 	for size > 0 && syscall.Fallocate(int(f.Fd()), 0, 0, size) != nil {
 		size -= 1 << 20 // someone else's writes took some meanwhile
 	}
-	fill(t, path+".rest") // and the last partial blocks
+	return fillUp(path + ".rest") // and the last partial blocks
 }
