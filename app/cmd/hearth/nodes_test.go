@@ -19,6 +19,17 @@ import (
 	"hearth/internal/testkit/storetest"
 )
 
+// snapshotReady reports whether the list holds snapshot name, ready.
+func snapshotReady(t *testing.T, list []map[string]any, name string) bool {
+	t.Helper()
+	for _, sn := range list {
+		if sn["name"] == name {
+			return sn["state"] == app.SnapshotReady
+		}
+	}
+	return false
+}
+
 // nodeEndpointsRefuse checks that a node's endpoints for other nodes (a VM's console, making
 // a VM there) refuse everything but the node credential: none, an operator's API token, a
 // wrong secret, an empty one, Basic.
@@ -227,14 +238,8 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 	if status, out := a("POST", "/v1/vms/"+id+"/snapshots", `{"name":"via-alpha"}`); status != 202 {
 		t.Errorf("snapshot of beta's VM through alpha: %d %v", status, out)
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		_, sn := a("GET", "/v1/vms/"+id+"/snapshots/via-alpha", "")
-		if sn["state"] == "ready" {
-			break
-		}
-		if sn["state"] == "failed" || time.Now().After(deadline) {
-			t.Fatalf("the snapshot taken through alpha: %v", sn)
-		}
+	if list := waitSnapshots(t, a, id); !snapshotReady(t, list, "via-alpha") {
+		t.Fatalf("the snapshot taken through alpha is not ready: %v", list)
 	}
 	if _, err := os.Stat(filepath.Join(beta.Config.DataDir, "vms", id, "snapshots", "via-alpha")); err != nil {
 		t.Errorf("the snapshot is not in beta's data dir: %v", err)
@@ -286,14 +291,8 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 	if resp := form("/vms/"+id+"/snapshots", url.Values{"name": {"via-form"}}); resp.StatusCode >= 400 {
 		t.Errorf("the snapshot form on alpha for beta's VM: %d", resp.StatusCode)
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		_, sn := a("GET", "/v1/vms/"+id+"/snapshots/via-form", "")
-		if sn["state"] == "ready" {
-			break
-		}
-		if sn["state"] == "failed" || time.Now().After(deadline) {
-			t.Fatalf("the snapshot taken with alpha's form: %v", sn)
-		}
+	if list := waitSnapshots(t, a, id); !snapshotReady(t, list, "via-form") {
+		t.Fatalf("the snapshot taken with alpha's form is not ready: %v", list)
 	}
 	if resp := form("/vms/"+id+"/snapshots/via-form/delete", url.Values{}); resp.StatusCode >= 400 {
 		t.Errorf("the snapshot delete form on alpha: %d", resp.StatusCode)
