@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"hearth/app"
@@ -27,6 +28,9 @@ type Client struct {
 	http    *http.Client
 	port    int
 	bodyCap int64
+
+	mu    sync.Mutex
+	conns map[netip.Addr]map[*conn]struct{} // open connections by guest, for Forget
 }
 
 // Options configure a Client; zero values mean the defaults.
@@ -49,6 +53,7 @@ func New(o Options) *Client {
 	if o.BodyCap <= 0 {
 		o.BodyCap = 1 << 20
 	}
+	c := &Client{port: o.Port, bodyCap: o.BodyCap, conns: map[netip.Addr]map[*conn]struct{}{}}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			// The guard: whatever the URL says, connect only to the address the caller
@@ -58,13 +63,51 @@ func New(o Options) *Client {
 				return nil, fmt.Errorf("dial guard: refusing %s", addr)
 			}
 			d := net.Dialer{Timeout: o.Timeout}
-			return d.DialContext(ctx, "tcp", want.String())
+			nc, err := d.DialContext(ctx, "tcp", want.String())
+			if err != nil {
+				return nil, err
+			}
+			return c.track(want.Addr(), nc), nil
 		},
 		MaxIdleConnsPerHost: 1, IdleConnTimeout: 30 * time.Second, ResponseHeaderTimeout: o.Timeout,
 		DisableCompression: true,
 	}
-	return &Client{port: o.Port, bodyCap: o.BodyCap, http: &http.Client{Transport: tr, Timeout: o.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return errors.New("the agent answered with a redirect") }}}
+	c.http = &http.Client{Transport: tr, Timeout: o.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return errors.New("the agent answered with a redirect") }}
+	return c
+}
+
+// conn is a connection to one guest's agent, known to its Client until it closes.
+type conn struct {
+	net.Conn
+	c    *Client
+	ip   netip.Addr
+	once sync.Once
+}
+
+func (k *conn) Close() error {
+	k.once.Do(func() {
+		k.c.mu.Lock()
+		defer k.c.mu.Unlock()
+		if set := k.c.conns[k.ip]; set != nil {
+			delete(set, k)
+			if len(set) == 0 {
+				delete(k.c.conns, k.ip)
+			}
+		}
+	})
+	return k.Conn.Close()
+}
+
+func (c *Client) track(ip netip.Addr, nc net.Conn) net.Conn {
+	k := &conn{Conn: nc, c: c, ip: ip}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conns[ip] == nil {
+		c.conns[ip] = map[*conn]struct{}{}
+	}
+	c.conns[ip][k] = struct{}{}
+	return k
 }
 
 // Port is the port agents are asked on.
@@ -221,7 +264,18 @@ type RefusedError struct{ err error }
 func (e *RefusedError) Error() string { return e.err.Error() }
 func (e *RefusedError) Unwrap() error { return e.err }
 
-// Forget closes the client's idle connections: after a VM is restored from a snapshot its
-// guest's TCP state is the snapshot's, and a connection kept open since then only times
-// out. (It closes every idle connection, which costs each agent one new handshake.)
-func (c *Client) Forget() { c.http.CloseIdleConnections() }
+// Forget closes the client's connections to the guest at ip, kept or in use: after a VM
+// is restored from a snapshot its guest's TCP state is the snapshot's, and a connection
+// kept open since then is one the guest no longer knows, which only times out. A new run
+// of a VM starts with a new connection to its agent. Other guests' connections stay.
+func (c *Client) Forget(ip netip.Addr) {
+	c.mu.Lock()
+	var doomed []*conn
+	for k := range c.conns[ip] {
+		doomed = append(doomed, k)
+	}
+	c.mu.Unlock()
+	for _, k := range doomed {
+		k.Close()
+	}
+}

@@ -272,13 +272,12 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 	st.mu.Lock()
 	defer st.mu.Unlock()
 
-	if run := runOf(v); st.run != run { // a new process: old readings mean nothing
-		if st.run != (runID{}) {
-			// Restarted or restored: a kept connection to its agent may be one the guest
-			// no longer knows (a snapshot's guest has the snapshot's TCP state).
-			c.agent.Forget()
-		}
-		st.run, st.prevHost, st.prevCounters = run, nil, nil
+	// A new process, or the first poll since the VM was last seen stopped (its state was
+	// let go then): old readings mean nothing, and a kept connection to its agent may be
+	// one the guest no longer knows (a restored guest has the snapshot's TCP state).
+	newRun := st.run != runOf(v)
+	if newRun {
+		st.run, st.prevHost, st.prevCounters = runOf(v), nil, nil
 		st.pageCache, st.pcRates, st.filesystems = nil, [4]*float64{}, nil
 	}
 	s.run = st.run
@@ -288,7 +287,11 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 		agentErr = "the VM is paused"
 	}
 	if v.GuestIP != "" && !paused {
-		if ip, err := c.vms.CheckGuestIP(v.GuestIP); err != nil {
+		ip, err := c.vms.CheckGuestIP(v.GuestIP)
+		if err == nil && newRun {
+			c.agent.Forget(ip)
+		}
+		if err != nil {
 			agentErr = "guest IP refused by the rules: " + err.Error()
 		} else if r, err := c.agent.Metrics(ctx, ip, v.AgentToken); err != nil {
 			agentErr = err.Error()
@@ -544,6 +547,14 @@ func rate(prev, cur uint64, dt float64) *float64 {
 	}
 	v := float64(cur-prev) / dt
 	return &v
+}
+
+// Rounds returns how many polling rounds have completed: tests count rounds, not seconds,
+// for what must happen within a number of intervals.
+func (c *Collector) Rounds() uint64 {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	return c.rounds
 }
 
 // RoundDurations returns the recent polling rounds' durations, oldest first.

@@ -151,6 +151,89 @@ func TestFaultyAgents(t *testing.T) {
 
 // TestHostFallback: a running VM whose agent does not answer is measured from the host:
 // its hypervisor process's CPU share and RSS.
+// TestRestoredGuestGetsANewConnection: a guest restored from a snapshot knows none of the
+// connections made to it since, so a kept one only times out. Here the "guest" hangs on
+// every connection accepted before its restore. After the restore the VM is a new run,
+// whether the collector saw it in between (recorded stopped while it was restored, its
+// state let go) or not: either way the first poll after it reaches the agent on a new
+// connection, and a connection to another guest is kept.
+func TestRestoredGuestGetsANewConnection(t *testing.T) {
+	for _, sawItStopped := range []bool{true, false} {
+		t.Run(fmt.Sprintf("seen stopped %v", sawItStopped), func(t *testing.T) {
+			port, ls := listenAll(t, []string{"127.0.0.2", "127.0.0.3"})
+			sampler := collect.NewSampler(collect.NewReader(), time.Second, "test")
+			sampler.Sample()
+			agentH := server.New(sampler, server.Options{Token: "hag_good_token_0123456789", Version: "test"})
+			var mu sync.Mutex
+			restoredAt := -1 // connections numbered below it hang
+			conns := map[string]int{}
+			release := make(chan struct{})
+			t.Cleanup(func() { close(release) })
+			for i, l := range ls {
+				n := 0
+				srv := &http.Server{
+					ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+						mu.Lock()
+						defer mu.Unlock()
+						n++
+						conns[l.Addr().String()]++
+						return context.WithValue(ctx, connNo{}, n)
+					},
+					Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						mu.Lock()
+						stale := i == 0 && r.Context().Value(connNo{}).(int) < restoredAt
+						mu.Unlock()
+						if stale {
+							select {
+							case <-release:
+							case <-r.Context().Done():
+							}
+							return
+						}
+						agentH.ServeHTTP(w, r)
+					}),
+				}
+				go srv.Serve(l)
+				t.Cleanup(func() { srv.Close() })
+			}
+			restored := &app.VM{ID: "restored", State: app.VMRunning, GuestIP: "127.0.0.2", VCPUs: 1, PID: 100, PIDIdentity: "boot/1",
+				AgentToken: "hag_good_token_0123456789"}
+			other := &app.VM{ID: "other", State: app.VMRunning, GuestIP: "127.0.0.3", VCPUs: 1, PID: 200, PIDIdentity: "boot/2",
+				AgentToken: "hag_good_token_0123456789"}
+			f := &fleet{vms: []*app.VM{restored, other}}
+			c := New(f, Options{AgentPort: port, Timeout: 500 * time.Millisecond, Interval: time.Second})
+			c.Round(context.Background())
+			if s, ok := c.Latest(restored); !ok || s.Source != FromAgent {
+				t.Fatalf("before the restore: %+v (%v) %s", s, ok, c.LastError("restored"))
+			}
+			if sawItStopped {
+				f.vms = []*app.VM{other}
+				c.Round(context.Background())
+			}
+			mu.Lock()
+			restoredAt = 2 // the one connection made so far is the snapshot's
+			mu.Unlock()
+			next := *restored
+			next.PID, next.PIDIdentity = 101, "boot/3"
+			f.vms = []*app.VM{&next, other}
+			c.Round(context.Background())
+			if s, ok := c.Latest(&next); !ok || s.Source != FromAgent {
+				t.Errorf("first poll after the restore: %+v (%v): %s", s, ok, c.LastError("restored"))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if got := conns[ls[0].Addr().String()]; got != 2 {
+				t.Errorf("connections to the restored guest: %d, want 2 (one per run)", got)
+			}
+			if got := conns[ls[1].Addr().String()]; got != 1 {
+				t.Errorf("connections to the other guest: %d, want 1 (kept throughout)", got)
+			}
+		})
+	}
+}
+
+type connNo struct{}
+
 func TestHostFallback(t *testing.T) {
 	f := &fleet{vms: []*app.VM{{ID: "v1", Name: "v1", State: app.VMRunning, VCPUs: 1, PID: os.Getpid()}}}
 	c := New(f, Options{Interval: time.Second})

@@ -26,6 +26,7 @@ func clockStepper(vms *vm.Service, client *agent.Client, logger *slog.Logger) fu
 		if err != nil {
 			return "", fmt.Errorf("the guest IP is refused by the rules (%s), so the guest's clock was not corrected", err)
 		}
+		client.Forget(ip) // a connection kept from before the snapshot only times out
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			actx, cancel := context.WithTimeout(ctx, 3*time.Second)
