@@ -63,11 +63,11 @@ e2e: build test-kernel ## real Debian guests with cloud-init under QEMU (root, n
 
 .PHONY: test
 test: guest ## run every test (PostgreSQL, Chromium used when present; HEARTH_REQUIRE_ALL=1 makes them mandatory)
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./... # app/cmd/hearth alone takes 7-10 min under -race on 2 cores
 
 .PHONY: test-short
 test-short: guest ## unit tests only, no race detector: the quick loop
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 30m ./...
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 20s)
