@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -34,7 +35,7 @@ type Service struct {
 	db       *store.DB
 	throttle *Throttle
 	cost     int
-	dummy    []byte // a hash to compare against for unknown users, so timing reveals nothing
+	dummy    func() []byte // a hash to compare against for unknown users, so timing reveals nothing
 }
 
 // NewService returns a Service. cost is the bcrypt cost; 0 means bcrypt.DefaultCost.
@@ -42,8 +43,14 @@ func NewService(db *store.DB, throttle *Throttle, cost int) *Service {
 	if cost == 0 {
 		cost = bcrypt.DefaultCost
 	}
-	dummy, _ := bcrypt.GenerateFromPassword([]byte("hearth-dummy-password"), cost)
-	return &Service{db: db, throttle: throttle, cost: cost, dummy: dummy}
+	s := &Service{db: db, throttle: throttle, cost: cost, dummy: sync.OnceValue(func() []byte {
+		h, _ := bcrypt.GenerateFromPassword([]byte("hearth-dummy-password"), cost)
+		return h
+	})}
+	// Made beside the start-up, not in its way: a command that never signs anyone in
+	// (token create, image import, every start of serve) does not wait a bcrypt for it.
+	go s.dummy()
+	return s
 }
 
 // Throttle is the sign-in throttle in use.
@@ -118,7 +125,7 @@ func (s *Service) SignIn(ctx context.Context, name, password, addr, userAgent st
 		return "", nil, err
 	}
 	if user == nil {
-		hash = string(s.dummy)
+		hash = string(s.dummy())
 	}
 	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil || user == nil {
 		s.throttle.Fail(addr, name)

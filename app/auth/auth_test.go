@@ -37,6 +37,11 @@ func TestSignInFlow(t *testing.T) {
 		if _, _, err := s.SignIn(ctx, "ghost", gen, "10.0.0.1", "ua"); app.ErrorCode(err) != app.EUNAUTHORIZED || !strings.Contains(err.Error(), "wrong name or password") {
 			t.Errorf("unknown user: %v (must not reveal that the user does not exist)", err)
 		}
+		// An unknown user's password is compared against a real hash of the same cost,
+		// so it costs what a known user's does.
+		if cost, err := bcrypt.Cost(s.dummy()); err != nil || cost != bcrypt.MinCost {
+			t.Errorf("the unknown users' hash: cost %d, %v", cost, err)
+		}
 		tok, u, err := s.SignIn(ctx, "admin", gen, "10.0.0.1", "ua")
 		if err != nil || u.Name != "admin" {
 			t.Fatalf("SignIn: %v", err)
