@@ -275,10 +275,13 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 	// A new process, or the first poll since the VM was last seen stopped (its state was
 	// let go then): old readings mean nothing, and a kept connection to its agent may be
 	// one the guest no longer knows (a restored guest has the snapshot's TCP state).
-	newRun := st.run != runOf(v)
-	if newRun {
-		st.run, st.prevHost, st.prevCounters = runOf(v), nil, nil
+	// Paused or not: a VM restored paused is asked first after its resume.
+	if run := runOf(v); st.run != run {
+		st.run, st.prevHost, st.prevCounters = run, nil, nil
 		st.pageCache, st.pcRates, st.filesystems = nil, [4]*float64{}, nil
+		if ip, err := c.vms.CheckGuestIP(v.GuestIP); err == nil {
+			c.agent.Forget(ip)
+		}
 	}
 	s.run = st.run
 	agentErr := "no guest IP registered"
@@ -287,11 +290,7 @@ func (c *Collector) poll(ctx context.Context, v *app.VM, st *vmState) (Sample, b
 		agentErr = "the VM is paused"
 	}
 	if v.GuestIP != "" && !paused {
-		ip, err := c.vms.CheckGuestIP(v.GuestIP)
-		if err == nil && newRun {
-			c.agent.Forget(ip)
-		}
-		if err != nil {
+		if ip, err := c.vms.CheckGuestIP(v.GuestIP); err != nil {
 			agentErr = "guest IP refused by the rules: " + err.Error()
 		} else if r, err := c.agent.Metrics(ctx, ip, v.AgentToken); err != nil {
 			agentErr = err.Error()

@@ -155,11 +155,11 @@ func TestFaultyAgents(t *testing.T) {
 // connections made to it since, so a kept one only times out. Here the "guest" hangs on
 // every connection accepted before its restore. After the restore the VM is a new run,
 // whether the collector saw it in between (recorded stopped while it was restored, its
-// state let go) or not: either way the first poll after it reaches the agent on a new
-// connection, and a connection to another guest is kept.
+// state let go), or saw it paused first, or not: either way the first poll of its agent
+// after it is on a new connection, and a connection to another guest is kept.
 func TestRestoredGuestGetsANewConnection(t *testing.T) {
-	for _, sawItStopped := range []bool{true, false} {
-		t.Run(fmt.Sprintf("seen stopped %v", sawItStopped), func(t *testing.T) {
+	for _, between := range []string{"seen stopped", "not seen", "seen paused"} {
+		t.Run(between, func(t *testing.T) {
 			port, ls := listenAll(t, []string{"127.0.0.2", "127.0.0.3"})
 			sampler := collect.NewSampler(collect.NewReader(), time.Second, "test")
 			sampler.Sample()
@@ -206,7 +206,7 @@ func TestRestoredGuestGetsANewConnection(t *testing.T) {
 			if s, ok := c.Latest(restored); !ok || s.Source != FromAgent {
 				t.Fatalf("before the restore: %+v (%v) %s", s, ok, c.LastError("restored"))
 			}
-			if sawItStopped {
+			if between == "seen stopped" {
 				f.vms = []*app.VM{other}
 				c.Round(context.Background())
 			}
@@ -215,6 +215,12 @@ func TestRestoredGuestGetsANewConnection(t *testing.T) {
 			mu.Unlock()
 			next := *restored
 			next.PID, next.PIDIdentity = 101, "boot/3"
+			if between == "seen paused" { // restored paused, then resumed
+				next.State = app.VMPaused
+				f.vms = []*app.VM{&next, other}
+				c.Round(context.Background())
+				next.State = app.VMRunning
+			}
 			f.vms = []*app.VM{&next, other}
 			c.Round(context.Background())
 			if s, ok := c.Latest(&next); !ok || s.Source != FromAgent {
