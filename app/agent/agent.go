@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hearth/app"
@@ -29,8 +30,12 @@ type Client struct {
 	port    int
 	bodyCap int64
 
+	timeout time.Duration
+
 	mu    sync.Mutex
 	conns map[netip.Addr]map[*conn]struct{} // open connections by guest, for Forget
+	idle  map[netip.Addr]*kept              // the GETs' kept connection per guest (get.go)
+	swept time.Time                         // when idle was last cleared of stale ones
 }
 
 // Options configure a Client; zero values mean the defaults.
@@ -53,7 +58,8 @@ func New(o Options) *Client {
 	if o.BodyCap <= 0 {
 		o.BodyCap = 1 << 20
 	}
-	c := &Client{port: o.Port, bodyCap: o.BodyCap, conns: map[netip.Addr]map[*conn]struct{}{}}
+	c := &Client{port: o.Port, bodyCap: o.BodyCap, timeout: o.Timeout, conns: map[netip.Addr]map[*conn]struct{}{},
+		idle: map[netip.Addr]*kept{}, swept: time.Now()}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			// The guard: whatever the URL says, connect only to the address the caller
@@ -80,12 +86,14 @@ func New(o Options) *Client {
 // conn is a connection to one guest's agent, known to its Client until it closes.
 type conn struct {
 	net.Conn
-	c    *Client
-	ip   netip.Addr
-	once sync.Once
+	c      *Client
+	ip     netip.Addr
+	once   sync.Once
+	closed atomic.Bool
 }
 
 func (k *conn) Close() error {
+	k.closed.Store(true)
 	k.once.Do(func() {
 		k.c.mu.Lock()
 		defer k.c.mu.Unlock()
@@ -99,7 +107,7 @@ func (k *conn) Close() error {
 	return k.Conn.Close()
 }
 
-func (c *Client) track(ip netip.Addr, nc net.Conn) net.Conn {
+func (c *Client) track(ip netip.Addr, nc net.Conn) *conn {
 	k := &conn{Conn: nc, c: c, ip: ip}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -112,37 +120,6 @@ func (c *Client) track(ip netip.Addr, nc net.Conn) net.Conn {
 
 // Port is the port agents are asked on.
 func (c *Client) Port() int { return c.port }
-
-// get fetches path from the agent at ip and returns the capped body of a 200.
-func (c *Client) get(ctx context.Context, ip netip.Addr, path, token string) ([]byte, error) {
-	target := netip.AddrPortFrom(ip, uint16(c.port))
-	ctx = context.WithValue(ctx, dialTarget{}, target)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+target.String()+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096)) //nolint:errcheck
-		return nil, fmt.Errorf("agent answered %s", resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.bodyCap+1))
-	if err != nil {
-		return nil, fmt.Errorf("read agent answer: %w", err)
-	}
-	if int64(len(body)) > c.bodyCap {
-		return nil, fmt.Errorf("agent answer larger than %d bytes", c.bodyCap)
-	}
-	return body, nil
-}
 
 // Metrics asks the agent at ip for its metrics, presenting token.
 func (c *Client) Metrics(ctx context.Context, ip netip.Addr, token string) (Reading, error) {
