@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
+
+	"hearth/migrations"
 )
 
 // SampleRow is one persisted metrics sample.
@@ -51,7 +55,38 @@ func (db *DB) InsertSamples(ctx context.Context, rows []SampleRow) error {
 	for i := range rows {
 		rows[i].At = rows[i].At.UTC().Truncate(time.Microsecond)
 	}
+	if db.dialect.Name == migrations.Postgres.Name {
+		return db.copySamples(ctx, rows)
+	}
 	if _, err := db.bun.NewInsert().Model(&rows).Exec(ctx); err != nil {
+		return db.full(fmt.Errorf("store: insert samples: %w", err))
+	}
+	return nil
+}
+
+var sampleColumns = []string{"vm_id", "at", "source", "cpu", "mem", "host_rss", "net_rx", "net_tx", "disk_read",
+	"disk_write", "prog_write", "page_in"}
+
+// copySamples writes a round's samples to PostgreSQL with one COPY: an INSERT of 10,000
+// rows spelled out as text took a third of the collector's round there.
+func (db *DB) copySamples(ctx context.Context, rows []SampleRow) error {
+	conn, err := db.bun.DB.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: insert samples: %w", err)
+	}
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("not a pgx connection (%T)", dc)
+		}
+		_, err := sc.Conn().CopyFrom(ctx, pgx.Identifier{"samples"}, sampleColumns, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+			r := &rows[i]
+			return []any{r.VMID, r.At, r.Source, r.CPU, r.Mem, r.HostRSS, r.NetRx, r.NetTx, r.DiskRead, r.DiskWrite, r.ProgWrite, r.PageIn}, nil
+		}))
+		return err
+	})
+	if err != nil {
 		return db.full(fmt.Errorf("store: insert samples: %w", err))
 	}
 	return nil

@@ -107,3 +107,44 @@ func TestLatestSamplesOfMany(t *testing.T) {
 		}
 	})
 }
+
+// TestSamplesRoundTrip: every column of a sample comes back as written, nil as nil, on
+// both dialects (PostgreSQL's are written with COPY, SQLite's with an INSERT).
+func TestSamplesRoundTrip(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		at := time.Now().UTC().Truncate(time.Microsecond)
+		rss := int64(123456789)
+		full := store.SampleRow{VMID: "full", At: at, Source: "agent", CPU: f(1.5), Mem: f(2.5), HostRSS: &rss,
+			NetRx: f(3.5), NetTx: f(4.5), DiskRead: f(5.5), DiskWrite: f(6.5), ProgWrite: f(7.5), PageIn: f(8.5)}
+		bare := store.SampleRow{VMID: "bare", At: at.Add(time.Microsecond), Source: "host"}
+		if err := db.InsertSamples(ctx, []store.SampleRow{full, bare}); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []store.SampleRow{full, bare} {
+			got, err := db.Samples(ctx, want.VMID, at.Add(-time.Second))
+			if err != nil || len(got) != 1 {
+				t.Fatalf("%s: %v %v", want.VMID, got, err)
+			}
+			if g, w := fmt.Sprint(show(got[0])), fmt.Sprint(show(want)); g != w {
+				t.Errorf("%s read back\n %s\nwant\n %s", want.VMID, g, w)
+			}
+		}
+	})
+}
+
+// show spells a sample out with its pointers followed.
+func show(r store.SampleRow) []any {
+	out := []any{r.VMID, r.At.UTC().Format(time.RFC3339Nano), r.Source}
+	for _, p := range []*float64{r.CPU, r.Mem, r.NetRx, r.NetTx, r.DiskRead, r.DiskWrite, r.ProgWrite, r.PageIn} {
+		if p == nil {
+			out = append(out, "nil")
+		} else {
+			out = append(out, *p)
+		}
+	}
+	if r.HostRSS == nil {
+		return append(out, "nil")
+	}
+	return append(out, *r.HostRSS)
+}
