@@ -15,6 +15,7 @@ import (
 
 	"hearth/guest/collect"
 	"hearth/guest/server"
+	"hearth/internal/testkit/testenv"
 )
 
 const healthBody = `{"status":"ok","version":"9.9"}`
@@ -27,41 +28,12 @@ func rawAgent(t *testing.T, serve func(n int, c net.Conn, r *bufio.Reader)) (*Cl
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	accepted := 0
-	var open []net.Conn
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+	accepted := testenv.Serve(t, l, func(n int, c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		serve(n, c, bufio.NewReader(c))
 	})
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			accepted++
-			n := accepted
-			open = append(open, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				serve(n, c, bufio.NewReader(c))
-			}()
-		}
-	}()
 	cl := New(Options{Port: l.Addr().(*net.TCPAddr).Port, Timeout: time.Second, BodyCap: 4096})
-	return cl, func() int { mu.Lock(); defer mu.Unlock(); return accepted }
+	return cl, accepted
 }
 
 // readRequest reads one request's head, failing the test on anything but a GET.

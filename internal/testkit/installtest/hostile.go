@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"hearth/internal/testkit/testenv"
+
 	"golang.org/x/crypto/ssh"
 )
 
@@ -59,34 +61,7 @@ func StartHostile(t *testing.T, b Behaviour, flood int64) *Hostile {
 		t.Fatal(err)
 	}
 	h := &Hostile{Addr: l.Addr().String(), HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))}
-	var conns sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		conns.Wait()
-	})
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			conns.Add(1)
-			go func() {
-				defer conns.Done()
-				h.serve(c, cfg, b, flood)
-			}()
-		}
-	}()
+	testenv.Serve(t, l, func(_ int, c net.Conn) { h.serve(c, cfg, b, flood) })
 	return h
 }
 
