@@ -214,3 +214,38 @@ func TestCancelledAsk(t *testing.T) {
 		t.Errorf("the cancelled ask took %s (the timeout is 1 s)", took)
 	}
 }
+
+// FuzzAnswer: whatever bytes a guest answers with, the exchange ends (no panic, no hang)
+// with an error or a body within the cap, and keeps the connection only after a whole 200
+// or refusal with nothing beyond it.
+func FuzzAnswer(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\n"))
+	f.Add([]byte("HTTP/1.1 301 Moved\r\nLocation: /x\r\n\r\n"))
+	f.Add([]byte("HTTP/1.0 200 OK\r\n\r\n{}"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		cl := New(Options{Timeout: time.Second, BodyCap: 256})
+		client, guest := net.Pipe()
+		go func() {
+			defer guest.Close()
+			guest.SetDeadline(time.Now().Add(2 * time.Second))
+			if readRequest(t, bufio.NewReader(guest)) {
+				guest.Write(answer)
+			}
+		}()
+		k := &kept{conn: cl.track(lo, client)}
+		k.br = bufio.NewReaderSize(k, 4096)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		body, err, _ := cl.exchange(ctx, k, "/health", "")
+		if err == nil && len(body) > 256 {
+			t.Fatalf("a body of %d bytes past the cap of 256", len(body))
+		}
+		if err != nil && body != nil {
+			t.Fatalf("an error (%v) with a body", err)
+		}
+		k.Close()
+	})
+}
