@@ -60,6 +60,7 @@ func New(o Options) *Client {
 	}
 	c := &Client{port: o.Port, bodyCap: o.BodyCap, timeout: o.Timeout, conns: map[netip.Addr]map[*conn]struct{}{},
 		idle: map[netip.Addr]*kept{}, swept: time.Now()}
+	// net/http carries only PUT /clock (once per restore); the GETs have get.go's own path.
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			// The guard: whatever the URL says, connect only to the address the caller
