@@ -55,11 +55,36 @@ func (c *Client) take(ip netip.Addr) *kept {
 	k := c.idle[ip]
 	delete(c.idle, ip)
 	c.mu.Unlock()
-	if k != nil && (k.closed.Load() || time.Since(k.lastUsed) > IdleTimeout) {
+	if k != nil && (k.closed.Load() || time.Since(k.lastUsed) > IdleTimeout || !quiet(k.Conn)) {
 		k.Close()
 		return nil
 	}
 	return k
+}
+
+// quiet says that nothing waits to be read on an idle connection: bytes there are an
+// answer to no question (they would be read as the next one's), and end of file is a guest
+// that closed it. It peeks without reading or blocking, as net/http's idle read loop would
+// notice them.
+func quiet(nc net.Conn) bool {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var b [1]byte
+	still := false
+	if err := rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		still = n <= 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		return true // never wait
+	}); err != nil {
+		return false
+	}
+	return still
 }
 
 // keep makes k the idle connection to its guest, and closes what waited too long.
